@@ -1,0 +1,109 @@
+//! Codecs: [`Value`] ⇄ bytes in the codec negotiated for a payload.
+
+pub mod msgpack;
+
+use crate::proto;
+use crate::value::Value;
+
+/// A value could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct CodecError {
+    message: String,
+}
+
+impl CodecError {
+    /// An error with the given description.
+    pub fn new(message: impl Into<String>) -> Self {
+        CodecError {
+            message: message.into(),
+        }
+    }
+
+    fn io(err: impl std::fmt::Display) -> Self {
+        CodecError::new(format!("write failed: {err}"))
+    }
+}
+
+/// Encodes `value` into a wire payload using `codec`.
+pub fn encode_payload(codec: proto::Codec, value: &Value) -> Result<proto::Payload, CodecError> {
+    let data = match codec {
+        proto::Codec::Msgpack => msgpack::encode(value)?,
+        proto::Codec::Json => return Err(unsupported(codec)),
+    };
+    Ok(proto::Payload {
+        codec: codec as i32,
+        data,
+        buffers: Vec::new(),
+    })
+}
+
+/// Decodes a wire payload into a value, in whatever codec the payload names.
+pub fn decode_payload(payload: &proto::Payload) -> Result<Value, CodecError> {
+    match proto::Codec::try_from(payload.codec) {
+        Ok(proto::Codec::Msgpack) => msgpack::decode(&payload.data),
+        Ok(codec) => Err(unsupported(codec)),
+        Err(_) => Err(CodecError::new(format!(
+            "unknown codec number {}",
+            payload.codec
+        ))),
+    }
+}
+
+fn unsupported(codec: proto::Codec) -> CodecError {
+    CodecError::new(format!(
+        "codec {} is not supported by this version of SnakeBridge",
+        codec.as_str_name()
+    ))
+}
+
+/// The value a call frame carries: `[positional args, keyword args]`.
+pub fn call_arguments(args: Vec<Value>, kwargs: Vec<(Value, Value)>) -> Value {
+    Value::List(vec![Value::List(args), Value::Map(kwargs)])
+}
+
+/// Splits a decoded call payload back into positional and keyword arguments.
+pub fn split_call_arguments(value: Value) -> Result<(Vec<Value>, Vec<(Value, Value)>), CodecError> {
+    match value {
+        Value::List(mut parts) if parts.len() == 2 => {
+            let kwargs = parts.pop();
+            let args = parts.pop();
+            match (args, kwargs) {
+                (Some(Value::List(args)), Some(Value::Map(kwargs))) => Ok((args, kwargs)),
+                _ => Err(CodecError::new(
+                    "call arguments must be [list of args, map of kwargs]",
+                )),
+            }
+        }
+        other => Err(CodecError::new(format!(
+            "call arguments must be a two-element list, found {}",
+            other.kind()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_arguments_split_back_into_their_parts() {
+        let args = vec![Value::Int(1)];
+        let kwargs = vec![(Value::Str("sep".into()), Value::Str(",".into()))];
+        let payload =
+            encode_payload(proto::Codec::Msgpack, &call_arguments(args.clone(), kwargs.clone()))
+                .unwrap();
+        let decoded = decode_payload(&payload).unwrap();
+        assert_eq!(split_call_arguments(decoded).unwrap(), (args, kwargs));
+    }
+
+    #[test]
+    fn a_payload_in_an_unknown_codec_is_an_error() {
+        let payload = proto::Payload {
+            codec: 42,
+            data: vec![],
+            buffers: vec![],
+        };
+        assert!(decode_payload(&payload).unwrap_err().to_string().contains("42"));
+    }
+}

@@ -1,0 +1,550 @@
+//! The msgpack codec: [`Value`] ⇄ bytes.
+//!
+//! Plain msgpack covers nil, booleans, 64-bit integers, floats, strings (`str`), bytes
+//! (`bin`), lists (`array`) and maps (`map`, keys of any type). SnakeBridge's other kinds use
+//! extension types:
+//!
+//! | ext | kind | payload |
+//! |---|---|---|
+//! | 1 | big integer | sign byte (0 = positive, 1 = negative) + magnitude, big-endian |
+//! | 2 | tuple | empty; a tag: the next value is an array holding the elements |
+//! | 3 | set | empty; a tag: the next value is an array holding the elements |
+//! | 4 | date | year i32 BE, month u8, day u8 |
+//! | 5 | time | hour u8, minute u8, second u8, microsecond u32 BE |
+//! | 6 | naive datetime | date payload + time payload |
+//! | 7 | datetime | date payload + time payload + UTC offset in seconds, i32 BE |
+//!
+//! Tuples and sets are tags before an ordinary array so that nested containers are written
+//! in one pass, without encoding the inner value to a scratch buffer first.
+
+use num_bigint::{BigInt, Sign};
+
+use super::CodecError;
+use crate::value::{Date, Time, Value, MAX_DEPTH};
+
+const EXT_BIGINT: i8 = 1;
+const EXT_TUPLE: i8 = 2;
+const EXT_SET: i8 = 3;
+const EXT_DATE: i8 = 4;
+const EXT_TIME: i8 = 5;
+const EXT_NAIVE_DATETIME: i8 = 6;
+const EXT_DATETIME: i8 = 7;
+
+/// Encodes `value` as msgpack.
+pub fn encode(value: &Value) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(64);
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the msgpack encoding of `value` to `out`.
+pub fn encode_into(value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    write_value(value, out, 0)
+}
+
+fn too_deep() -> CodecError {
+    CodecError::new(format!(
+        "value is nested more than {MAX_DEPTH} levels deep"
+    ))
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), CodecError> {
+    if depth > MAX_DEPTH {
+        return Err(too_deep());
+    }
+    // Writing into a Vec cannot fail; the results of the rmp writers are therefore ignored
+    // through `ok()` only where the writer is a Vec.
+    match value {
+        Value::Nil => out.push(0xc0),
+        Value::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
+        Value::Int(n) => {
+            rmp::encode::write_sint(out, *n).map_err(CodecError::io)?;
+        }
+        Value::BigInt(n) => {
+            let (sign, magnitude) = n.to_bytes_be();
+            write_ext_header(out, EXT_BIGINT, 1 + magnitude.len())?;
+            out.push(u8::from(sign == Sign::Minus));
+            out.extend_from_slice(&magnitude);
+        }
+        Value::Float(f) => {
+            out.push(0xcb);
+            out.extend_from_slice(&f.to_be_bytes());
+        }
+        Value::Str(s) => {
+            rmp::encode::write_str_len(out, len32(s.len())?).map_err(CodecError::io)?;
+            out.extend_from_slice(s.as_bytes());
+        }
+        Value::Bytes(b) => {
+            rmp::encode::write_bin_len(out, len32(b.len())?).map_err(CodecError::io)?;
+            out.extend_from_slice(b);
+        }
+        Value::List(items) => write_array(items, out, depth)?,
+        Value::Tuple(items) => {
+            write_ext_header(out, EXT_TUPLE, 0)?;
+            write_array(items, out, depth)?;
+        }
+        Value::Set(items) => {
+            write_ext_header(out, EXT_SET, 0)?;
+            write_array(items, out, depth)?;
+        }
+        Value::Map(pairs) => {
+            rmp::encode::write_map_len(out, len32(pairs.len())?).map_err(CodecError::io)?;
+            for (k, v) in pairs {
+                write_value(k, out, depth + 1)?;
+                write_value(v, out, depth + 1)?;
+            }
+        }
+        Value::Date(d) => {
+            write_ext_header(out, EXT_DATE, 6)?;
+            put_date(out, d);
+        }
+        Value::Time(t) => {
+            write_ext_header(out, EXT_TIME, 7)?;
+            put_time(out, t);
+        }
+        Value::NaiveDateTime(d, t) => {
+            write_ext_header(out, EXT_NAIVE_DATETIME, 13)?;
+            put_date(out, d);
+            put_time(out, t);
+        }
+        Value::DateTime(d, t, offset) => {
+            write_ext_header(out, EXT_DATETIME, 17)?;
+            put_date(out, d);
+            put_time(out, t);
+            out.extend_from_slice(&offset.to_be_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn len32(len: usize) -> Result<u32, CodecError> {
+    u32::try_from(len).map_err(|_| CodecError::new(format!("length {len} exceeds msgpack's 2^32-1")))
+}
+
+fn write_array(items: &[Value], out: &mut Vec<u8>, depth: usize) -> Result<(), CodecError> {
+    rmp::encode::write_array_len(out, len32(items.len())?).map_err(CodecError::io)?;
+    for item in items {
+        write_value(item, out, depth + 1)?;
+    }
+    Ok(())
+}
+
+fn write_ext_header(out: &mut Vec<u8>, ty: i8, len: usize) -> Result<(), CodecError> {
+    // rmp picks fixext for 1/2/4/8/16 bytes and ext8/16/32 otherwise (including 0 bytes).
+    rmp::encode::write_ext_meta(out, len32(len)?, ty).map_err(CodecError::io)?;
+    Ok(())
+}
+
+fn put_date(out: &mut Vec<u8>, d: &Date) {
+    out.extend_from_slice(&d.year.to_be_bytes());
+    out.push(d.month);
+    out.push(d.day);
+}
+
+fn put_time(out: &mut Vec<u8>, t: &Time) {
+    out.push(t.hour);
+    out.push(t.minute);
+    out.push(t.second);
+    out.extend_from_slice(&t.microsecond.to_be_bytes());
+}
+
+/// Decodes exactly one msgpack value from `bytes`; trailing bytes are an error.
+pub fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
+    let mut reader = Reader { bytes, pos: 0 };
+    let value = reader.value(0)?;
+    if reader.pos != bytes.len() {
+        return Err(reader.error(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - reader.pos
+        )));
+    }
+    Ok(value)
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn error(&self, message: impl Into<String>) -> CodecError {
+        CodecError::new(format!("msgpack at byte {}: {}", self.pos, message.into()))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| self.error(format!("needs {n} more bytes, input ends")))?;
+        let slice = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+        let slice = self.take(N)?;
+        let mut buf = [0u8; N];
+        buf.copy_from_slice(slice);
+        Ok(buf)
+    }
+
+    fn u8(&mut self) -> Result<u8, CodecError> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, CodecError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, CodecError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    /// Reads a length-prefixed count, refusing counts the remaining input cannot hold
+    /// (every element takes at least one byte), so a hostile header cannot make us allocate.
+    fn count(&mut self, n: usize) -> Result<usize, CodecError> {
+        if n > self.bytes.len() - self.pos {
+            return Err(self.error(format!("announces {n} elements, input is shorter")));
+        }
+        Ok(n)
+    }
+
+    fn str(&mut self, len: usize) -> Result<Value, CodecError> {
+        let start = self.pos;
+        let raw = self.take(len)?;
+        match std::str::from_utf8(raw) {
+            Ok(s) => Ok(Value::Str(s.to_owned())),
+            Err(e) => Err(CodecError::new(format!(
+                "msgpack at byte {start}: str is not valid UTF-8 ({e})"
+            ))),
+        }
+    }
+
+    fn bin(&mut self, len: usize) -> Result<Value, CodecError> {
+        Ok(Value::Bytes(self.take(len)?.to_vec()))
+    }
+
+    fn seq(&mut self, len: usize, depth: usize) -> Result<Vec<Value>, CodecError> {
+        let len = self.count(len)?;
+        let mut items = Vec::with_capacity(len);
+        for _ in 0..len {
+            items.push(self.value(depth + 1)?);
+        }
+        Ok(items)
+    }
+
+    fn map(&mut self, len: usize, depth: usize) -> Result<Value, CodecError> {
+        let len = self.count(len)?;
+        let mut pairs = Vec::with_capacity(len);
+        for _ in 0..len {
+            let k = self.value(depth + 1)?;
+            let v = self.value(depth + 1)?;
+            pairs.push((k, v));
+        }
+        Ok(Value::Map(pairs))
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, CodecError> {
+        if depth > MAX_DEPTH {
+            return Err(too_deep());
+        }
+        let marker = self.u8()?;
+        Ok(match marker {
+            0x00..=0x7f => Value::Int(i64::from(marker)),
+            0x80..=0x8f => self.map(usize::from(marker & 0x0f), depth)?,
+            0x90..=0x9f => Value::List(self.seq(usize::from(marker & 0x0f), depth)?),
+            0xa0..=0xbf => self.str(usize::from(marker & 0x1f))?,
+            0xc0 => Value::Nil,
+            0xc2 => Value::Bool(false),
+            0xc3 => Value::Bool(true),
+            0xc4 => {
+                let n = self.u8()?;
+                self.bin(usize::from(n))?
+            }
+            0xc5 => {
+                let n = self.u16()?;
+                self.bin(usize::from(n))?
+            }
+            0xc6 => {
+                let n = self.u32()?;
+                self.bin(n as usize)?
+            }
+            0xc7 => {
+                let n = self.u8()?;
+                self.ext(usize::from(n), depth)?
+            }
+            0xc8 => {
+                let n = self.u16()?;
+                self.ext(usize::from(n), depth)?
+            }
+            0xc9 => {
+                let n = self.u32()?;
+                self.ext(n as usize, depth)?
+            }
+            0xca => Value::Float(f64::from(f32::from_be_bytes(self.array()?))),
+            0xcb => Value::Float(f64::from_be_bytes(self.array()?)),
+            0xcc => Value::Int(i64::from(self.u8()?)),
+            0xcd => Value::Int(i64::from(self.u16()?)),
+            0xce => Value::Int(i64::from(self.u32()?)),
+            0xcf => {
+                let n = self.u64()?;
+                match i64::try_from(n) {
+                    Ok(small) => Value::Int(small),
+                    Err(_) => Value::BigInt(BigInt::from(n)),
+                }
+            }
+            0xd0 => Value::Int(i64::from(i8::from_be_bytes(self.array()?))),
+            0xd1 => Value::Int(i64::from(i16::from_be_bytes(self.array()?))),
+            0xd2 => Value::Int(i64::from(i32::from_be_bytes(self.array()?))),
+            0xd3 => Value::Int(i64::from_be_bytes(self.array()?)),
+            0xd4 => self.ext(1, depth)?,
+            0xd5 => self.ext(2, depth)?,
+            0xd6 => self.ext(4, depth)?,
+            0xd7 => self.ext(8, depth)?,
+            0xd8 => self.ext(16, depth)?,
+            0xd9 => {
+                let n = self.u8()?;
+                self.str(usize::from(n))?
+            }
+            0xda => {
+                let n = self.u16()?;
+                self.str(usize::from(n))?
+            }
+            0xdb => {
+                let n = self.u32()?;
+                self.str(n as usize)?
+            }
+            0xdc => {
+                let n = self.u16()?;
+                Value::List(self.seq(usize::from(n), depth)?)
+            }
+            0xdd => {
+                let n = self.u32()?;
+                Value::List(self.seq(n as usize, depth)?)
+            }
+            0xde => {
+                let n = self.u16()?;
+                self.map(usize::from(n), depth)?
+            }
+            0xdf => {
+                let n = self.u32()?;
+                self.map(n as usize, depth)?
+            }
+            0xe0..=0xff => Value::Int(i64::from(marker as i8)),
+            0xc1 => return Err(self.error("marker 0xc1 is never used")),
+        })
+    }
+
+    fn ext(&mut self, len: usize, depth: usize) -> Result<Value, CodecError> {
+        let ty = i8::from_be_bytes(self.array()?);
+        let start = self.pos;
+        let payload = self.take(len)?;
+        let bad = |what: &str| {
+            CodecError::new(format!(
+                "msgpack at byte {start}: malformed {what} extension ({len} bytes)"
+            ))
+        };
+        match ty {
+            EXT_BIGINT => {
+                let (&sign, magnitude) = payload.split_first().ok_or_else(|| bad("integer"))?;
+                let sign = match sign {
+                    0 => Sign::Plus,
+                    1 => Sign::Minus,
+                    _ => return Err(bad("integer")),
+                };
+                Ok(Value::integer(BigInt::from_bytes_be(sign, magnitude)))
+            }
+            EXT_TUPLE | EXT_SET => {
+                if len != 0 {
+                    return Err(bad("tuple/set tag"));
+                }
+                let items = match self.value(depth + 1)? {
+                    Value::List(items) => items,
+                    other => {
+                        return Err(self.error(format!(
+                            "a tuple/set tag must be followed by an array, found {}",
+                            other.kind()
+                        )))
+                    }
+                };
+                Ok(if ty == EXT_TUPLE {
+                    Value::Tuple(items)
+                } else {
+                    Value::Set(items)
+                })
+            }
+            EXT_DATE if len == 6 => Ok(Value::Date(get_date(payload))),
+            EXT_TIME if len == 7 => Ok(Value::Time(get_time(payload))),
+            EXT_NAIVE_DATETIME if len == 13 => Ok(Value::NaiveDateTime(
+                get_date(payload),
+                get_time(&payload[6..]),
+            )),
+            EXT_DATETIME if len == 17 => {
+                let mut off = [0u8; 4];
+                off.copy_from_slice(&payload[13..17]);
+                Ok(Value::DateTime(
+                    get_date(payload),
+                    get_time(&payload[6..]),
+                    i32::from_be_bytes(off),
+                ))
+            }
+            EXT_DATE | EXT_TIME | EXT_NAIVE_DATETIME | EXT_DATETIME => Err(bad("date/time")),
+            other => Err(CodecError::new(format!(
+                "msgpack at byte {start}: unknown extension type {other}"
+            ))),
+        }
+    }
+}
+
+fn get_date(p: &[u8]) -> Date {
+    Date {
+        year: i32::from_be_bytes([p[0], p[1], p[2], p[3]]),
+        month: p[4],
+        day: p[5],
+    }
+}
+
+fn get_time(p: &[u8]) -> Time {
+    Time {
+        hour: p[0],
+        minute: p[1],
+        second: p[2],
+        microsecond: u32::from_be_bytes([p[3], p[4], p[5], p[6]]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(v: &Value) -> Value {
+        decode(&encode(v).expect("encodes")).expect("decodes")
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let date = Date {
+            year: 2026,
+            month: 11,
+            day: 24,
+        };
+        let time = Time {
+            hour: 23,
+            minute: 59,
+            second: 1,
+            microsecond: 999_999,
+        };
+        let big = BigInt::parse_bytes(b"-123456789012345678901234567890", 10).unwrap();
+        let values = vec![
+            Value::Nil,
+            Value::Bool(true),
+            Value::Int(-1),
+            Value::Int(i64::MIN),
+            Value::Int(i64::MAX),
+            Value::BigInt(big),
+            Value::BigInt(BigInt::from(u64::MAX) * 7),
+            Value::Float(1.5),
+            Value::Float(f64::INFINITY),
+            Value::Float(f64::NEG_INFINITY),
+            Value::Str("héllo ☃".into()),
+            Value::Bytes(vec![0, 255, 1]),
+            Value::List(vec![Value::Int(1), Value::Nil]),
+            Value::Tuple(vec![]),
+            Value::Tuple(vec![Value::Tuple(vec![Value::Int(1)])]),
+            Value::Set(vec![Value::Int(1), Value::Str("a".into())]),
+            Value::Map(vec![
+                (Value::Int(1), Value::Str("one".into())),
+                (
+                    Value::Tuple(vec![Value::Int(1), Value::Int(2)]),
+                    Value::Map(vec![]),
+                ),
+            ]),
+            Value::Date(date),
+            Value::Time(time),
+            Value::NaiveDateTime(date, time),
+            Value::DateTime(date, time, -3600),
+        ];
+        for v in &values {
+            assert_eq!(&round_trip(v), v);
+        }
+    }
+
+    #[test]
+    fn nan_survives() {
+        match round_trip(&Value::Float(f64::NAN)) {
+            Value::Float(f) => assert!(f.is_nan()),
+            other => panic!("expected a float, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn u64_beyond_i64_becomes_a_big_integer() {
+        let mut bytes = vec![0xcf];
+        bytes.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(decode(&bytes).unwrap(), Value::BigInt(BigInt::from(u64::MAX)));
+    }
+
+    #[test]
+    fn nesting_past_the_limit_is_refused_not_overflowed() {
+        let mut v = Value::Nil;
+        for _ in 0..(MAX_DEPTH + 5) {
+            v = Value::List(vec![v]);
+        }
+        assert!(encode(&v).unwrap_err().to_string().contains("nested"));
+        // Hand-made deep input: MAX_DEPTH + 5 one-element arrays.
+        let mut bytes = vec![0x91; MAX_DEPTH + 5];
+        bytes.push(0xc0);
+        assert!(decode(&bytes).unwrap_err().to_string().contains("nested"));
+    }
+
+    #[test]
+    fn malformed_input_is_an_error_naming_the_offset() {
+        assert!(decode(&[]).is_err());
+        assert!(decode(&[0xc1]).unwrap_err().to_string().contains("byte 1"));
+        assert!(decode(&[0xdd, 0xff, 0xff, 0xff, 0xff]).is_err());
+        assert!(decode(&[0xa3, b'a']).is_err());
+        assert!(decode(&[0xa1, 0xff]).unwrap_err().to_string().contains("UTF-8"));
+        assert!(decode(&[0xc0, 0xc0]).unwrap_err().to_string().contains("trailing"));
+        assert!(decode(&[0xd4, 99, 0]).unwrap_err().to_string().contains("unknown"));
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Nil),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            any::<i128>().prop_map(|n| Value::integer(BigInt::from(n))),
+            any::<f64>()
+                .prop_filter("nan is checked apart", |f| !f.is_nan())
+                .prop_map(Value::Float),
+            ".*".prop_map(Value::Str),
+            proptest::collection::vec(any::<u8>(), 0..32).prop_map(Value::Bytes),
+            (any::<i32>(), 1u8..=12, 1u8..=28).prop_map(|(year, month, day)| Value::Date(
+                Date { year, month, day }
+            )),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::List),
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Tuple),
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Set),
+                proptest::collection::vec((inner.clone(), inner), 0..8).prop_map(Value::Map),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_value_round_trips(v in arb_value()) {
+            prop_assert_eq!(round_trip(&v), v);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&bytes);
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! SnakeBridge's engine, free of any binding: the NIF crate and the Python worker crate are
+//! thin layers over this one.
+//!
+//! - [`proto`]: the gRPC wire contract (frames, handshake, describe).
+//! - [`value`]: the value model every crossing goes through.
+//! - [`codec`]: values ⇄ bytes (msgpack).
+//! - [`error`]: the error every fallible operation of the core returns.
+//! - [`transport`]: the carrier of frames between the core and a worker (gRPC over a Unix
+//!   socket), behind a trait.
+//! - [`worker`]: one Python worker process and its connection.
+//! - [`pool`]: N workers, dispatch, deadlines, replacement of crashed workers.
+//! - [`auth`]: the per-run token.
+
+pub mod auth;
+pub mod codec;
+pub mod error;
+pub mod pool;
+pub mod proto;
+pub mod transport;
+pub mod value;
+pub mod worker;
+
+pub use error::{Error, ErrorKind};
+
+pub use value::Value;

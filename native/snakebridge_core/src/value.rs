@@ -1,0 +1,171 @@
+//! The value model shared by both sides of the bridge.
+//!
+//! Every value that crosses between the BEAM and Python is first a [`Value`]: the NIF builds
+//! one from an Erlang term, the worker builds one from a Python object, and the codecs turn
+//! it into bytes and back. The variants are the rows of the value table in `DESIGN.md`.
+
+use num_bigint::BigInt;
+
+/// Deepest nesting a value may have. Deeper values are refused with an error naming the
+/// path rather than risking the stack of the thread that converts them.
+pub const MAX_DEPTH: usize = 256;
+
+/// A value that can cross the bridge.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// Elixir `nil` / Python `None`.
+    Nil,
+    /// Elixir `true`/`false` / Python `True`/`False`.
+    Bool(bool),
+    /// An integer that fits in 64 bits.
+    Int(i64),
+    /// An integer of any size that does not fit in 64 bits.
+    BigInt(BigInt),
+    /// A float, including NaN and the infinities (atoms on the BEAM side).
+    Float(f64),
+    /// Text: Elixir UTF-8 binary or atom / Python `str`.
+    Str(String),
+    /// Raw bytes: `%SnakeBridge.Bytes{}` or a non-UTF-8 binary / Python `bytes`.
+    Bytes(Vec<u8>),
+    /// Elixir list / Python `list`.
+    List(Vec<Value>),
+    /// Elixir tuple / Python `tuple`.
+    Tuple(Vec<Value>),
+    /// Elixir map / Python `dict`; keys keep their types, order is preserved.
+    Map(Vec<(Value, Value)>),
+    /// Elixir `MapSet` / Python `set` (and `frozenset`).
+    Set(Vec<Value>),
+    /// Elixir `Date` / Python `datetime.date`.
+    Date(Date),
+    /// Elixir `Time` / Python `datetime.time`.
+    Time(Time),
+    /// Elixir `NaiveDateTime` / Python naive `datetime.datetime`.
+    NaiveDateTime(Date, Time),
+    /// Elixir `DateTime` / Python aware `datetime.datetime`: wall-clock fields plus the
+    /// offset from UTC in seconds.
+    DateTime(Date, Time, i32),
+}
+
+/// A calendar date (proleptic Gregorian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Date {
+    pub year: i32,
+    pub month: u8,
+    pub day: u8,
+}
+
+/// A time of day with microsecond precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    pub microsecond: u32,
+}
+
+impl Value {
+    /// A short name of the value's kind, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Nil => "nil",
+            Value::Bool(_) => "boolean",
+            Value::Int(_) | Value::BigInt(_) => "integer",
+            Value::Float(_) => "float",
+            Value::Str(_) => "string",
+            Value::Bytes(_) => "bytes",
+            Value::List(_) => "list",
+            Value::Tuple(_) => "tuple",
+            Value::Map(_) => "map",
+            Value::Set(_) => "set",
+            Value::Date(_) => "date",
+            Value::Time(_) => "time",
+            Value::NaiveDateTime(..) => "naive datetime",
+            Value::DateTime(..) => "datetime",
+        }
+    }
+
+    /// Builds an integer value, choosing the compact form when it fits in 64 bits.
+    pub fn integer(n: BigInt) -> Value {
+        match i64::try_from(&n) {
+            Ok(small) => Value::Int(small),
+            Err(_) => Value::BigInt(n),
+        }
+    }
+}
+
+/// A location inside a value, rendered in Elixir access syntax (`args[1][:opts]`), so that
+/// an error can say exactly which part of a caller's term was refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Path(Vec<Segment>);
+
+/// One step of a [`Path`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// A named root such as `args` or `kwargs`.
+    Root(String),
+    /// A list or tuple position.
+    Index(usize),
+    /// A map key, already rendered (`:opts`, `"name"`, `1`).
+    Key(String),
+}
+
+impl Path {
+    /// A path starting at a named root.
+    pub fn root(name: &str) -> Path {
+        Path(vec![Segment::Root(name.to_owned())])
+    }
+
+    /// Pushes a segment; pair with [`Path::pop`].
+    pub fn push(&mut self, segment: Segment) {
+        self.0.push(segment);
+    }
+
+    /// Removes the last segment.
+    pub fn pop(&mut self) {
+        self.0.pop();
+    }
+
+    /// How many segments below the root the path is.
+    pub fn depth(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl std::fmt::Display for Path {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("value");
+        }
+        for segment in &self.0 {
+            match segment {
+                Segment::Root(name) => f.write_str(name)?,
+                Segment::Index(i) => write!(f, "[{i}]")?,
+                Segment::Key(k) => write!(f, "[{k}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_render_in_elixir_access_syntax() {
+        let mut path = Path::root("args");
+        path.push(Segment::Index(1));
+        path.push(Segment::Key(":opts".into()));
+        assert_eq!(path.to_string(), "args[1][:opts]");
+        path.pop();
+        assert_eq!(path.to_string(), "args[1]");
+        assert_eq!(Path::default().to_string(), "value");
+    }
+
+    #[test]
+    fn integers_pick_the_compact_form_when_they_fit() {
+        assert_eq!(Value::integer(BigInt::from(5)), Value::Int(5));
+        let big: BigInt = BigInt::from(i64::MAX) + 1;
+        assert_eq!(Value::integer(big.clone()), Value::BigInt(big));
+    }
+}
