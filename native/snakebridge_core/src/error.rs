@@ -60,7 +60,7 @@ pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     /// Set for [`ErrorKind::PythonException`] (and when a lookup raised).
-    pub python: Option<proto::PythonException>,
+    pub python: Option<Box<proto::PythonException>>,
     /// OS pid of the worker involved, when one was.
     pub worker_pid: Option<u32>,
     /// How the worker exited (`WorkerCrashed`): exit code, or minus the signal number.
@@ -102,7 +102,7 @@ impl Error {
         Error {
             kind,
             message: frame.message,
-            python: frame.exception,
+            python: frame.exception.map(Box::new),
             worker_pid: Some(worker_pid),
             exit_status: None,
             stderr_tail: None,

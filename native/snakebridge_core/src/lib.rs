@@ -22,4 +22,7 @@ pub mod worker;
 
 pub use error::{Error, ErrorKind};
 
+/// The big-integer crate of [`Value::BigInt`], so bindings use the same release.
+pub use num_bigint;
+pub use pool::{CallRequest, Pool, PoolConfig};
 pub use value::Value;

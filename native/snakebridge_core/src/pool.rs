@@ -1,0 +1,456 @@
+//! A pool of Python workers: parallel start, least-loaded dispatch with several calls in
+//! flight per worker, per-call deadlines and cancellation, and replacement of workers that
+//! die (with backoff, so a worker that cannot start never becomes a tight crash loop).
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+
+use crate::auth;
+use crate::error::{Error, ErrorKind};
+use crate::proto::{self, frame::Body};
+use crate::transport::{GrpcTransport, Transport};
+use crate::worker::{Worker, WorkerInfo, WorkerSpec};
+
+/// How a pool is built.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// The Python interpreter of a venv where `snakebridge_agent` is installed.
+    pub python: PathBuf,
+    /// Number of worker processes.
+    pub size: usize,
+    /// Python threads per worker (1 = strictly serial).
+    pub threads: u32,
+    /// Environment variables for the workers only (e.g. `OMP_NUM_THREADS`).
+    pub env: Vec<(String, String)>,
+    /// Directories prepended to the workers' `PYTHONPATH`.
+    pub python_path: Vec<PathBuf>,
+    /// How long one worker may take to become ready.
+    pub startup_timeout: Duration,
+    /// Largest single gRPC message, in bytes.
+    pub max_message_size: usize,
+    /// Longest wait between two attempts to replace a worker that will not start.
+    pub max_restart_backoff: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            python: PathBuf::from("python3"),
+            size: 2,
+            threads: 4,
+            env: Vec::new(),
+            python_path: Vec::new(),
+            startup_timeout: Duration::from_secs(30),
+            max_message_size: 64 << 20,
+            max_restart_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One call to make.
+pub struct CallRequest {
+    /// Dotted path of the callable, e.g. `"os.path.join"`.
+    pub target: String,
+    /// `[args, kwargs]`, already encoded (see [`crate::codec::call_arguments`]).
+    pub args: proto::Payload,
+    /// How long the caller will wait; `None` waits for as long as it takes.
+    pub timeout: Option<Duration>,
+    /// Resolves when the caller gives up (e.g. its process died).
+    pub cancel: Option<oneshot::Receiver<()>>,
+}
+
+/// A running pool. Cloning is cheap; the workers stop when the last clone is dropped or
+/// [`Pool::close`] is called.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    spec: WorkerSpec,
+    size: usize,
+    max_restart_backoff: Duration,
+    transport: Arc<dyn Transport>,
+    slots: RwLock<Vec<Option<Arc<Worker>>>>,
+    /// Signalled whenever a slot gets a new worker or the pool closes.
+    changed: Notify,
+    next_request: AtomicU64,
+    next_generation: AtomicU64,
+    round_robin: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl Pool {
+    /// Creates the pool's private directory and token, and starts `config.size` workers in
+    /// parallel. Fails (stopping any that did start) if any worker cannot start.
+    pub async fn start(config: PoolConfig) -> Result<Pool, Error> {
+        if config.size == 0 {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                "pool size must be at least 1",
+            ));
+        }
+        let dir = private_dir()?;
+        let token = auth::new_token();
+        let token_file = dir.join("token");
+        write_private(&token_file, token.as_bytes())?;
+        let transport = Arc::new(GrpcTransport::new(token, config.max_message_size));
+        let inner = Arc::new(Inner {
+            spec: WorkerSpec {
+                python: config.python,
+                threads: config.threads,
+                env: config.env,
+                python_path: config.python_path,
+                startup_timeout: config.startup_timeout,
+                dir,
+                token_file,
+            },
+            size: config.size,
+            max_restart_backoff: config.max_restart_backoff,
+            transport,
+            slots: RwLock::new(vec![None; config.size]),
+            changed: Notify::new(),
+            next_request: AtomicU64::new(1),
+            next_generation: AtomicU64::new(0),
+            round_robin: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        });
+
+        let mut starting = tokio::task::JoinSet::new();
+        for slot in 0..config.size {
+            let inner = inner.clone();
+            starting.spawn(async move { (slot, Inner::spawn_worker(&inner, slot).await) });
+        }
+        let mut first_error = None;
+        while let Some(joined) = starting.join_next().await {
+            match joined {
+                Ok((slot, Ok(worker))) => inner.install(slot, worker),
+                Ok((_, Err(err))) => {
+                    first_error.get_or_insert(err);
+                }
+                Err(join_err) => {
+                    first_error.get_or_insert(Error::new(
+                        ErrorKind::Internal,
+                        format!("worker start task failed: {join_err}"),
+                    ));
+                }
+            }
+        }
+        let pool = Pool { inner };
+        match first_error {
+            None => Ok(pool),
+            Some(err) => {
+                pool.close();
+                Err(err)
+            }
+        }
+    }
+
+    /// Calls a Python function on the least-loaded live worker and waits for its encoded
+    /// result, the deadline, or the caller's cancellation, whichever comes first.
+    pub async fn call(&self, request: CallRequest) -> Result<proto::Payload, Error> {
+        let deadline = request.timeout.map(|t| Instant::now() + t);
+        let worker = self.inner.pick(deadline).await?;
+        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let timeout_ms = request
+            .timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))
+            .unwrap_or(0);
+        let frame = proto::Frame {
+            request_id: id,
+            body: Some(Body::Call(proto::Call {
+                target: request.target,
+                args: Some(request.args),
+                timeout_ms,
+                streaming: false,
+                session_id: String::new(),
+                result_codec: proto::Codec::Msgpack as i32,
+            })),
+        };
+        let reply = worker.begin(id, frame)?;
+        let cancelled = async {
+            match request.cancel {
+                // A dropped sender means the same as a sent cancel: nobody waits any more.
+                Some(cancel) => {
+                    let _ = cancel.await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        let expired = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            outcome = reply => outcome.unwrap_or_else(|_| {
+                Err(Error::new(ErrorKind::Internal, "the call's reply was lost").with_worker(worker.pid()))
+            }),
+            _ = expired => {
+                worker.cancel(id, "deadline passed");
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no reply within {} ms", timeout_ms),
+                ).with_worker(worker.pid()))
+            }
+            _ = cancelled => {
+                worker.cancel(id, "caller went away");
+                Err(Error::new(ErrorKind::Cancelled, "the caller cancelled the call").with_worker(worker.pid()))
+            }
+        }
+    }
+
+    /// The live workers, slot by slot.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        self.inner
+            .read_slots()
+            .iter()
+            .flatten()
+            .filter(|w| w.is_alive())
+            .map(|w| w.info())
+            .collect()
+    }
+
+    /// The configured number of workers.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// Stops every worker; calls in flight fail with `worker_crashed`, later calls with
+    /// `pool_closed`. Idempotent.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Inner {
+    fn read_slots(&self) -> std::sync::RwLockReadGuard<'_, Vec<Option<Arc<Worker>>>> {
+        // Slots hold plain Option<Arc<_>>: a panic elsewhere cannot leave them torn.
+        self.slots.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn install(&self, slot: usize, worker: Arc<Worker>) {
+        {
+            let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+            slots[slot] = Some(worker.clone());
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            worker.kill();
+        }
+        self.changed.notify_waiters();
+    }
+
+    async fn spawn_worker(inner: &Arc<Inner>, slot: usize) -> Result<Arc<Worker>, Error> {
+        let generation = inner.next_generation.fetch_add(1, Ordering::Relaxed);
+        let weak: Weak<Inner> = Arc::downgrade(inner);
+        Worker::spawn(
+            slot,
+            generation,
+            &inner.spec,
+            inner.transport.clone(),
+            move |slot, err| {
+                if let Some(inner) = weak.upgrade() {
+                    Inner::on_worker_exit(&inner, slot, err);
+                }
+            },
+        )
+        .await
+    }
+
+    fn on_worker_exit(inner: &Arc<Inner>, slot: usize, err: &Error) {
+        {
+            let mut slots = inner.slots.write().unwrap_or_else(|p| p.into_inner());
+            slots[slot] = None;
+        }
+        if inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        tracing::warn!(slot, error = %err, "replacing a dead worker");
+        let weak = Arc::downgrade(inner);
+        let max_backoff = inner.max_restart_backoff;
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.closed.load(Ordering::SeqCst) {
+                    return;
+                }
+                match Inner::spawn_worker(&inner, slot).await {
+                    Ok(worker) => {
+                        inner.install(slot, worker);
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(slot, error = %err, ?backoff, "worker restart failed");
+                    }
+                }
+                drop(inner);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(max_backoff);
+            }
+        });
+    }
+
+    /// The live worker with the fewest calls in flight (ties broken round-robin); waits
+    /// for one to be (re)started when none is alive, until `deadline`.
+    async fn pick(&self, deadline: Option<Instant>) -> Result<Arc<Worker>, Error> {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(Error::new(ErrorKind::PoolClosed, "the pool was stopped"));
+            }
+            if let Some(worker) = self.least_loaded() {
+                return Ok(worker);
+            }
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(Error::new(
+                            ErrorKind::NoWorkers,
+                            format!(
+                                "none of the {} workers was alive before the deadline",
+                                self.size
+                            ),
+                        ));
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    fn least_loaded(&self) -> Option<Arc<Worker>> {
+        let slots = self.read_slots();
+        let n = slots.len();
+        let start = self.round_robin.fetch_add(1, Ordering::Relaxed);
+        let mut best: Option<&Arc<Worker>> = None;
+        for i in 0..n {
+            if let Some(worker) = &slots[(start + i) % n] {
+                if !worker.is_alive() {
+                    continue;
+                }
+                if best.is_none_or(|b| worker.in_flight() < b.in_flight()) {
+                    best = Some(worker);
+                }
+            }
+        }
+        best.cloned()
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for worker in self.read_slots().iter().flatten() {
+            worker.kill();
+        }
+        self.changed.notify_waiters();
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.close();
+        // Workers are being killed; their sockets are removed by their supervisors, the
+        // token and the directory here.
+        let _ = std::fs::remove_file(&self.spec.token_file);
+        let _ = std::fs::remove_dir_all(&self.spec.dir);
+    }
+}
+
+/// Creates a fresh directory only this OS user can enter.
+fn private_dir() -> Result<PathBuf, Error> {
+    let dir = std::env::temp_dir().join(format!(
+        "snakebridge-{}-{}",
+        std::process::id(),
+        &auth::new_token()[..12]
+    ));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::WorkerStartFailed,
+                format!("could not create {}: {e}", dir.display()),
+            )
+        })?;
+    Ok(dir)
+}
+
+fn write_private(path: &std::path::Path, contents: &[u8]) -> Result<(), Error> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents))
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::WorkerStartFailed,
+                format!("could not write {}: {e}", path.display()),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn a_pool_that_cannot_start_says_why() {
+        let config = PoolConfig {
+            python: PathBuf::from("/nonexistent/python"),
+            size: 2,
+            ..PoolConfig::default()
+        };
+        let err = Pool::start(config).await.err().expect("must fail");
+        assert_eq!(err.kind, ErrorKind::WorkerStartFailed);
+        assert!(
+            err.message.contains("/nonexistent/python"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_exits_early_reports_its_stderr() {
+        // `python3 -m snakebridge_agent` without the agent installed: an import error.
+        let config = PoolConfig {
+            python: PathBuf::from("sh"),
+            size: 1,
+            env: vec![],
+            ..PoolConfig::default()
+        };
+        // `sh -m snakebridge_agent ...` fails at once with a message on stderr.
+        let err = Pool::start(config).await.err().expect("must fail");
+        assert_eq!(err.kind, ErrorKind::WorkerStartFailed);
+        assert!(
+            err.message.contains("exited before it was ready"),
+            "{}",
+            err.message
+        );
+        assert!(err.exit_status.is_some());
+        assert!(!err.stderr_tail.unwrap_or_default().is_empty());
+    }
+
+    #[test]
+    fn the_private_directory_is_closed_to_others() {
+        let dir = private_dir().unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let token = dir.join("token");
+        write_private(&token, b"t").unwrap();
+        let mode = std::fs::metadata(&token).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,492 @@
+//! One Python worker: its OS process, its connection, and the calls in flight on it.
+//!
+//! A worker is spawned as `python -m snakebridge_agent --socket … --token-file …` in its
+//! own process group, with `PR_SET_PDEATHSIG` so it dies with the BEAM. It prints one
+//! readiness line; the core then connects through the [`Transport`]. A supervisor task
+//! owns the process and the inbound frames: it routes replies to their callers and, when
+//! the process or the connection dies, answers every in-flight caller with
+//! `worker_crashed` at once and tells the pool.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt;
+
+use crate::error::{Error, ErrorKind};
+use crate::proto::{self, frame::Body};
+use crate::transport::{FrameStream, Transport};
+
+/// The line a worker prints on stdout once it is listening.
+pub const READY_PREFIX: &str = "SNAKEBRIDGE_READY";
+
+/// How many lines of a worker's stderr are kept for error reports.
+const STDERR_TAIL_LINES: usize = 40;
+
+/// What a worker process needs to start.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// The Python interpreter (of a venv where `snakebridge_agent` is installed).
+    pub python: PathBuf,
+    /// Size of the worker's Python thread pool (1 = strictly serial).
+    pub threads: u32,
+    /// Extra environment variables for the worker only.
+    pub env: Vec<(String, String)>,
+    /// Directories prepended to the worker's `PYTHONPATH`.
+    pub python_path: Vec<PathBuf>,
+    /// How long a worker may take to print its readiness line.
+    pub startup_timeout: Duration,
+    /// The pool's private (0700) directory holding sockets and the token file.
+    pub dir: PathBuf,
+    /// File holding the per-run token.
+    pub token_file: PathBuf,
+}
+
+/// The reply a caller waits for.
+pub type Reply = Result<proto::Payload, Error>;
+
+#[derive(Default)]
+struct Calls {
+    pending: HashMap<u64, oneshot::Sender<Reply>>,
+    /// Set once the worker is gone; later calls fail with this error.
+    dead: Option<Error>,
+}
+
+/// A live worker as the pool sees it.
+pub struct Worker {
+    slot: usize,
+    pid: u32,
+    python_version: String,
+    outbound: mpsc::UnboundedSender<proto::Frame>,
+    calls: Mutex<Calls>,
+    in_flight: AtomicUsize,
+    kill: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+/// A snapshot of one worker, for observation and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub slot: usize,
+    pub pid: u32,
+    pub in_flight: usize,
+    pub python_version: String,
+}
+
+/// The last lines of a worker's stderr.
+#[derive(Clone, Default)]
+struct StderrTail(Arc<Mutex<VecDeque<String>>>);
+
+impl StderrTail {
+    fn push(&self, line: String) {
+        if let Ok(mut lines) = self.0.lock() {
+            if lines.len() == STDERR_TAIL_LINES {
+                lines.pop_front();
+            }
+            lines.push_back(line);
+        }
+    }
+
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|lines| lines.iter().cloned().collect::<Vec<_>>().join("\n"))
+            .unwrap_or_default()
+    }
+}
+
+fn lock_calls(worker: &Worker) -> std::sync::MutexGuard<'_, Calls> {
+    // A panic while holding this lock cannot leave the map inconsistent (every critical
+    // section is a single insert/remove), so a poisoned lock is still usable.
+    worker.calls.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Worker {
+    /// Starts a worker process for `slot`, waits for readiness and connects to it.
+    /// `on_exit` runs once, after the worker died and its callers were answered.
+    pub async fn spawn(
+        slot: usize,
+        generation: u64,
+        spec: &WorkerSpec,
+        transport: Arc<dyn Transport>,
+        on_exit: impl FnOnce(usize, &Error) + Send + 'static,
+    ) -> Result<Arc<Worker>, Error> {
+        let socket = spec.dir.join(format!("w{slot}-{generation}.sock"));
+        let mut child = spawn_process(spec, &socket)?;
+        let os_pid = child.id().unwrap_or_default();
+        let tail = StderrTail::default();
+        let stderr_done = child
+            .stderr
+            .take()
+            .map(|stderr| tokio::spawn(collect_lines(stderr, tail.clone())));
+        let fail = |message: String, status: Option<ExitStatus>, tail: &StderrTail| {
+            let mut err = Error::new(ErrorKind::WorkerStartFailed, message).with_worker(os_pid);
+            err.exit_status = status.map(exit_code);
+            err.stderr_tail = Some(tail.text());
+            err
+        };
+
+        let ready = match child.stdout.take() {
+            Some(stdout) => {
+                tokio::time::timeout(spec.startup_timeout, wait_ready(stdout, tail.clone())).await
+            }
+            None => Ok(Err("stdout was not captured".to_owned())),
+        };
+        let stdout = match ready {
+            Ok(Ok(stdout)) => stdout,
+            Ok(Err(reason)) => {
+                let status = reap(&mut child, stderr_done).await;
+                return Err(fail(
+                    format!(
+                        "Python worker `{}` exited before it was ready ({reason})",
+                        spec.python.display()
+                    ),
+                    status,
+                    &tail,
+                ));
+            }
+            Err(_) => {
+                kill_group(os_pid);
+                let status = reap(&mut child, stderr_done).await;
+                return Err(fail(
+                    format!(
+                        "Python worker `{}` was not ready within {:?}",
+                        spec.python.display(),
+                        spec.startup_timeout
+                    ),
+                    status,
+                    &tail,
+                ));
+            }
+        };
+        // Keep draining stdout so that a chatty worker can never block on a full pipe.
+        tokio::spawn(collect_lines(stdout, tail.clone()));
+
+        let connection = match transport.connect(&socket).await {
+            Ok(connection) => connection,
+            Err(err) => {
+                kill_group(os_pid);
+                let status = reap(&mut child, stderr_done).await;
+                return Err(fail(
+                    format!("could not connect to the worker: {}", err.message),
+                    status,
+                    &tail,
+                ));
+            }
+        };
+
+        let (kill_tx, kill_rx) = oneshot::channel();
+        let worker = Arc::new(Worker {
+            slot,
+            pid: connection.handshake.worker_pid,
+            python_version: connection.handshake.python_version.clone(),
+            outbound: connection.outbound,
+            calls: Mutex::new(Calls::default()),
+            in_flight: AtomicUsize::new(0),
+            kill: Mutex::new(Some(kill_tx)),
+        });
+        tracing::debug!(slot, pid = worker.pid, "worker ready");
+        tokio::spawn(supervise(
+            worker.clone(),
+            child,
+            connection.inbound,
+            kill_rx,
+            tail,
+            stderr_done,
+            socket,
+            on_exit,
+        ));
+        Ok(worker)
+    }
+
+    /// The worker's OS process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Calls currently waiting on this worker.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether the worker can take calls.
+    pub fn is_alive(&self) -> bool {
+        lock_calls(self).dead.is_none()
+    }
+
+    /// A snapshot for observation.
+    pub fn info(&self) -> WorkerInfo {
+        WorkerInfo {
+            slot: self.slot,
+            pid: self.pid,
+            in_flight: self.in_flight(),
+            python_version: self.python_version.clone(),
+        }
+    }
+
+    /// Registers request `id` and sends its frame; the receiver gets exactly one reply.
+    pub fn begin(&self, id: u64, frame: proto::Frame) -> Result<oneshot::Receiver<Reply>, Error> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut calls = lock_calls(self);
+            if let Some(err) = &calls.dead {
+                return Err(err.clone());
+            }
+            calls.pending.insert(id, tx);
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.outbound.send(frame).is_err() {
+            self.take(id);
+            return Err(Error::new(
+                ErrorKind::WorkerCrashed,
+                "the worker's connection closed before the call was sent",
+            )
+            .with_worker(self.pid));
+        }
+        Ok(rx)
+    }
+
+    /// Gives up on request `id` (deadline passed, caller gone) and tells the worker.
+    pub fn cancel(&self, id: u64, reason: &str) {
+        if self.take(id).is_some() {
+            // If the connection is already gone there is nobody left to tell.
+            let _ = self.outbound.send(proto::Frame {
+                request_id: id,
+                body: Some(Body::Cancel(proto::Cancel {
+                    reason: reason.to_owned(),
+                })),
+            });
+        }
+    }
+
+    /// Asks the supervisor to kill the process (pool shutdown).
+    pub fn kill(&self) {
+        let sender = self.kill.lock().ok().and_then(|mut k| k.take());
+        if let Some(sender) = sender {
+            let _ = sender.send(());
+        }
+    }
+
+    fn take(&self, id: u64) -> Option<oneshot::Sender<Reply>> {
+        let sender = lock_calls(self).pending.remove(&id);
+        if sender.is_some() {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        sender
+    }
+
+    fn route(&self, frame: proto::Frame) {
+        let reply = match frame.body {
+            Some(Body::Result(result)) => Ok(result.value.unwrap_or_default()),
+            Some(Body::Error(error)) => Err(Error::from_frame(error, self.pid)),
+            other => {
+                tracing::debug!(?other, "frame kind not handled yet");
+                return;
+            }
+        };
+        if let Some(sender) = self.take(frame.request_id) {
+            // The caller may have stopped waiting; that is fine.
+            let _ = sender.send(reply);
+        }
+    }
+
+    fn fail_all(&self, err: &Error) {
+        let pending = {
+            let mut calls = lock_calls(self);
+            calls.dead = Some(err.clone());
+            std::mem::take(&mut calls.pending)
+        };
+        self.in_flight.store(0, Ordering::Relaxed);
+        for (_, sender) in pending {
+            let _ = sender.send(Err(err.clone()));
+        }
+    }
+}
+
+fn spawn_process(spec: &WorkerSpec, socket: &Path) -> Result<Child, Error> {
+    let mut cmd = Command::new(&spec.python);
+    cmd.arg("-m")
+        .arg("snakebridge_agent")
+        .arg("--socket")
+        .arg(socket)
+        .arg("--token-file")
+        .arg(&spec.token_file)
+        .arg("--threads")
+        .arg(spec.threads.max(1).to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("PYTHONUNBUFFERED", "1")
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .process_group(0)
+        .kill_on_drop(true);
+    if !spec.python_path.is_empty() {
+        let mut paths: Vec<PathBuf> = spec.python_path.clone();
+        if let Some(existing) = std::env::var_os("PYTHONPATH") {
+            paths.extend(std::env::split_paths(&existing));
+        }
+        let joined = std::env::join_paths(paths).map_err(|e| {
+            Error::new(
+                ErrorKind::WorkerStartFailed,
+                format!("bad python_path: {e}"),
+            )
+        })?;
+        cmd.env("PYTHONPATH", joined);
+    }
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // async-signal-safe functions (prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|e| {
+        Error::new(
+            ErrorKind::WorkerStartFailed,
+            format!("could not start Python `{}`: {e}", spec.python.display()),
+        )
+    })
+}
+
+async fn wait_ready<R: AsyncRead + Unpin>(stdout: R, tail: StderrTail) -> Result<R, String> {
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match reader.read_line(&mut line).await {
+            Ok(0) => return Err("its stdout closed".to_owned()),
+            Ok(_) if line.starts_with(READY_PREFIX) => {
+                // Whatever the reader buffered past the line is output; losing it is fine.
+                return Ok(reader.into_inner());
+            }
+            Ok(_) => tail.push(line.trim_end().to_owned()),
+            Err(e) => return Err(format!("reading its stdout failed: {e}")),
+        }
+    }
+}
+
+async fn collect_lines<R: AsyncRead + Unpin>(stream: R, tail: StderrTail) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tail.push(line);
+    }
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        if pid > 0 {
+            // SAFETY: plain syscall; the worker leads its own process group.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Waits for the child to exit (killing it if it will not) and for its stderr to drain.
+async fn reap(
+    child: &mut Child,
+    stderr_done: Option<tokio::task::JoinHandle<()>>,
+) -> Option<ExitStatus> {
+    let status = match tokio::time::timeout(Duration::from_secs(2), child.wait()).await {
+        Ok(Ok(status)) => Some(status),
+        _ => {
+            let _ = child.start_kill();
+            child.wait().await.ok()
+        }
+    };
+    if let Some(done) = stderr_done {
+        let _ = tokio::time::timeout(Duration::from_millis(500), done).await;
+    }
+    status
+}
+
+/// Exit code, or minus the signal number when the process was killed by a signal.
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| -s))
+        .unwrap_or(-1)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn supervise(
+    worker: Arc<Worker>,
+    mut child: Child,
+    mut inbound: FrameStream,
+    mut kill_rx: oneshot::Receiver<()>,
+    tail: StderrTail,
+    stderr_done: Option<tokio::task::JoinHandle<()>>,
+    socket: PathBuf,
+    on_exit: impl FnOnce(usize, &Error),
+) {
+    // `Child::wait` closes stdin before waiting, and stdin EOF tells the worker to exit:
+    // hold stdin here, for as long as the worker should live.
+    let stdin = child.stdin.take();
+    let mut status = None;
+    let cause = loop {
+        tokio::select! {
+            frame = inbound.next() => match frame {
+                Some(Ok(frame)) => worker.route(frame),
+                Some(Err(err)) => break format!("its connection failed ({})", err.message),
+                None => break "its connection closed".to_owned(),
+            },
+            exited = child.wait() => {
+                status = exited.ok();
+                break "it exited".to_owned();
+            }
+            _ = &mut kill_rx => {
+                kill_group(worker.pid);
+                break "the pool stopped it".to_owned();
+            }
+        }
+    };
+    drop(inbound);
+    drop(stdin);
+    if status.is_none() {
+        // A dead process closes its socket first; its exit status follows within moments.
+        // Waiting briefly lets the callers' error say how it died.
+        status = tokio::time::timeout(Duration::from_millis(250), child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok);
+    }
+    if status.is_none() {
+        kill_group(worker.pid);
+        status = reap(&mut child, None).await;
+    }
+    if let Some(done) = stderr_done {
+        let _ = tokio::time::timeout(Duration::from_millis(250), done).await;
+    }
+    let how = match status {
+        Some(status) => format!("{cause}: {status}"),
+        None => cause,
+    };
+    let mut err = Error::new(
+        ErrorKind::WorkerCrashed,
+        format!("Python worker {} died ({how})", worker.pid),
+    )
+    .with_worker(worker.pid);
+    err.exit_status = status.map(exit_code);
+    err.stderr_tail = Some(tail.text());
+    worker.fail_all(&err);
+    // Anything the worker started in its process group goes with it.
+    kill_group(worker.pid);
+    let _ = std::fs::remove_file(&socket);
+    tracing::debug!(slot = worker.slot, pid = worker.pid, %how, "worker gone");
+    on_exit(worker.slot, &err);
+}

@@ -1,1 +1,12 @@
-pub fn placeholder() {}
+//! Rustler binding of SnakeBridge's core. Only what the BEAM needs lives here: terms ⇄
+//! core values ([`terms`]), the pool NIFs ([`pool`]) and the tokio runtime the work runs on
+//! ([`runtime`]). Every NIF returns at once; results arrive as `{tag, result}` messages
+//! sent from tokio threads.
+
+mod atoms;
+mod pool;
+mod reply;
+mod runtime;
+mod terms;
+
+rustler::init!("Elixir.SnakeBridge.Native");

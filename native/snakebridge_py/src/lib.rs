@@ -1,1 +1,56 @@
+//! `snakebridge_agent._native`: the Rust half of a SnakeBridge Python worker.
+//!
+//! - [`server`]: the tokio runtime, the Unix socket, the readiness line.
+//! - [`service`]: the gRPC `Worker` service and its token check.
+//! - [`pool`]: the Python thread pool that runs call frames.
+//! - [`call`]: one call, from frame to frame, through the agent's `dispatch` module.
+//! - [`convert`]: values ⇄ Python objects.
+//! - [`lifecycle`]: exiting when standard input closes or the parent dies.
 
+pub mod call;
+pub mod convert;
+pub mod lifecycle;
+pub mod pool;
+pub mod server;
+pub mod service;
+
+use std::path::PathBuf;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+/// Serves the worker protocol on the Unix socket `socket_path` until the process ends.
+///
+/// Releases the GIL while it runs. Writes the readiness line to file descriptor 1 once the
+/// socket listens. `dispatch` is the agent's dispatch module (`call`,
+/// `describe_exception`, `TargetNotFound`).
+#[pyfunction]
+fn serve(
+    py: Python<'_>,
+    socket_path: PathBuf,
+    token: String,
+    threads: usize,
+    dispatch: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if threads == 0 {
+        return Err(PyValueError::new_err("threads must be at least 1"));
+    }
+    let config = server::Config {
+        socket_path,
+        token,
+        threads,
+        python_version: py.import("sys")?.getattr("version")?.extract()?,
+        dispatch: call::Dispatch::from_module(dispatch)?,
+    };
+    py.detach(move || server::run(config))
+        .map_err(|err| match err {
+            server::ServeError::Os(..) => PyOSError::new_err(err.to_string()),
+            server::ServeError::Transport(_) => PyRuntimeError::new_err(err.to_string()),
+        })
+}
+
+#[pymodule]
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(serve, module)?)?;
+    Ok(())
+}

@@ -57,13 +57,16 @@ fn unsupported(codec: proto::Codec) -> CodecError {
     ))
 }
 
+/// Keyword arguments: name (a [`Value::Str`]) and value pairs, in call order.
+pub type Kwargs = Vec<(Value, Value)>;
+
 /// The value a call frame carries: `[positional args, keyword args]`.
-pub fn call_arguments(args: Vec<Value>, kwargs: Vec<(Value, Value)>) -> Value {
+pub fn call_arguments(args: Vec<Value>, kwargs: Kwargs) -> Value {
     Value::List(vec![Value::List(args), Value::Map(kwargs)])
 }
 
 /// Splits a decoded call payload back into positional and keyword arguments.
-pub fn split_call_arguments(value: Value) -> Result<(Vec<Value>, Vec<(Value, Value)>), CodecError> {
+pub fn split_call_arguments(value: Value) -> Result<(Vec<Value>, Kwargs), CodecError> {
     match value {
         Value::List(mut parts) if parts.len() == 2 => {
             let kwargs = parts.pop();
@@ -90,9 +93,11 @@ mod tests {
     fn call_arguments_split_back_into_their_parts() {
         let args = vec![Value::Int(1)];
         let kwargs = vec![(Value::Str("sep".into()), Value::Str(",".into()))];
-        let payload =
-            encode_payload(proto::Codec::Msgpack, &call_arguments(args.clone(), kwargs.clone()))
-                .unwrap();
+        let payload = encode_payload(
+            proto::Codec::Msgpack,
+            &call_arguments(args.clone(), kwargs.clone()),
+        )
+        .unwrap();
         let decoded = decode_payload(&payload).unwrap();
         assert_eq!(split_call_arguments(decoded).unwrap(), (args, kwargs));
     }
@@ -104,6 +109,9 @@ mod tests {
             data: vec![],
             buffers: vec![],
         };
-        assert!(decode_payload(&payload).unwrap_err().to_string().contains("42"));
+        assert!(decode_payload(&payload)
+            .unwrap_err()
+            .to_string()
+            .contains("42"));
     }
 }

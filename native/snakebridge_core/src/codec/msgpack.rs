@@ -43,9 +43,7 @@ pub fn encode_into(value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
 }
 
 fn too_deep() -> CodecError {
-    CodecError::new(format!(
-        "value is nested more than {MAX_DEPTH} levels deep"
-    ))
+    CodecError::new(format!("value is nested more than {MAX_DEPTH} levels deep"))
 }
 
 fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), CodecError> {
@@ -118,7 +116,8 @@ fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), Cod
 }
 
 fn len32(len: usize) -> Result<u32, CodecError> {
-    u32::try_from(len).map_err(|_| CodecError::new(format!("length {len} exceeds msgpack's 2^32-1")))
+    u32::try_from(len)
+        .map_err(|_| CodecError::new(format!("length {len} exceeds msgpack's 2^32-1")))
 }
 
 fn write_array(items: &[Value], out: &mut Vec<u8>, depth: usize) -> Result<(), CodecError> {
@@ -484,7 +483,10 @@ mod tests {
     fn u64_beyond_i64_becomes_a_big_integer() {
         let mut bytes = vec![0xcf];
         bytes.extend_from_slice(&u64::MAX.to_be_bytes());
-        assert_eq!(decode(&bytes).unwrap(), Value::BigInt(BigInt::from(u64::MAX)));
+        assert_eq!(
+            decode(&bytes).unwrap(),
+            Value::BigInt(BigInt::from(u64::MAX))
+        );
     }
 
     #[test]
@@ -506,26 +508,35 @@ mod tests {
         assert!(decode(&[0xc1]).unwrap_err().to_string().contains("byte 1"));
         assert!(decode(&[0xdd, 0xff, 0xff, 0xff, 0xff]).is_err());
         assert!(decode(&[0xa3, b'a']).is_err());
-        assert!(decode(&[0xa1, 0xff]).unwrap_err().to_string().contains("UTF-8"));
-        assert!(decode(&[0xc0, 0xc0]).unwrap_err().to_string().contains("trailing"));
-        assert!(decode(&[0xd4, 99, 0]).unwrap_err().to_string().contains("unknown"));
+        assert!(decode(&[0xa1, 0xff])
+            .unwrap_err()
+            .to_string()
+            .contains("UTF-8"));
+        assert!(decode(&[0xc0, 0xc0])
+            .unwrap_err()
+            .to_string()
+            .contains("trailing"));
+        assert!(decode(&[0xd4, 99, 0])
+            .unwrap_err()
+            .to_string()
+            .contains("unknown"));
     }
 
     fn arb_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Nil),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::Int),
-            any::<i128>().prop_map(|n| Value::integer(BigInt::from(n))),
-            any::<f64>()
-                .prop_filter("nan is checked apart", |f| !f.is_nan())
-                .prop_map(Value::Float),
-            ".*".prop_map(Value::Str),
-            proptest::collection::vec(any::<u8>(), 0..32).prop_map(Value::Bytes),
-            (any::<i32>(), 1u8..=12, 1u8..=28).prop_map(|(year, month, day)| Value::Date(
-                Date { year, month, day }
-            )),
-        ];
+        let leaf =
+            prop_oneof![
+                Just(Value::Nil),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::Int),
+                any::<i128>().prop_map(|n| Value::integer(BigInt::from(n))),
+                any::<f64>()
+                    .prop_filter("nan is checked apart", |f| !f.is_nan())
+                    .prop_map(Value::Float),
+                ".*".prop_map(Value::Str),
+                proptest::collection::vec(any::<u8>(), 0..32).prop_map(Value::Bytes),
+                (any::<i32>(), 1u8..=12, 1u8..=28)
+                    .prop_map(|(year, month, day)| Value::Date(Date { year, month, day })),
+            ];
         leaf.prop_recursive(4, 64, 8, |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::List),

@@ -1,0 +1,97 @@
+# SnakeBridge: two commands do everything on a fresh machine.
+#   make demo   runs the example (installs what is missing first)
+#   make test   runs every test suite and the lint gates
+# `make setup` is what both use; `make bench` runs the benchmarks.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+BUILD := $(ROOT)/_build
+VENV := $(BUILD)/venv
+PYTHON := $(VENV)/bin/python
+AGENT_STAMP := $(VENV)/.snakebridge_agent.stamp
+AGENT_SOURCES := $(shell find $(ROOT)/native/snakebridge_core $(ROOT)/native/snakebridge_py \
+	$(ROOT)/priv/python/snakebridge_agent $(ROOT)/proto -type f \
+	-not -path '*/__pycache__/*' -not -name '*.pyc' -not -name '*.so' 2>/dev/null) \
+	$(ROOT)/Cargo.toml $(wildcard $(ROOT)/Cargo.lock)
+
+export CARGO_TARGET_DIR := $(BUILD)/cargo
+export SNAKEBRIDGE_CARGO_TARGET_DIR := $(BUILD)/cargo
+export SNAKEBRIDGE_PYTHON := $(PYTHON)
+export LANG := C.UTF-8
+export LC_ALL := C.UTF-8
+export ERL_AFLAGS := +sbwt none
+
+.PHONY: help setup toolchain venv agent nif test lint test-rust test-elixir test-path-dep demo bench clean
+
+help:
+	@echo "make demo   - run the example (sets everything up first)"
+	@echo "make test   - run every test suite and lint gate"
+	@echo "make bench  - run the benchmarks with their same-run baselines"
+	@echo "make setup  - install what is missing: Elixir, the venv, the Python agent, the NIF"
+
+setup: toolchain agent nif
+
+# Debian's Elixir/Erlang when `mix` is absent (as root), and a check for cargo.
+toolchain:
+	@if ! command -v mix >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Elixir and Erlang from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq elixir erlang-dev >/dev/null; \
+	  else \
+	    echo "mix not found: install Debian's 'elixir erlang-dev' (as root) and re-run" >&2; exit 1; \
+	  fi; \
+	fi
+	@command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup)" >&2; exit 1; }
+	@command -v python3 >/dev/null 2>&1 || { echo "python3 not found" >&2; exit 1; }
+
+venv: $(PYTHON)
+
+$(PYTHON):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r $(ROOT)/priv/python/requirements-dev.txt
+
+# The worker's Python package with its PyO3 extension, built by maturin into the venv.
+agent: $(AGENT_STAMP)
+
+$(AGENT_STAMP): $(PYTHON) $(AGENT_SOURCES) $(ROOT)/priv/python/requirements-dev.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r $(ROOT)/priv/python/requirements-dev.txt
+	cd $(ROOT)/priv/python/snakebridge_agent && VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH \
+	  $(VENV)/bin/maturin develop --release --quiet
+	touch $@
+
+# The NIF is built by the Mix compiler defined in mix.exs (skipped when nothing changed).
+nif: toolchain
+	cd $(ROOT) && mix compile
+	cd $(ROOT) && MIX_ENV=test mix compile
+
+test: setup lint test-rust test-path-dep test-elixir
+
+lint:
+	cd $(ROOT) && cargo fmt --all -- --check
+	cd $(ROOT) && cargo clippy --release --workspace --all-targets -- -D warnings
+	cd $(ROOT) && MIX_ENV=test mix format --check-formatted
+	cd $(ROOT) && MIX_ENV=test mix compile --force --warnings-as-errors
+
+test-rust:
+	cd $(ROOT) && cargo test --release -p snakebridge_core -p snakebridge_bench_baselines
+
+test-elixir:
+	cd $(ROOT) && MIX_ENV=test mix test
+
+# SnakeBridge must compile as a path dependency of another Mix application.
+test-path-dep:
+	$(ROOT)/test/path_dependency_test.sh
+
+demo: setup
+	cd $(ROOT) && mix run examples/stdlib.exs
+
+bench: setup
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r $(ROOT)/bench/requirements.txt
+	cd $(ROOT) && cargo build --release -p snakebridge_bench_baselines
+	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/call_bench.exs
+
+clean:
+	rm -rf $(BUILD) $(ROOT)/priv/native $(ROOT)/deps

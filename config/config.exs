@@ -1,0 +1,7 @@
+import Config
+
+if config_env() == :test do
+  # The end-to-end tests call helpers from test/support/python as well as the stdlib.
+  config :snakebridge,
+    pool: [python_path: [Path.expand("../test/support/python", __DIR__)], size: 2]
+end

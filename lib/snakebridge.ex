@@ -1,0 +1,63 @@
+defmodule SnakeBridge do
+  @moduledoc """
+  Use any Python library from Elixir.
+
+  SnakeBridge runs a supervised pool of Python worker processes (started by the
+  `:snakebridge` application, see `SnakeBridge.Pool`) and calls into them through a Rust
+  core. Values convert both ways:
+
+  | Elixir | Python |
+  |---|---|
+  | integer (any size) | `int` |
+  | float, `:nan`, `:infinity`, `:neg_infinity` | `float` |
+  | `nil`, `true`, `false` | `None`, `True`, `False` |
+  | other atom | `str` |
+  | UTF-8 binary | `str` |
+  | `%SnakeBridge.Bytes{}`, non-UTF-8 binary | `bytes` (Python `bytes` come back as binaries) |
+  | list / tuple / map / `MapSet` | `list` / `tuple` / `dict` / `set` (map keys keep their types) |
+  | `Date`, `Time`, `NaiveDateTime`, `DateTime` | `datetime.date`, `time`, naive / aware `datetime` |
+
+  Aware Python datetimes come back as UTC `DateTime`s. Pids, ports, references and
+  functions cannot cross: passing one raises `ArgumentError` naming where it is
+  (`args[1][:opts]`).
+
+  ## Examples
+
+      {:ok, 3.0} = SnakeBridge.call("math", "sqrt", [9])
+      {:ok, "a,b"} = SnakeBridge.call("builtins", "str.join", [",", ["a", "b"]])
+      {:ok, ~s({"a": 1})} = SnakeBridge.call("json", "dumps", [%{"a" => 1}])
+      {:ok, "[1,2]"} = SnakeBridge.call("json", "dumps", [[1, 2]], separators: {",", ":"})
+  """
+
+  alias SnakeBridge.Runtime
+
+  @doc """
+  Calls `module.function(*args, **kwargs)` in a Python worker.
+
+  `module` is a Python module path (`"os.path"`, or an atom) and `function` a name inside
+  it, which may itself be dotted (`"str.join"`). `kwargs` is a keyword list or a map with
+  atom or string keys.
+
+  ## Options
+
+    * `:timeout` - milliseconds to wait, or `:infinity` (default: the pool's `:timeout`,
+      30 seconds unless configured). On timeout the call is cancelled and
+      `{:error, %SnakeBridge.Error{reason: :timeout}}` returned.
+    * `:pool` - name of the pool to use (default `SnakeBridge.Pool`).
+
+  Returns `{:ok, result}` or `{:error, %SnakeBridge.Error{}}`; a Python exception is
+  `{:error, %SnakeBridge.Error{reason: :python_exception, python: %SnakeBridge.PythonError{}}}`.
+  Raises `ArgumentError` when an argument cannot be sent to Python.
+  """
+  @spec call(Runtime.module_name(), Runtime.function_name(), list(), keyword() | map(), keyword()) ::
+          {:ok, term()} | {:error, SnakeBridge.Error.t()}
+  defdelegate call(module, function, args \\ [], kwargs \\ [], opts \\ []), to: Runtime
+
+  @doc """
+  Like `call/5` but returns the result directly, raising `SnakeBridge.PythonError` when
+  Python raised and `SnakeBridge.Error` for any other failure.
+  """
+  @spec call!(Runtime.module_name(), Runtime.function_name(), list(), keyword() | map(), keyword()) ::
+          term()
+  defdelegate call!(module, function, args \\ [], kwargs \\ [], opts \\ []), to: Runtime
+end

@@ -1,0 +1,29 @@
+defmodule SnakeBridge.Application do
+  @moduledoc """
+  Starts SnakeBridge's default pool (`SnakeBridge.Pool`) from the application environment:
+
+      config :snakebridge,
+        start_pool: true,                # false: start pools yourself
+        pool: [size: 2, threads: 4, timeout: 30_000, env: %{"OMP_NUM_THREADS" => "1"}]
+
+  See `SnakeBridge.Pool` for every pool option.
+  """
+
+  use Application
+
+  @impl true
+  def start(_type, _args) do
+    # ERTS ignores SIGCHLD by default, which makes waiting for worker processes fail with
+    # ECHILD inside the NIF; the default disposition is needed before any worker starts.
+    :os.set_signal(:sigchld, :default)
+
+    children =
+      if Application.get_env(:snakebridge, :start_pool, true) do
+        [{SnakeBridge.Pool, Application.get_env(:snakebridge, :pool, [])}]
+      else
+        []
+      end
+
+    Supervisor.start_link(children, strategy: :one_for_one, name: SnakeBridge.Supervisor)
+  end
+end

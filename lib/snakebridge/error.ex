@@ -1,0 +1,90 @@
+defmodule SnakeBridge.Error do
+  @moduledoc """
+  Why a call did not return a value.
+
+  Returned as `{:error, %SnakeBridge.Error{}}` by `SnakeBridge.call/5` and raised by the
+  bang variants (except Python exceptions, which raise `SnakeBridge.PythonError`).
+
+  ## Reasons
+
+    * `:python_exception` - the Python code raised; `python` holds the
+      `%SnakeBridge.PythonError{}` with type, message and traceback.
+    * `:target_not_found` - the module or attribute does not exist.
+    * `:timeout` - no reply before the call's `:timeout`; the call was cancelled.
+    * `:worker_crashed` - the worker running the call died; `exit_status` (exit code, or
+      minus the signal number) and `stderr_tail` say how. The pool replaces the worker.
+    * `:worker_start_failed` - a worker could not start (bad interpreter, import error).
+    * `:no_workers` - no live worker before the deadline (all were restarting).
+    * `:pool_closed` / `:no_pool` - the pool was stopped / was never started.
+    * `:encoding` - a value could not be converted (for example a Python result of a
+      type that cannot cross yet).
+    * `:cancelled`, `:bad_request`, `:transport`, `:internal` - the rest.
+  """
+
+  defexception [
+    :reason,
+    :message,
+    :target,
+    :python,
+    :worker_pid,
+    :exit_status,
+    :stderr_tail
+  ]
+
+  @type reason ::
+          :python_exception
+          | :target_not_found
+          | :encoding
+          | :bad_request
+          | :cancelled
+          | :timeout
+          | :worker_crashed
+          | :worker_start_failed
+          | :no_workers
+          | :pool_closed
+          | :no_pool
+          | :transport
+          | :internal
+
+  @type t :: %__MODULE__{
+          reason: reason(),
+          message: String.t(),
+          target: String.t() | nil,
+          python: SnakeBridge.PythonError.t() | nil,
+          worker_pid: non_neg_integer() | nil,
+          exit_status: integer() | nil,
+          stderr_tail: String.t() | nil
+        }
+
+  @impl true
+  def message(%__MODULE__{reason: reason, message: message, target: target}) do
+    where = if target, do: " (calling #{target})", else: ""
+    "#{reason}#{where}: #{message}"
+  end
+
+  @doc false
+  # The one place where the NIF's error maps become structs.
+  @spec from_native(map(), String.t() | nil) :: t()
+  def from_native(%{reason: reason} = map, target) do
+    python =
+      case map.python do
+        nil -> nil
+        exc -> SnakeBridge.PythonError.from_native(exc, target)
+      end
+
+    %__MODULE__{
+      reason: reason,
+      message: map.message,
+      target: target,
+      python: python,
+      worker_pid: map.worker_pid,
+      exit_status: map.exit_status,
+      stderr_tail: map.stderr_tail
+    }
+  end
+
+  @doc false
+  @spec new(reason(), String.t(), String.t() | nil) :: t()
+  def new(reason, message, target \\ nil),
+    do: %__MODULE__{reason: reason, message: message, target: target}
+end

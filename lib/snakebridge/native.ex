@@ -1,0 +1,48 @@
+defmodule SnakeBridge.Native do
+  @moduledoc false
+  # NIF stubs only. Public modules wrap these; users never call them.
+  #
+  # The library is loaded from `@on_load`. A missing or broken library does not stop the
+  # module from loading: every stub then raises an error saying what failed and how to
+  # build the library, instead of an opaque `:on_load` failure.
+
+  @on_load :load_nif
+
+  @doc false
+  def load_nif do
+    path = :filename.join(:code.priv_dir(:snakebridge), ~c"native/snakebridge_nif")
+
+    case :erlang.load_nif(path, 0) do
+      :ok ->
+        :ok
+
+      {:error, {:reload, _}} ->
+        :ok
+
+      {:error, {reason, text}} ->
+        :persistent_term.put({__MODULE__, :load_error}, {reason, List.to_string(text)})
+        :ok
+    end
+  end
+
+  @doc false
+  def load_error, do: :persistent_term.get({__MODULE__, :load_error}, nil)
+
+  defp not_loaded do
+    detail =
+      case load_error() do
+        {reason, text} -> "#{reason}: #{text}"
+        nil -> "unknown reason"
+      end
+
+    raise RuntimeError,
+          "SnakeBridge's native library is not loaded (#{detail}). " <>
+            "Build it with `mix compile` (needs cargo) or `make setup`."
+  end
+
+  def pool_start(_options, _pid, _tag), do: not_loaded()
+  def pool_call(_pool, _target, _args, _kwargs, _timeout_ms, _pid, _tag), do: not_loaded()
+  def call_cancel(_handle), do: not_loaded()
+  def pool_workers(_pool), do: not_loaded()
+  def pool_stop(_pool), do: not_loaded()
+end

@@ -1,0 +1,198 @@
+defmodule SnakeBridge.Pool do
+  @moduledoc """
+  A supervised pool of Python worker processes.
+
+  The application starts one pool, named `SnakeBridge.Pool`, from the `:snakebridge`
+  application environment (see "Options"); more pools can be started under your own
+  supervisor and selected per call with the `:pool` option of `SnakeBridge.call/5`.
+
+  The workers are OS processes managed by SnakeBridge's Rust core: they are started in
+  parallel, several calls run on each at once (least-loaded dispatch), a worker that dies
+  is replaced (its in-flight callers get `:worker_crashed` at once), and every worker is
+  killed when the pool stops or the VM dies. This process only owns the pool: calls do
+  not pass through it.
+
+  ## Options
+
+    * `:name` - registered name of the pool (default `SnakeBridge.Pool`).
+    * `:python` - the Python interpreter; it must have `snakebridge_agent` installed.
+      Default: `$SNAKEBRIDGE_PYTHON`, else the venv `make setup` creates in SnakeBridge's
+      checkout (`_build/venv/bin/python`).
+    * `:size` - number of worker processes (default `System.schedulers_online/0`).
+    * `:threads` - Python threads per worker; `1` runs one call at a time (default `4`).
+    * `:timeout` - default per-call timeout in milliseconds, or `:infinity` (default
+      `30_000`).
+    * `:startup_timeout` - how long a worker may take to become ready, in milliseconds
+      (default `30_000`).
+    * `:env` - extra environment variables for the workers only, as a map or a list of
+      `{name, value}` strings (for example `%{"OMP_NUM_THREADS" => "1"}`).
+    * `:python_path` - directories prepended to the workers' `PYTHONPATH`.
+    * `:max_message_size` - largest single message in bytes (default 64 MiB).
+
+  ## Examples
+
+      children = [
+        {SnakeBridge.Pool, name: MyApp.NumpyPool, size: 2, env: %{"OMP_NUM_THREADS" => "1"}}
+      ]
+
+      SnakeBridge.call("numpy", "arange", [3], [], pool: MyApp.NumpyPool)
+  """
+
+  use GenServer
+
+  alias SnakeBridge.{Error, Native}
+
+  @default_python Path.expand("../../_build/venv/bin/python", __DIR__)
+
+  @type option ::
+          {:name, atom()}
+          | {:python, Path.t()}
+          | {:size, pos_integer()}
+          | {:threads, pos_integer()}
+          | {:timeout, timeout()}
+          | {:startup_timeout, pos_integer()}
+          | {:env, map() | [{String.t(), String.t()}]}
+          | {:python_path, [Path.t()]}
+          | {:max_message_size, pos_integer()}
+
+  @doc """
+  Starts a pool and links it to the caller. Returns once every worker is ready, or
+  `{:error, %SnakeBridge.Error{}}` saying why one could not start.
+  """
+  @spec start_link([option()]) :: GenServer.on_start()
+  def start_link(opts \\ []) do
+    opts = validate!(opts)
+    GenServer.start_link(__MODULE__, opts, name: opts[:name])
+  end
+
+  @doc false
+  def child_spec(opts) do
+    %{
+      id: Keyword.get(opts, :name, __MODULE__),
+      start: {__MODULE__, :start_link, [opts]},
+      type: :worker,
+      shutdown: 10_000
+    }
+  end
+
+  @doc """
+  The pool's live workers: slot, OS pid, calls in flight and Python version of each.
+  """
+  @spec workers(atom()) :: [
+          %{slot: non_neg_integer(), pid: pos_integer(), in_flight: non_neg_integer()}
+        ]
+  def workers(name \\ __MODULE__) do
+    case lookup(name) do
+      {:ok, {resource, _timeout}} -> Native.pool_workers(resource)
+      {:error, _} -> []
+    end
+  end
+
+  @doc "Stops a pool started with `start_link/1`, killing its workers."
+  @spec stop(atom()) :: :ok
+  def stop(name \\ __MODULE__), do: GenServer.stop(name)
+
+  @doc false
+  # The pool's native handle and default timeout; `{:error, %Error{reason: :no_pool}}` when
+  # no pool of that name runs.
+  @spec lookup(atom()) :: {:ok, {reference(), timeout()}} | {:error, Error.t()}
+  def lookup(name) do
+    case :persistent_term.get({__MODULE__, name}, nil) do
+      nil ->
+        {:error,
+         Error.new(
+           :no_pool,
+           "no SnakeBridge pool named #{inspect(name)} is running " <>
+             "(is the :snakebridge application started?)"
+         )}
+
+      entry ->
+        {:ok, entry}
+    end
+  end
+
+  @doc false
+  @spec default_python() :: String.t()
+  def default_python do
+    System.get_env("SNAKEBRIDGE_PYTHON") ||
+      if(File.exists?(@default_python), do: @default_python, else: "python3")
+  end
+
+  @impl true
+  def init(opts) do
+    Process.flag(:trap_exit, true)
+    tag = make_ref()
+
+    native_options = %{
+      python: opts[:python],
+      size: opts[:size],
+      threads: opts[:threads],
+      startup_timeout: opts[:startup_timeout],
+      max_message_size: opts[:max_message_size],
+      env: opts[:env],
+      python_path: opts[:python_path]
+    }
+
+    :ok = Native.pool_start(native_options, self(), tag)
+
+    receive do
+      {^tag, {:ok, resource}} ->
+        :persistent_term.put({__MODULE__, opts[:name]}, {resource, opts[:timeout]})
+        {:ok, %{name: opts[:name], resource: resource}}
+
+      {^tag, {:error, error}} ->
+        {:stop, Error.from_native(error, nil)}
+    after
+      # Workers start in parallel; the core enforces startup_timeout on each of them.
+      opts[:startup_timeout] + 10_000 ->
+        {:stop, Error.new(:worker_start_failed, "the pool did not start in time")}
+    end
+  end
+
+  @impl true
+  def terminate(_reason, %{name: name, resource: resource}) do
+    :persistent_term.erase({__MODULE__, name})
+    Native.pool_stop(resource)
+    :ok
+  end
+
+  defp validate!(opts) do
+    defaults = [
+      name: __MODULE__,
+      python: default_python(),
+      size: System.schedulers_online(),
+      threads: 4,
+      timeout: 30_000,
+      startup_timeout: 30_000,
+      env: [],
+      python_path: [],
+      max_message_size: 64 * 1024 * 1024
+    ]
+
+    opts = Keyword.merge(defaults, opts)
+
+    Enum.each(opts, fn {key, value} ->
+      unless valid?(key, value) do
+        raise ArgumentError, "invalid SnakeBridge.Pool option #{inspect(key)}: #{inspect(value)}"
+      end
+    end)
+
+    opts
+    |> Keyword.update!(:python, &to_string/1)
+    |> Keyword.update!(:env, fn env ->
+      Enum.map(env, fn {k, v} -> {to_string(k), to_string(v)} end)
+    end)
+    |> Keyword.update!(:python_path, fn paths -> Enum.map(paths, &Path.expand/1) end)
+  end
+
+  defp valid?(:name, name), do: is_atom(name)
+  defp valid?(:python, python), do: is_binary(python) or is_list(python)
+
+  defp valid?(key, n) when key in [:size, :threads, :startup_timeout, :max_message_size],
+    do: is_integer(n) and n > 0
+
+  defp valid?(:timeout, t), do: t == :infinity or (is_integer(t) and t > 0)
+  defp valid?(:env, env), do: (is_map(env) or is_list(env)) and Enum.all?(env, &match?({_, _}, &1))
+  defp valid?(:python_path, paths), do: is_list(paths)
+  defp valid?(_key, _value), do: false
+end

@@ -1,0 +1,264 @@
+//! Pool NIFs: start, call, cancel, observe, stop. Each returns at once; `pool_start` and
+//! `pool_call` answer later with a `{tag, result}` message from a tokio thread.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rustler::types::map::MapIterator;
+use rustler::{Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
+use tokio::sync::oneshot;
+
+use snakebridge_core::codec::{self, call_arguments};
+use snakebridge_core::proto;
+use snakebridge_core::value::Path;
+use snakebridge_core::{CallRequest, Error, Pool, PoolConfig};
+
+use crate::reply::Reply;
+use crate::{atoms, runtime, terms};
+
+/// A running pool, owned by a `SnakeBridge.Pool` process. Dropping the last handle (the
+/// owner died) stops its workers.
+pub struct PoolResource {
+    pool: Pool,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for PoolResource {}
+
+impl Drop for PoolResource {
+    fn drop(&mut self) {
+        self.pool.close();
+    }
+}
+
+/// One call in flight. When the caller's process dies the handle is garbage collected and
+/// the call is cancelled in the core and the worker.
+pub struct CallHandle {
+    cancel: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+#[rustler::resource_impl]
+impl rustler::Resource for CallHandle {}
+
+impl CallHandle {
+    fn cancel(&self) {
+        let sender = self.cancel.lock().ok().and_then(|mut s| s.take());
+        if let Some(sender) = sender {
+            let _ = sender.send(());
+        }
+    }
+}
+
+impl Drop for CallHandle {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+fn bad_config(key: &str, expected: &str) -> rustler::Error {
+    rustler::Error::Term(Box::new(format!(
+        "invalid pool option {key}: expected {expected}"
+    )))
+}
+
+/// Reads the pool options map built by `SnakeBridge.Pool` (already validated there; the
+/// checks here only guard the FFI boundary).
+fn pool_config(options: Term) -> NifResult<PoolConfig> {
+    let mut config = PoolConfig::default();
+    let iter = MapIterator::new(options).ok_or_else(|| bad_config("options", "a map"))?;
+    for (key, value) in iter {
+        let key: String = key.atom_to_string()?;
+        match key.as_str() {
+            "python" => {
+                config.python = PathBuf::from(
+                    value
+                        .decode::<String>()
+                        .map_err(|_| bad_config("python", "a string"))?,
+                )
+            }
+            "size" => {
+                config.size = value
+                    .decode::<usize>()
+                    .map_err(|_| bad_config("size", "a positive integer"))?
+            }
+            "threads" => {
+                config.threads = value
+                    .decode::<u32>()
+                    .map_err(|_| bad_config("threads", "a positive integer"))?
+            }
+            "startup_timeout" => {
+                config.startup_timeout = Duration::from_millis(
+                    value
+                        .decode::<u64>()
+                        .map_err(|_| bad_config("startup_timeout", "milliseconds"))?,
+                )
+            }
+            "max_message_size" => {
+                config.max_message_size = value
+                    .decode::<usize>()
+                    .map_err(|_| bad_config("max_message_size", "bytes"))?
+            }
+            "env" => {
+                config.env = value
+                    .decode::<Vec<(String, String)>>()
+                    .map_err(|_| bad_config("env", "a list of {name, value} strings"))?
+            }
+            "python_path" => {
+                config.python_path = value
+                    .decode::<Vec<String>>()
+                    .map_err(|_| bad_config("python_path", "a list of strings"))?
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .collect()
+            }
+            _ => {}
+        }
+    }
+    Ok(config)
+}
+
+fn runtime_or_error() -> NifResult<&'static tokio::runtime::Runtime> {
+    runtime::get().map_err(|e| rustler::Error::Term(Box::new(e)))
+}
+
+/// Starts a pool; replies `{tag, {:ok, pool}}` or `{tag, {:error, error_map}}`.
+#[rustler::nif]
+fn pool_start<'a>(
+    env: Env<'a>,
+    options: Term<'a>,
+    pid: LocalPid,
+    tag: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let config = pool_config(options)?;
+    let runtime = runtime_or_error()?;
+    let reply = Reply::new(pid, tag);
+    runtime.spawn(async move {
+        match Pool::start(config).await {
+            Ok(pool) => {
+                let resource = ResourceArc::new(PoolResource { pool });
+                reply.send(|env| (atoms::ok(), resource).encode(env));
+            }
+            Err(err) => reply.send(|env| terms::error_tuple(env, &err)),
+        }
+    });
+    Ok(atoms::ok().encode(env))
+}
+
+/// Starts a call. Encodes the arguments here, on the caller's scheduler; returns
+/// `{:ok, handle}` (keep the handle until the reply arrives: dropping it cancels) or
+/// `{:error, {:unsupported, path, message}}`. Replies `{tag, {:ok, term}}` or
+/// `{tag, {:error, error_map}}`.
+#[allow(clippy::too_many_arguments)]
+#[rustler::nif]
+fn pool_call<'a>(
+    env: Env<'a>,
+    pool: ResourceArc<PoolResource>,
+    target: String,
+    positional: Term<'a>,
+    kwargs: Term<'a>,
+    timeout_ms: u64,
+    pid: LocalPid,
+    tag: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let encoded = encode_arguments(positional, kwargs);
+    let payload = match encoded {
+        Ok(payload) => payload,
+        Err(unsupported) => {
+            return Ok((
+                atoms::error(),
+                (atoms::unsupported(), unsupported.path, unsupported.message),
+            )
+                .encode(env))
+        }
+    };
+    let runtime = runtime_or_error()?;
+    let (cancel_tx, cancel_rx) = oneshot::channel();
+    let handle = ResourceArc::new(CallHandle {
+        cancel: Mutex::new(Some(cancel_tx)),
+    });
+    let request = CallRequest {
+        target,
+        args: payload,
+        timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
+        cancel: Some(cancel_rx),
+    };
+    let pool = pool.pool.clone();
+    let reply = Reply::new(pid, tag);
+    runtime.spawn(async move {
+        let outcome = pool
+            .call(request)
+            .await
+            .and_then(|payload| codec::decode_payload(&payload).map_err(Error::from));
+        reply.send(|env| match &outcome {
+            Ok(value) => (atoms::ok(), terms::from_value(env, value)).encode(env),
+            Err(err) => terms::error_tuple(env, err),
+        });
+    });
+    Ok((atoms::ok(), handle).encode(env))
+}
+
+fn encode_arguments(args: Term, kwargs: Term) -> Result<proto::Payload, terms::Unsupported> {
+    let mut path = Path::root("args");
+    let args = match terms::to_value(args, &mut path)? {
+        snakebridge_core::Value::List(items) => items,
+        other => {
+            return Err(terms::Unsupported {
+                path: "args".into(),
+                message: format!(
+                    "positional arguments must be a list, got a {}",
+                    other.kind()
+                ),
+            })
+        }
+    };
+    let mut path = Path::root("kwargs");
+    let kwargs = terms::kwargs_to_values(kwargs, &mut path)?;
+    codec::encode_payload(proto::Codec::Msgpack, &call_arguments(args, kwargs)).map_err(|e| {
+        terms::Unsupported {
+            path: "args".into(),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// Cancels a call in flight (the caller stopped waiting). Idempotent.
+#[rustler::nif]
+fn call_cancel(handle: ResourceArc<CallHandle>) -> rustler::Atom {
+    handle.cancel();
+    atoms::ok()
+}
+
+/// The pool's live workers: `[%{slot:, pid:, in_flight:, python_version:}]`.
+#[rustler::nif]
+fn pool_workers(env: Env, pool: ResourceArc<PoolResource>) -> Term {
+    let workers: Vec<Term> = pool
+        .pool
+        .workers()
+        .into_iter()
+        .map(|w| {
+            let keys = [
+                atoms::slot().encode(env),
+                atoms::pid().encode(env),
+                atoms::in_flight().encode(env),
+                atoms::python_version().encode(env),
+            ];
+            let values = [
+                w.slot.encode(env),
+                w.pid.encode(env),
+                w.in_flight.encode(env),
+                w.python_version.encode(env),
+            ];
+            Term::map_from_term_arrays(env, &keys, &values)
+                .unwrap_or_else(|_| atoms::nil().encode(env))
+        })
+        .collect();
+    workers.encode(env)
+}
+
+/// Stops every worker of the pool now. Idempotent.
+#[rustler::nif]
+fn pool_stop(pool: ResourceArc<PoolResource>) -> rustler::Atom {
+    pool.pool.close();
+    atoms::ok()
+}

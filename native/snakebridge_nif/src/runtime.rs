@@ -1,0 +1,22 @@
+//! The tokio runtime shared by every pool of this VM.
+
+use std::sync::OnceLock;
+
+use tokio::runtime::{Builder, Runtime};
+
+static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+/// The runtime, built on first use; an error if the OS refused its threads.
+pub fn get() -> Result<&'static Runtime, String> {
+    RUNTIME
+        .get_or_init(|| {
+            Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("snakebridge-rt")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("could not start SnakeBridge's runtime: {e}"))
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}

@@ -1,0 +1,218 @@
+//! One call frame, start to finish: decode the arguments, call `dispatch.call` under the
+//! GIL, encode the result. Every outcome is a frame; nothing here panics on bad input.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use snakebridge_core::codec;
+use snakebridge_core::proto::{self, error::Kind, frame::Body, Frame};
+use snakebridge_core::value::{Path, Segment, Value};
+
+use crate::convert::{self, ConvertError};
+
+/// The agent's dispatch module, looked up once: the functions every call goes through.
+pub struct Dispatch {
+    call: Py<PyAny>,
+    describe_exception: Py<PyAny>,
+    target_not_found: Py<PyType>,
+}
+
+impl Dispatch {
+    /// Looks up `call`, `describe_exception` and `TargetNotFound` in the dispatch module.
+    pub fn from_module(module: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(Dispatch {
+            call: module.getattr("call")?.unbind(),
+            describe_exception: module.getattr("describe_exception")?.unbind(),
+            target_not_found: module
+                .getattr("TargetNotFound")?
+                .cast_into::<PyType>()?
+                .unbind(),
+        })
+    }
+}
+
+/// A failed call, as it goes on the wire.
+struct Failure {
+    kind: Kind,
+    message: String,
+    /// Boxed: failures are rare and the common path should pass small results around.
+    exception: Option<Box<proto::PythonException>>,
+}
+
+impl Failure {
+    fn new(kind: Kind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+            exception: None,
+        }
+    }
+}
+
+impl From<ConvertError> for Failure {
+    fn from(err: ConvertError) -> Self {
+        Failure::new(Kind::Encoding, err.message)
+    }
+}
+
+/// Runs `call` and returns the frame that answers it.
+pub fn run(dispatch: &Dispatch, request_id: u64, call: proto::Call) -> Frame {
+    let body = match execute(dispatch, call) {
+        Ok(value) => Body::Result(proto::Result { value: Some(value) }),
+        Err(failure) => Body::Error(proto::Error {
+            kind: failure.kind as i32,
+            message: failure.message,
+            exception: failure.exception.map(|e| *e),
+        }),
+    };
+    Frame {
+        request_id,
+        body: Some(body),
+    }
+}
+
+/// An error frame answering `request_id`.
+pub fn error_frame(request_id: u64, kind: Kind, message: impl Into<String>) -> Frame {
+    Frame {
+        request_id,
+        body: Some(Body::Error(proto::Error {
+            kind: kind as i32,
+            message: message.into(),
+            exception: None,
+        })),
+    }
+}
+
+fn execute(dispatch: &Dispatch, call: proto::Call) -> Result<proto::Payload, Failure> {
+    if call.streaming {
+        return Err(Failure::new(
+            Kind::BadRequest,
+            "streaming calls are not supported by this worker yet",
+        ));
+    }
+    let result_codec = proto::Codec::try_from(call.result_codec).map_err(|_| {
+        Failure::new(
+            Kind::BadRequest,
+            format!("unknown result codec number {}", call.result_codec),
+        )
+    })?;
+    // Decoding and encoding happen without the GIL; only the conversions and the call
+    // itself hold it.
+    let (args, kwargs) = match &call.args {
+        Some(payload) => {
+            let decoded = codec::decode_payload(payload)
+                .map_err(|e| Failure::new(Kind::Encoding, format!("args: {e}")))?;
+            codec::split_call_arguments(decoded)
+                .map_err(|e| Failure::new(Kind::Encoding, format!("args: {e}")))?
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let result = Python::attach(|py| call_python(py, dispatch, &call.target, &args, &kwargs))?;
+    drop((args, kwargs));
+    codec::encode_payload(result_codec, &result)
+        .map_err(|e| Failure::new(Kind::Encoding, format!("result: {e}")))
+}
+
+fn call_python(
+    py: Python<'_>,
+    dispatch: &Dispatch,
+    target: &str,
+    args: &[Value],
+    kwargs: &[(Value, Value)],
+) -> Result<Value, Failure> {
+    let py_args = positional_to_python(py, args)?;
+    let py_kwargs = keywords_to_python(py, kwargs)?;
+    let returned = dispatch
+        .call
+        .bind(py)
+        .call1((PyString::new(py, target), py_args, py_kwargs));
+    match returned {
+        Ok(obj) => Ok(convert::from_python(&obj, &mut Path::root("result"))?),
+        Err(err) => Err(describe(py, dispatch, err)),
+    }
+}
+
+fn positional_to_python<'py>(
+    py: Python<'py>,
+    args: &[Value],
+) -> Result<Bound<'py, PyTuple>, Failure> {
+    let mut path = Path::root("args");
+    let mut converted = Vec::with_capacity(args.len());
+    for (index, arg) in args.iter().enumerate() {
+        path.push(Segment::Index(index));
+        converted.push(convert::to_python(py, arg, &mut path)?);
+        path.pop();
+    }
+    PyTuple::new(py, converted).map_err(|e| Failure::new(Kind::Internal, format!("args: {e}")))
+}
+
+fn keywords_to_python<'py>(
+    py: Python<'py>,
+    kwargs: &[(Value, Value)],
+) -> Result<Bound<'py, PyDict>, Failure> {
+    if let Some((key, _)) = kwargs.iter().find(|(key, _)| !matches!(key, Value::Str(_))) {
+        return Err(Failure::new(
+            Kind::Encoding,
+            format!(
+                "kwargs: keyword argument names must be strings or atoms, found a {}",
+                key.kind()
+            ),
+        ));
+    }
+    Ok(convert::map_to_python(
+        py,
+        kwargs,
+        &mut Path::root("kwargs"),
+        0,
+    )?)
+}
+
+/// Turns an exception raised by `dispatch.call` into a failure, described by the agent.
+fn describe(py: Python<'_>, dispatch: &Dispatch, err: PyErr) -> Failure {
+    let kind = if err.is_instance(py, dispatch.target_not_found.bind(py).as_any()) {
+        Kind::TargetNotFound
+    } else {
+        Kind::PythonException
+    };
+    // PyO3 keeps the traceback beside the exception value; attach it so that the agent
+    // formats the frames (a failure here only loses the frames, not the exception).
+    let value = err.value(py);
+    if let Some(traceback) = err.traceback(py) {
+        let _ = value.setattr("__traceback__", traceback);
+    }
+    let described = dispatch
+        .describe_exception
+        .bind(py)
+        .call1((value,))
+        .and_then(|d| d.extract::<(String, String, Vec<String>, String, String)>());
+    let exception = match described {
+        Ok((r#type, module, mro, message, traceback)) => proto::PythonException {
+            r#type,
+            module,
+            mro,
+            message,
+            traceback,
+        },
+        // describe_exception itself failed: fall back to what PyO3 can tell.
+        Err(_) => proto::PythonException {
+            r#type: err
+                .get_type(py)
+                .qualname()
+                .map(|q| q.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            module: String::new(),
+            mro: Vec::new(),
+            message: err.value(py).to_string(),
+            traceback: String::new(),
+        },
+    };
+    let message = match kind {
+        Kind::TargetNotFound => exception.message.clone(),
+        _ if exception.message.is_empty() => exception.r#type.clone(),
+        _ => format!("{}: {}", exception.r#type, exception.message),
+    };
+    Failure {
+        kind,
+        message,
+        exception: Some(Box::new(exception)),
+    }
+}

@@ -1,0 +1,149 @@
+//! The worker's Python thread pool: `threads` OS threads that take call jobs from one
+//! queue and run them under the GIL. With one thread, calls run strictly one at a time in
+//! arrival order.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+use snakebridge_core::proto::{self, error::Kind, Frame};
+use tokio::sync::mpsc::UnboundedSender;
+use tonic::Status;
+
+use crate::call::{self, Dispatch};
+
+/// Stack size of each pool thread: deep Python recursion and value nesting need room.
+const STACK_SIZE: usize = 8 * 1024 * 1024;
+
+/// Where the frames answering one connection's calls go.
+pub type ReplySender = UnboundedSender<Result<Frame, Status>>;
+
+/// The calls of one connection that have not been answered yet, with their cancel flags.
+#[derive(Default)]
+pub struct InFlight {
+    calls: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+}
+
+impl InFlight {
+    /// Registers a new call; `None` when `request_id` is already in flight.
+    pub fn register(&self, request_id: u64) -> Option<Arc<AtomicBool>> {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if calls.contains_key(&request_id) {
+            return None;
+        }
+        let flag = Arc::new(AtomicBool::new(false));
+        calls.insert(request_id, Arc::clone(&flag));
+        Some(flag)
+    }
+
+    /// Marks a call as cancelled; unknown or finished ids are ignored.
+    pub fn cancel(&self, request_id: u64) {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flag) = calls.get(&request_id) {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
+    fn finish(&self, request_id: u64) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.remove(&request_id);
+    }
+}
+
+/// One call waiting for a pool thread.
+pub struct Job {
+    pub request_id: u64,
+    pub call: proto::Call,
+    /// When the call frame arrived; its `timeout_ms` counts from here.
+    pub arrived: Instant,
+    pub cancelled: Arc<AtomicBool>,
+    pub in_flight: Arc<InFlight>,
+    pub reply: ReplySender,
+}
+
+impl Job {
+    /// Why the job must not run any more, if it must not.
+    fn refusal(&self) -> Option<String> {
+        if self.cancelled.load(Ordering::Acquire) {
+            return Some("the call was cancelled before it started".to_owned());
+        }
+        let timeout = self.call.timeout_ms;
+        if timeout > 0 && self.arrived.elapsed() >= Duration::from_millis(timeout) {
+            return Some(format!(
+                "the call's deadline of {timeout} ms passed before it started"
+            ));
+        }
+        None
+    }
+
+    fn run(self, dispatch: &Dispatch) {
+        let request_id = self.request_id;
+        let frame = match self.refusal() {
+            Some(reason) => call::error_frame(request_id, Kind::Cancelled, reason),
+            None => {
+                let call = self.call;
+                catch_unwind(AssertUnwindSafe(|| call::run(dispatch, request_id, call)))
+                    .unwrap_or_else(|_| {
+                        call::error_frame(
+                            request_id,
+                            Kind::Internal,
+                            "the worker panicked while running the call",
+                        )
+                    })
+            }
+        };
+        self.in_flight.finish(request_id);
+        // The connection may be gone; then nobody is waiting for this answer.
+        let _ = self.reply.send(Ok(frame));
+    }
+}
+
+/// The pool's queue; dropping every handle stops the threads once the queue drains.
+#[derive(Clone)]
+pub struct Pool {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Pool {
+    /// Starts `threads` pool threads that run jobs with `dispatch`.
+    pub fn start(threads: usize, dispatch: Dispatch) -> std::io::Result<Pool> {
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        let dispatch = Arc::new(dispatch);
+        for index in 0..threads {
+            let jobs = Arc::clone(&jobs);
+            let dispatch = Arc::clone(&dispatch);
+            std::thread::Builder::new()
+                .name(format!("snakebridge-py-{index}"))
+                .stack_size(STACK_SIZE)
+                .spawn(move || work(&jobs, &dispatch))?;
+        }
+        Ok(Pool { queue })
+    }
+
+    /// Queues a job; hands it back if the pool has stopped.
+    pub fn submit(&self, job: Job) -> Result<(), Box<Job>> {
+        self.queue.send(job).map_err(|e| Box::new(e.0))
+    }
+}
+
+fn work(jobs: &Mutex<mpsc::Receiver<Job>>, dispatch: &Dispatch) {
+    // Attaching once for the thread's lifetime and detaching while idle keeps one Python
+    // thread state per pool thread: the per-job attach below only re-takes the GIL instead
+    // of creating and destroying a thread state (and thread-locals survive between calls).
+    Python::attach(|py| {
+        py.detach(|| loop {
+            let next = {
+                let jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+                jobs.recv()
+            };
+            match next {
+                Ok(job) => job.run(dispatch),
+                Err(_) => break,
+            }
+        })
+    });
+}

@@ -1,0 +1,171 @@
+//! The gRPC `Worker` service: handshake, the (not yet implemented) describe, and the
+//! `Channel` stream whose call frames go to the thread pool.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use snakebridge_core::auth;
+use snakebridge_core::proto::{
+    self, error::Kind, frame::Body, worker_server::Worker, Frame, HandshakeRequest,
+    HandshakeResponse, PROTOCOL_VERSION, TOKEN_METADATA_KEY,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::call::error_frame;
+use crate::pool::{InFlight, Job, Pool, ReplySender};
+
+/// Feature names reported by `Handshake`.
+const CAPABILITIES: [&str; 2] = ["codec:msgpack", "cancel"];
+
+/// The service state shared by every connection.
+pub struct WorkerService {
+    pool: Pool,
+    threads: u32,
+    python_version: String,
+}
+
+impl WorkerService {
+    pub fn new(pool: Pool, threads: u32, python_version: String) -> Self {
+        WorkerService {
+            pool,
+            threads,
+            python_version,
+        }
+    }
+}
+
+/// An interceptor refusing every request that does not carry `token`.
+pub fn token_check(token: Arc<str>) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |request: Request<()>| {
+        let presented = request
+            .metadata()
+            .get(TOKEN_METADATA_KEY)
+            .map(|value| value.as_bytes());
+        match presented {
+            Some(presented) if auth::token_matches(&token, presented) => Ok(request),
+            Some(_) => Err(Status::unauthenticated("wrong SnakeBridge token")),
+            None => Err(Status::unauthenticated(format!(
+                "missing `{TOKEN_METADATA_KEY}` metadata"
+            ))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Worker for WorkerService {
+    async fn handshake(
+        &self,
+        request: Request<HandshakeRequest>,
+    ) -> Result<Response<HandshakeResponse>, Status> {
+        let request = request.into_inner();
+        if request.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "protocol version mismatch: the client ({}) speaks version {}, this worker speaks version {PROTOCOL_VERSION}",
+                request.client, request.protocol_version
+            )));
+        }
+        Ok(Response::new(HandshakeResponse {
+            protocol_version: PROTOCOL_VERSION,
+            worker_pid: std::process::id(),
+            python_version: self.python_version.clone(),
+            capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
+            threads: self.threads,
+        }))
+    }
+
+    async fn describe_library(
+        &self,
+        _request: Request<proto::DescribeLibraryRequest>,
+    ) -> Result<Response<proto::DescribeLibraryResponse>, Status> {
+        Err(Status::unimplemented(
+            "DescribeLibrary arrives with the introspection work",
+        ))
+    }
+
+    type ChannelStream = UnboundedReceiverStream<Result<Frame, Status>>;
+
+    async fn channel(
+        &self,
+        request: Request<Streaming<Frame>>,
+    ) -> Result<Response<Self::ChannelStream>, Status> {
+        let inbound = request.into_inner();
+        let (reply, replies) = mpsc::unbounded_channel();
+        tokio::spawn(read_frames(inbound, self.pool.clone(), reply));
+        Ok(Response::new(UnboundedReceiverStream::new(replies)))
+    }
+}
+
+/// Reads one connection's frames until the client ends its stream. The response stream
+/// ends once this task and every job of the connection have dropped their senders.
+async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySender) {
+    let in_flight = Arc::new(InFlight::default());
+    // An error here means the client went away: nothing to answer, stop reading.
+    while let Ok(Some(frame)) = inbound.message().await {
+        let arrived = Instant::now();
+        let request_id = frame.request_id;
+        match frame.body {
+            Some(Body::Call(call)) => {
+                let Some(cancelled) = in_flight.register(request_id) else {
+                    let _ = reply.send(Ok(error_frame(
+                        request_id,
+                        Kind::BadRequest,
+                        format!("request id {request_id} is already in flight"),
+                    )));
+                    continue;
+                };
+                let job = Job {
+                    request_id,
+                    call,
+                    arrived,
+                    cancelled,
+                    in_flight: Arc::clone(&in_flight),
+                    reply: reply.clone(),
+                };
+                if let Err(job) = pool.submit(job) {
+                    let _ = job.reply.send(Ok(error_frame(
+                        request_id,
+                        Kind::Internal,
+                        "the worker's thread pool has stopped",
+                    )));
+                }
+            }
+            Some(Body::Cancel(_)) => in_flight.cancel(request_id),
+            // Refs, streams and callbacks arrive with later work; until then these are
+            // harmless to ignore.
+            Some(Body::Release(_) | Body::Credit(_) | Body::CallbackResult(_)) => {}
+            Some(other) => {
+                let _ = reply.send(Ok(error_frame(
+                    request_id,
+                    Kind::BadRequest,
+                    format!(
+                        "a {} frame is not expected from the client",
+                        frame_kind(&other)
+                    ),
+                )));
+            }
+            None => {
+                let _ = reply.send(Ok(error_frame(
+                    request_id,
+                    Kind::BadRequest,
+                    "a frame without a body",
+                )));
+            }
+        }
+    }
+}
+
+fn frame_kind(body: &Body) -> &'static str {
+    match body {
+        Body::Call(_) => "call",
+        Body::Result(_) => "result",
+        Body::Error(_) => "error",
+        Body::Chunk(_) => "chunk",
+        Body::Cancel(_) => "cancel",
+        Body::Release(_) => "release",
+        Body::Credit(_) => "credit",
+        Body::CallbackRequest(_) => "callback request",
+        Body::CallbackResult(_) => "callback result",
+    }
+}

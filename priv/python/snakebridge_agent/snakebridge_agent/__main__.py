@@ -1,0 +1,8 @@
+"""Entry point: `python -m snakebridge_agent --socket PATH --token-file PATH [--threads N]`."""
+
+import sys
+
+from snakebridge_agent.server import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Resolves call targets and runs them; describes the exceptions they raise.
+
+The Rust server (`snakebridge_agent._native`) calls `call` for every call frame and
+`describe_exception` for every exception that escapes it. A target is a dotted path such as
+`"os.path.join"` or `"collections.OrderedDict"`: the longest importable module prefix is
+imported and the rest is looked up with `getattr`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import traceback
+from types import TracebackType
+from typing import Any
+
+__all__ = ["TargetNotFound", "call", "resolve", "describe_exception"]
+
+
+class TargetNotFound(LookupError):
+    """A call target could not be resolved: its module or an attribute does not exist."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"cannot resolve {target!r}: {reason}")
+        self.target = target
+        self.reason = reason
+
+
+# Resolved targets, keyed by their dotted path. Only successes are cached, so a module
+# installed later is still found. Dict operations are atomic under the GIL; two threads
+# resolving the same target at once merely do the work twice.
+_resolved: dict[str, Any] = {}
+
+
+def call(target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Calls the object named by `target` with the given arguments."""
+    function = _resolved.get(target)
+    if function is None:
+        function = resolve(target)
+    return function(*args, **kwargs)
+
+
+def resolve(target: str) -> Any:
+    """Returns the object named by the dotted path `target`, caching it."""
+    parts = target.split(".")
+    if not target or not all(part.isidentifier() for part in parts):
+        raise TargetNotFound(target, "not a dotted path of Python identifiers")
+    module, consumed = _import_longest_prefix(target, parts)
+    obj: Any = module
+    owner = f"module {module.__name__!r}"
+    for index in range(consumed, len(parts)):
+        name = parts[index]
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise TargetNotFound(target, f"{owner} has no attribute {name!r}") from None
+        owner = repr(".".join(parts[: index + 1]))
+    _resolved[target] = obj
+    return obj
+
+
+def _import_longest_prefix(target: str, parts: list[str]) -> tuple[Any, int]:
+    """Imports the longest prefix of `parts` that is a module; returns it and its length.
+
+    Only "this very module does not exist" moves on to a shorter prefix: an error raised
+    while a module that does exist is being imported propagates as it is.
+    """
+    for length in range(len(parts), 0, -1):
+        name = ".".join(parts[:length])
+        try:
+            return importlib.import_module(name), length
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not _is_prefix_of(exc.name, name):
+                raise
+    raise TargetNotFound(target, f"module {parts[0]!r} not found")
+
+
+def _is_prefix_of(module: str, name: str) -> bool:
+    """Whether `module` is `name` or one of its parent packages."""
+    return name == module or name.startswith(module + ".")
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str, list[str], str, str]:
+    """Describes an exception for the wire: (type, module, mro, message, traceback)."""
+    cls = type(exc)
+    mro = [f"{klass.__module__}.{klass.__qualname__}" for klass in cls.__mro__]
+    return (
+        cls.__qualname__,
+        cls.__module__,
+        mro,
+        _safe_str(exc),
+        _format_traceback(exc),
+    )
+
+
+def _safe_str(exc: BaseException) -> str:
+    """`str(exc)`, or a placeholder when the exception cannot be printed."""
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the exception
+        return f"<unprintable {type(exc).__qualname__} object>"
+
+
+def _format_traceback(exc: BaseException) -> str:
+    """The formatted traceback, without the frames of this module."""
+    try:
+        tb = _skip_own_frames(exc.__traceback__)
+        return "".join(traceback.format_exception(type(exc), exc, tb))
+    except Exception:  # noqa: BLE001 - formatting is best effort
+        return ""
+
+
+def _skip_own_frames(tb: TracebackType | None) -> TracebackType | None:
+    """Drops the leading frames that belong to `call` and `resolve` themselves."""
+    own_codes = {call.__code__, resolve.__code__}
+    while tb is not None and tb.tb_frame.f_code in own_codes and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb
