@@ -64,6 +64,10 @@ fn transport_error(what: &str, err: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Transport, format!("{what}: {err}"))
 }
 
+fn status_error(what: &str, status: &tonic::Status) -> Error {
+    transport_error(what, format!("{:?}: {}", status.code(), status.message()))
+}
+
 impl Transport for GrpcTransport {
     fn connect<'a>(&'a self, socket: &'a Path) -> BoxFuture<'a, Result<Connection, Error>> {
         Box::pin(async move {
@@ -100,7 +104,7 @@ impl Transport for GrpcTransport {
                     client: concat!("snakebridge_core/", env!("CARGO_PKG_VERSION")).to_owned(),
                 })
                 .await
-                .map_err(|status| transport_error("handshake", status.message()))?
+                .map_err(|status| status_error("handshake", &status))?
                 .into_inner();
             if handshake.protocol_version != proto::PROTOCOL_VERSION {
                 return Err(Error::new(
@@ -117,9 +121,9 @@ impl Transport for GrpcTransport {
             let inbound = client
                 .channel(UnboundedReceiverStream::new(rx))
                 .await
-                .map_err(|status| transport_error("opening the channel", status.message()))?
+                .map_err(|status| status_error("opening the channel", &status))?
                 .into_inner()
-                .map(|item| item.map_err(|status| transport_error("channel", status.message())));
+                .map(|item| item.map_err(|status| status_error("channel", &status)));
             Ok(Connection {
                 handshake,
                 outbound,

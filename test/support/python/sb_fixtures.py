@@ -53,3 +53,23 @@ def die(seconds: float = 0.0) -> None:
 def unsendable() -> object:
     """Returns an object that cannot cross the bridge yet."""
     return object()
+
+
+_marks: list[str] = []
+
+
+def mark(tag: str) -> str:
+    """Records that a call ran (to prove that cancelled calls never run)."""
+    _marks.append(tag)
+    return tag
+
+
+def marks() -> list[str]:
+    """The tags recorded by `mark`, in order."""
+    return list(_marks)
+
+
+def sleep_then_pid(seconds: float) -> int:
+    """Sleeps, then returns the worker's pid."""
+    time.sleep(seconds)
+    return os.getpid()

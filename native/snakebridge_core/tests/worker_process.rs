@@ -1,0 +1,269 @@
+//! A real Python worker (`python -m snakebridge_agent`) against the core's transport: the
+//! per-run token, the readiness line, and the worker's exits on stdin EOF and parent death.
+//!
+//! Needs the interpreter of `make setup`'s venv (`$SNAKEBRIDGE_PYTHON`, or
+//! `_build/venv/bin/python` of this checkout).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use snakebridge_core::codec::{self, call_arguments};
+use snakebridge_core::proto::{self, frame::Body, worker_client::WorkerClient};
+use snakebridge_core::transport::{GrpcTransport, Transport};
+use snakebridge_core::{auth, Value};
+use tokio_stream::StreamExt;
+
+fn python() -> PathBuf {
+    if let Some(python) = std::env::var_os("SNAKEBRIDGE_PYTHON") {
+        return PathBuf::from(python);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../_build/venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python with snakebridge_agent: run `make setup` or set SNAKEBRIDGE_PYTHON"
+    );
+    venv
+}
+
+/// A private directory with a token file, removed on drop.
+struct Scratch {
+    dir: PathBuf,
+    token: String,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "sb-test-{name}-{}-{}",
+            std::process::id(),
+            &auth::new_token()[..8]
+        ));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        let token = auth::new_token();
+        std::fs::write(dir.join("token"), &token).unwrap();
+        Scratch { dir, token }
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.join("w.sock")
+    }
+
+    fn worker_args(&self) -> Vec<String> {
+        vec![
+            "-m".into(),
+            "snakebridge_agent".into(),
+            "--socket".into(),
+            self.socket().display().to_string(),
+            "--token-file".into(),
+            self.dir.join("token").display().to_string(),
+            "--threads".into(),
+            "2".into(),
+        ]
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Reads stdout lines until the readiness line; returns the lines before it.
+fn wait_ready(child: &mut Child) -> Vec<String> {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut before = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("stdout readable");
+        if line.starts_with("SNAKEBRIDGE_READY 1 ") {
+            return before;
+        }
+        before.push(line);
+    }
+    panic!("the worker closed stdout before it was ready; it printed {before:?}");
+}
+
+fn start_worker(scratch: &Scratch) -> Child {
+    let mut child = Command::new(python())
+        .args(scratch.worker_args())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python starts");
+    wait_ready(&mut child);
+    child
+}
+
+fn is_gone(pid: u32) -> bool {
+    // A process is gone when it no longer exists or is a zombie awaiting its reaper.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+fn wait_gone(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if is_gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_worker_refuses_clients_without_the_token() {
+    let scratch = Scratch::new("auth");
+    let mut child = start_worker(&scratch);
+
+    let wrong = GrpcTransport::new(auth::new_token(), 1 << 20);
+    let err = wrong
+        .connect(&scratch.socket())
+        .await
+        .err()
+        .expect("a wrong token must be refused");
+    assert!(err.message.contains("Unauthenticated"), "{}", err.message);
+
+    // A foreign client that knows the socket path but presents no token at all.
+    let socket = scratch.socket();
+    let channel = tonic::transport::Endpoint::try_from("http://worker")
+        .unwrap()
+        .connect_with_connector(tower::service_fn(move |_| {
+            let socket = socket.clone();
+            async move {
+                tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map(hyper_util::rt::TokioIo::new)
+            }
+        }))
+        .await
+        .expect("the socket accepts connections");
+    let mut client = WorkerClient::new(channel);
+    let status = client
+        .handshake(proto::HandshakeRequest {
+            protocol_version: proto::PROTOCOL_VERSION,
+            client: "intruder".into(),
+        })
+        .await
+        .expect_err("no token, no handshake");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+    let status = client
+        .channel(tokio_stream::iter(Vec::<proto::Frame>::new()))
+        .await
+        .expect_err("no token, no data plane");
+    assert_eq!(status.code(), tonic::Code::Unauthenticated);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn with_the_token_the_worker_handshakes_and_answers_calls() {
+    let scratch = Scratch::new("call");
+    let mut child = start_worker(&scratch);
+
+    let transport = GrpcTransport::new(scratch.token.clone(), 1 << 20);
+    let mut connection = transport
+        .connect(&scratch.socket())
+        .await
+        .expect("connects");
+    assert_eq!(connection.handshake.worker_pid, child.id());
+    assert_eq!(connection.handshake.threads, 2);
+    assert!(connection.handshake.python_version.starts_with("3."));
+
+    let args = codec::encode_payload(
+        proto::Codec::Msgpack,
+        &call_arguments(vec![Value::Int(9)], vec![]),
+    )
+    .unwrap();
+    connection
+        .outbound
+        .send(proto::Frame {
+            request_id: 7,
+            body: Some(Body::Call(proto::Call {
+                target: "math.sqrt".into(),
+                args: Some(args),
+                ..Default::default()
+            })),
+        })
+        .unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), connection.inbound.next())
+        .await
+        .expect("a reply in time")
+        .expect("the stream is open")
+        .expect("a frame");
+    assert_eq!(reply.request_id, 7);
+    match reply.body {
+        Some(Body::Result(result)) => {
+            let value = codec::decode_payload(&result.value.unwrap()).unwrap();
+            assert_eq!(value, Value::Float(3.0));
+        }
+        other => panic!("expected a result, got {other:?}"),
+    }
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn the_worker_exits_when_its_stdin_closes() {
+    let scratch = Scratch::new("stdin");
+    let mut child = start_worker(&scratch);
+    drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker outlived its stdin");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!scratch.socket().exists(), "the worker removes its socket");
+}
+
+#[test]
+fn the_worker_exits_when_its_parent_dies() {
+    let scratch = Scratch::new("parent");
+    // The shell is the worker's parent. The worker gets our stdin pipe, which stays open,
+    // so only its parent's death can end it. (A background job's stdin is /dev/null before
+    // its own redirections apply, hence the pipe is saved on fd 3 first.)
+    let script = format!(
+        "exec 3<&0; {} {} <&3 & echo $!; exec sleep 60",
+        python().display(),
+        scratch.worker_args().join(" ")
+    );
+    let mut shell = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let before = wait_ready(&mut shell);
+    let worker: u32 = before
+        .first()
+        .and_then(|line| line.trim().parse().ok())
+        .expect("the shell printed the worker's pid");
+    // Still alive a while after its readiness: nothing but the parent's death will end it.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !is_gone(worker),
+        "worker {worker} died while its parent lived"
+    );
+
+    shell.kill().unwrap();
+    shell.wait().unwrap();
+    assert!(
+        wait_gone(worker, Duration::from_secs(3)),
+        "worker {worker} outlived its parent"
+    );
+}
