@@ -75,8 +75,11 @@ lint:
 	cd $(ROOT) && MIX_ENV=test mix format --check-formatted
 	cd $(ROOT) && MIX_ENV=test mix compile --force --warnings-as-errors
 
+# Core unit/property tests, a real worker against the core's transport, and the worker's
+# protocol conformance run (every frame kind and error kind, against real Python).
 test-rust:
 	cd $(ROOT) && cargo test --release -p snakebridge_core -p snakebridge_bench_baselines
+	cd $(ROOT) && cargo run --release -q -p snakebridge_py --example call_worker -- $(PYTHON)
 
 test-elixir:
 	cd $(ROOT) && MIX_ENV=test mix test
