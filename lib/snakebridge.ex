@@ -16,6 +16,7 @@ defmodule SnakeBridge do
   | `%SnakeBridge.Bytes{}`, non-UTF-8 binary | `bytes` (Python `bytes` come back as binaries) |
   | list / tuple / map / `MapSet` | `list` / `tuple` / `dict` / `set` (map keys keep their types) |
   | `Date`, `Time`, `NaiveDateTime`, `DateTime` | `datetime.date`, `time`, naive / aware `datetime` |
+  | `%SnakeBridge.Ref{}` | the live object it stands for; any other Python object comes back as one |
 
   Aware Python datetimes come back as UTC `DateTime`s. Pids, ports, references and
   functions cannot cross: passing one raises `ArgumentError` naming where it is
@@ -27,6 +28,11 @@ defmodule SnakeBridge do
       {:ok, "a,b"} = SnakeBridge.call("builtins", "str.join", [",", ["a", "b"]])
       {:ok, ~s({"a": 1})} = SnakeBridge.call("json", "dumps", [%{"a" => 1}])
       {:ok, "[1,2]"} = SnakeBridge.call("json", "dumps", [[1, 2]], separators: {",", ":"})
+
+      {:ok, path} = SnakeBridge.call("pathlib", "Path", ["/tmp/data.csv"])
+      path                                   #=> #SnakeBridge.Ref<pathlib.PosixPath PosixPath('/tmp/data.csv')>
+      {:ok, ".csv"} = SnakeBridge.get_attr(path, :suffix)
+      {:ok, parent} = SnakeBridge.call_method(path, :with_suffix, [".json"])
   """
 
   alias SnakeBridge.Runtime
@@ -60,4 +66,50 @@ defmodule SnakeBridge do
   @spec call!(Runtime.module_name(), Runtime.function_name(), list(), keyword() | map(), keyword()) ::
           term()
   defdelegate call!(module, function, args \\ [], kwargs \\ [], opts \\ []), to: Runtime
+
+  @doc """
+  Calls method `name` of the Python object behind `ref` (`obj.name(*args, **kwargs)`),
+  on the worker that holds it. Options as for `call/5`.
+  """
+  @spec call_method(
+          SnakeBridge.Ref.t(),
+          Runtime.function_name(),
+          list(),
+          keyword() | map(),
+          keyword()
+        ) ::
+          {:ok, term()} | {:error, SnakeBridge.Error.t()}
+  defdelegate call_method(ref, name, args \\ [], kwargs \\ [], opts \\ []), to: Runtime
+
+  @doc "Like `call_method/5`, but returns the value or raises."
+  @spec call_method!(
+          SnakeBridge.Ref.t(),
+          Runtime.function_name(),
+          list(),
+          keyword() | map(),
+          keyword()
+        ) ::
+          term()
+  defdelegate call_method!(ref, name, args \\ [], kwargs \\ [], opts \\ []), to: Runtime
+
+  @doc "Reads attribute `name` of the Python object behind `ref`."
+  @spec get_attr(SnakeBridge.Ref.t(), Runtime.function_name(), keyword()) ::
+          {:ok, term()} | {:error, SnakeBridge.Error.t()}
+  defdelegate get_attr(ref, name, opts \\ []), to: Runtime
+
+  @doc "Like `get_attr/3`, but returns the value or raises."
+  @spec get_attr!(SnakeBridge.Ref.t(), Runtime.function_name(), keyword()) :: term()
+  defdelegate get_attr!(ref, name, opts \\ []), to: Runtime
+
+  @doc "Sets attribute `name` of the Python object behind `ref` to `value`."
+  @spec set_attr(SnakeBridge.Ref.t(), Runtime.function_name(), term(), keyword()) ::
+          :ok | {:error, SnakeBridge.Error.t()}
+  defdelegate set_attr(ref, name, value, opts \\ []), to: Runtime
+
+  @doc """
+  Releases the Python object behind `ref` now rather than when the reference is
+  garbage-collected; using it afterwards gives `{:error, %SnakeBridge.Error{reason: :stale_ref}}`.
+  """
+  @spec release(SnakeBridge.Ref.t()) :: :ok
+  defdelegate release(ref), to: Runtime
 end

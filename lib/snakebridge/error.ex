@@ -10,14 +10,15 @@ defmodule SnakeBridge.Error do
     * `:python_exception` - the Python code raised; `python` holds the
       `%SnakeBridge.PythonError{}` with type, message and traceback.
     * `:target_not_found` - the module or attribute does not exist.
+    * `:stale_ref` - a `%SnakeBridge.Ref{}` whose object was released or whose worker
+      died.
     * `:timeout` - no reply before the call's `:timeout`; the call was cancelled.
     * `:worker_crashed` - the worker running the call died; `exit_status` (exit code, or
       minus the signal number) and `stderr_tail` say how. The pool replaces the worker.
     * `:worker_start_failed` - a worker could not start (bad interpreter, import error).
     * `:no_workers` - no live worker before the deadline (all were restarting).
     * `:pool_closed` / `:no_pool` - the pool was stopped / was never started.
-    * `:encoding` - a value could not be converted (for example a Python result of a
-      type that cannot cross yet).
+    * `:encoding` - a value could not be converted.
     * `:cancelled`, `:bad_request`, `:transport`, `:internal` - the rest.
   """
 
@@ -37,6 +38,7 @@ defmodule SnakeBridge.Error do
           | :encoding
           | :bad_request
           | :cancelled
+          | :stale_ref
           | :timeout
           | :worker_crashed
           | :worker_start_failed

@@ -41,8 +41,13 @@ defmodule SnakeBridge.Native do
   end
 
   def pool_start(_options, _pid, _tag), do: not_loaded()
-  def pool_call(_pool, _target, _args, _kwargs, _timeout_ms, _pid, _tag), do: not_loaded()
+
+  def pool_call(_pool, _name, _op, _target, _args, _kwargs, _timeout_ms, _ref?, _pid, _tag),
+    do: not_loaded()
+
   def call_cancel(_handle), do: not_loaded()
   def pool_workers(_pool), do: not_loaded()
   def pool_stop(_pool), do: not_loaded()
+  def ref_release(_ref), do: not_loaded()
+  def ref_alive(_ref), do: not_loaded()
 end

@@ -1,44 +1,48 @@
 defmodule SnakeBridge.Runtime do
   @moduledoc """
-  Executes calls on a pool: the machinery behind `SnakeBridge.call/5` and the generated
-  modules.
+  Executes calls on a pool: the machinery behind `SnakeBridge`'s functions and the
+  generated modules.
 
   The native call returns at once; the reply arrives as a message, so no scheduler is
   ever blocked. The Rust core enforces each call's deadline and answers every call
   exactly once (result, Python error, timeout or crash); a backstop here cancels the call
   if that answer is late, and a call whose caller dies is cancelled when its handle is
   garbage-collected.
+
+  ## Options
+
+  Every function takes `opts`:
+
+    * `:timeout` - milliseconds to wait, or `:infinity` (default: the pool's `:timeout`).
+    * `:pool` - the pool to use (default `SnakeBridge.Pool`); calls on a
+      `%SnakeBridge.Ref{}` always go to the pool and worker holding the object.
+    * `:as` - `:ref` returns the result as a `%SnakeBridge.Ref{}` even when it is plain
+      data (e.g. to keep a `dict` subclass as a live object); default `:value`.
   """
 
-  alias SnakeBridge.{Error, Native, Pool}
+  alias SnakeBridge.{Error, Native, Pool, Ref}
 
   # Extra time past the core's own deadline before the Elixir side gives up itself.
   @backstop_ms 2_000
 
+  # Operation codes of the native call (the proto's Call.Op).
+  @op_call 0
+  @op_call_method 1
+  @op_get_attr 2
+  @op_set_attr 3
+
   @type module_name :: String.t() | atom()
   @type function_name :: String.t() | atom()
+  @type result :: {:ok, term()} | {:error, Error.t()}
 
   @doc """
   Calls `module.function(*args, **kwargs)` in Python. See `SnakeBridge.call/5`.
   """
-  @spec call(module_name(), function_name(), list(), keyword() | map(), keyword()) ::
-          {:ok, term()} | {:error, Error.t()}
+  @spec call(module_name(), function_name(), list(), keyword() | map(), keyword()) :: result()
   def call(module, function, args \\ [], kwargs \\ [], opts \\ [])
       when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
     target = target(module, function)
-
-    with {:ok, {resource, default_timeout}} <- Pool.lookup(Keyword.get(opts, :pool, Pool)) do
-      timeout = Keyword.get(opts, :timeout, default_timeout)
-      tag = make_ref()
-
-      case Native.pool_call(resource, target, args, kwargs, timeout_ms(timeout), self(), tag) do
-        {:ok, handle} ->
-          await(tag, handle, timeout, target)
-
-        {:error, {:unsupported, path, message}} ->
-          raise ArgumentError, "cannot send #{path} to Python (calling #{target}): #{message}"
-      end
-    end
+    invoke(Keyword.get(opts, :pool, Pool), @op_call, target, target, args, kwargs, opts)
   end
 
   @doc """
@@ -46,13 +50,61 @@ defmodule SnakeBridge.Runtime do
   exception, `SnakeBridge.Error` otherwise.
   """
   @spec call!(module_name(), function_name(), list(), keyword() | map(), keyword()) :: term()
-  def call!(module, function, args \\ [], kwargs \\ [], opts \\ []) do
-    case call(module, function, args, kwargs, opts) do
-      {:ok, value} -> value
-      {:error, %Error{reason: :python_exception, python: %_{} = exception}} -> raise exception
-      {:error, error} -> raise error
+  def call!(module, function, args \\ [], kwargs \\ [], opts \\ []),
+    do: unwrap!(call(module, function, args, kwargs, opts))
+
+  @doc """
+  Calls the class (or any factory) `module.class(*args, **kwargs)` and returns the new
+  object as a `%SnakeBridge.Ref{}`, whatever its type.
+  """
+  @spec create_instance(module_name(), function_name(), list(), keyword() | map(), keyword()) ::
+          {:ok, Ref.t()} | {:error, Error.t()}
+  def create_instance(module, class, args \\ [], kwargs \\ [], opts \\ []),
+    do: call(module, class, args, kwargs, Keyword.put(opts, :as, :ref))
+
+  @doc """
+  Calls method `name` of the object behind `ref`: `obj.name(*args, **kwargs)`.
+  """
+  @spec call_method(Ref.t(), function_name(), list(), keyword() | map(), keyword()) :: result()
+  def call_method(%Ref{} = ref, name, args \\ [], kwargs \\ [], opts \\ [])
+      when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
+    name = name(name, :method)
+    invoke(ref.pool, @op_call_method, name, "#{ref.type}.#{name}", [ref | args], kwargs, opts)
+  end
+
+  @doc "Like `call_method/5`, but returns the value or raises."
+  @spec call_method!(Ref.t(), function_name(), list(), keyword() | map(), keyword()) :: term()
+  def call_method!(ref, name, args \\ [], kwargs \\ [], opts \\ []),
+    do: unwrap!(call_method(ref, name, args, kwargs, opts))
+
+  @doc "Reads attribute `name` of the object behind `ref`."
+  @spec get_attr(Ref.t(), function_name(), keyword()) :: result()
+  def get_attr(%Ref{} = ref, name, opts \\ []) do
+    name = name(name, :attribute)
+    invoke(ref.pool, @op_get_attr, name, "#{ref.type}.#{name}", [ref], [], opts)
+  end
+
+  @doc "Like `get_attr/3`, but returns the value or raises."
+  @spec get_attr!(Ref.t(), function_name(), keyword()) :: term()
+  def get_attr!(ref, name, opts \\ []), do: unwrap!(get_attr(ref, name, opts))
+
+  @doc "Sets attribute `name` of the object behind `ref` to `value`."
+  @spec set_attr(Ref.t(), function_name(), term(), keyword()) :: :ok | {:error, Error.t()}
+  def set_attr(%Ref{} = ref, name, value, opts \\ []) do
+    name = name(name, :attribute)
+
+    case invoke(ref.pool, @op_set_attr, name, "#{ref.type}.#{name}", [ref, value], [], opts) do
+      {:ok, _} -> :ok
+      error -> error
     end
   end
+
+  @doc """
+  Releases the object behind `ref` in its worker now, instead of when the reference is
+  garbage-collected. Using `ref` afterwards gives a `:stale_ref` error. Idempotent.
+  """
+  @spec release(Ref.t()) :: :ok
+  def release(%Ref{resource: resource}), do: Native.ref_release(resource)
 
   @doc false
   @spec target(module_name(), function_name()) :: String.t()
@@ -65,6 +117,40 @@ defmodule SnakeBridge.Runtime do
 
   defp name(value, what),
     do: raise(ArgumentError, "expected a Python #{what} name, got: #{inspect(value)}")
+
+  defp unwrap!({:ok, value}), do: value
+
+  defp unwrap!({:error, %Error{reason: :python_exception, python: %_{} = exception}}),
+    do: raise(exception)
+
+  defp unwrap!({:error, error}), do: raise(error)
+
+  # `label` names the call in errors (the dotted target, or `type.method` on refs).
+  defp invoke(pool, op, target, label, args, kwargs, opts) do
+    with {:ok, {resource, default_timeout}} <- Pool.lookup(pool) do
+      timeout = Keyword.get(opts, :timeout, default_timeout)
+      as_ref = as_ref?(Keyword.get(opts, :as, :value))
+      tag = make_ref()
+      ms = timeout_ms(timeout)
+
+      case Native.pool_call(resource, pool, op, target, args, kwargs, ms, as_ref, self(), tag) do
+        {:ok, handle} ->
+          await(tag, handle, timeout, label)
+
+        {:error, {:unsupported, path, message}} ->
+          raise ArgumentError, "cannot send #{path} to Python (calling #{label}): #{message}"
+
+        {:error, {:stale_ref, message}} ->
+          {:error, Error.new(:stale_ref, message, label)}
+      end
+    end
+  end
+
+  defp as_ref?(:ref), do: true
+  defp as_ref?(:value), do: false
+
+  defp as_ref?(other),
+    do: raise(ArgumentError, "expected :as to be :value or :ref, got: #{inspect(other)}")
 
   defp timeout_ms(:infinity), do: 0
   defp timeout_ms(ms) when is_integer(ms) and ms > 0, do: ms

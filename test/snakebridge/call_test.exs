@@ -87,11 +87,12 @@ defmodule SnakeBridge.CallTest do
       end
     end
 
-    test "a result that cannot cross yet is an :encoding error naming its type" do
+    test "an unhashable map key is an :encoding error naming its path" do
       assert {:error, %Error{reason: :encoding, message: message}} =
-               SnakeBridge.call("sb_fixtures", "unsendable", [])
+               SnakeBridge.call("sb_fixtures", "echo", [%{"ok" => %{[1, 2] => "list key"}}])
 
-      assert message =~ "builtins.object"
+      assert message =~ ~s(args[0]["ok"])
+      assert message =~ "unhashable"
     end
 
     test "an unsupported term raises ArgumentError naming its path" do

@@ -17,6 +17,8 @@ pub enum ErrorKind {
     BadRequest,
     /// The call was cancelled (its caller went away or asked).
     Cancelled,
+    /// An object reference whose worker died, or that was released.
+    StaleRef,
     /// The call's deadline passed.
     Timeout,
     /// The worker running the call died.
@@ -42,6 +44,7 @@ impl ErrorKind {
             ErrorKind::Encoding => "encoding",
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::Cancelled => "cancelled",
+            ErrorKind::StaleRef => "stale_ref",
             ErrorKind::Timeout => "timeout",
             ErrorKind::WorkerCrashed => "worker_crashed",
             ErrorKind::WorkerStartFailed => "worker_start_failed",
@@ -97,6 +100,7 @@ impl Error {
             Ok(Kind::Encoding) => ErrorKind::Encoding,
             Ok(Kind::BadRequest) => ErrorKind::BadRequest,
             Ok(Kind::Cancelled) => ErrorKind::Cancelled,
+            Ok(Kind::UnknownRef) => ErrorKind::StaleRef,
             Ok(Kind::Internal) | Err(_) => ErrorKind::Internal,
         };
         Error {

@@ -24,5 +24,6 @@ pub use error::{Error, ErrorKind};
 
 /// The big-integer crate of [`Value::BigInt`], so bindings use the same release.
 pub use num_bigint;
-pub use pool::{CallRequest, Pool, PoolConfig};
+pub use pool::{CallRequest, Op, Pool, PoolConfig, Reply};
 pub use value::Value;
+pub use worker::Worker;

@@ -7,6 +7,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
+
+pub use crate::proto::call::Op;
 use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify};
@@ -55,15 +57,29 @@ impl Default for PoolConfig {
 }
 
 /// One call to make.
+#[derive(Default)]
 pub struct CallRequest {
-    /// Dotted path of the callable, e.g. `"os.path.join"`.
+    /// Dotted path of the callable (`"os.path.join"`), or the method / attribute name for
+    /// the other [`Op`]s.
     pub target: String,
+    /// What to do: call a function, call a method, get or set an attribute.
+    pub op: Op,
     /// `[args, kwargs]`, already encoded (see [`crate::codec::call_arguments`]).
     pub args: proto::Payload,
     /// How long the caller will wait; `None` waits for as long as it takes.
     pub timeout: Option<Duration>,
     /// Resolves when the caller gives up (e.g. its process died).
     pub cancel: Option<oneshot::Receiver<()>>,
+    /// Return the result as an object reference even when it is plain data.
+    pub return_ref: bool,
+    /// The worker that must run the call (it holds objects the arguments refer to).
+    pub pin: Option<Weak<Worker>>,
+}
+
+/// A call's answer and the worker that gave it (which holds any objects it refers to).
+pub struct Reply {
+    pub payload: proto::Payload,
+    pub worker: Arc<Worker>,
 }
 
 /// A running pool. Cloning is cheap; the workers stop when the last clone is dropped or
@@ -155,9 +171,17 @@ impl Pool {
 
     /// Calls a Python function on the least-loaded live worker and waits for its encoded
     /// result, the deadline, or the caller's cancellation, whichever comes first.
-    pub async fn call(&self, request: CallRequest) -> Result<proto::Payload, Error> {
+    pub async fn call(&self, request: CallRequest) -> Result<Reply, Error> {
         let deadline = request.timeout.map(|t| Instant::now() + t);
-        let worker = self.inner.pick(deadline).await?;
+        let worker = match &request.pin {
+            Some(pinned) => pinned.upgrade().filter(|w| w.is_alive()).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::StaleRef,
+                    "the worker holding the object died; the object is gone",
+                )
+            })?,
+            None => self.inner.pick(deadline).await?,
+        };
         let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
         let timeout_ms = request
             .timeout
@@ -172,6 +196,8 @@ impl Pool {
                 streaming: false,
                 session_id: String::new(),
                 result_codec: proto::Codec::Msgpack as i32,
+                op: request.op as i32,
+                return_ref: request.return_ref,
             })),
         };
         let reply = worker.begin(id, frame)?;
@@ -191,9 +217,11 @@ impl Pool {
             }
         };
         tokio::select! {
-            outcome = reply => outcome.unwrap_or_else(|_| {
-                Err(Error::new(ErrorKind::Internal, "the call's reply was lost").with_worker(worker.pid()))
-            }),
+            outcome = reply => match outcome {
+                Ok(Ok(payload)) => Ok(Reply { payload, worker }),
+                Ok(Err(err)) => Err(err),
+                Err(_) => Err(Error::new(ErrorKind::Internal, "the call's reply was lost").with_worker(worker.pid())),
+            },
             _ = expired => {
                 worker.cancel(id, "deadline passed");
                 Err(Error::new(

@@ -44,6 +44,20 @@ pub enum Value {
     /// Elixir `DateTime` / Python aware `datetime.datetime`: wall-clock fields plus the
     /// offset from UTC in seconds.
     DateTime(Date, Time, i32),
+    /// `%SnakeBridge.Ref{}` / a live Python object held in its worker's registry.
+    Ref(ObjectRef),
+}
+
+/// A reference to a Python object that stays in its worker. From Python the type name and
+/// `repr()` come along for display; towards Python only the id matters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObjectRef {
+    /// The id under which the worker's registry holds the object.
+    pub id: u64,
+    /// `module.qualname` of the object's type.
+    pub type_name: String,
+    /// The object's `repr()`, shortened.
+    pub repr: String,
 }
 
 /// A calendar date (proleptic Gregorian).
@@ -81,6 +95,7 @@ impl Value {
             Value::Time(_) => "time",
             Value::NaiveDateTime(..) => "naive datetime",
             Value::DateTime(..) => "datetime",
+            Value::Ref(_) => "object reference",
         }
     }
 

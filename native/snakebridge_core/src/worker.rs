@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::StreamExt;
 
 use crate::error::{Error, ErrorKind};
@@ -67,6 +67,9 @@ pub struct Worker {
     calls: Mutex<Calls>,
     in_flight: AtomicUsize,
     kill: Mutex<Option<oneshot::Sender<()>>>,
+    /// Object references the BEAM dropped, sent to the worker in batches.
+    releases: Mutex<Vec<u64>>,
+    release_wake: Notify,
 }
 
 /// A snapshot of one worker, for observation and tests.
@@ -189,6 +192,8 @@ impl Worker {
             calls: Mutex::new(Calls::default()),
             in_flight: AtomicUsize::new(0),
             kill: Mutex::new(Some(kill_tx)),
+            releases: Mutex::new(Vec::new()),
+            release_wake: Notify::new(),
         });
         tracing::debug!(slot, pid = worker.pid, "worker ready");
         tokio::spawn(supervise(
@@ -260,6 +265,30 @@ impl Worker {
                 body: Some(Body::Cancel(proto::Cancel {
                     reason: reason.to_owned(),
                 })),
+            });
+        }
+    }
+
+    /// Queues the release of object `id` in the worker. Cheap and non-blocking, so that it
+    /// can run in a garbage collector's resource destructor; the supervisor sends all
+    /// queued ids in one `Release` frame when it next wakes.
+    pub fn queue_release(&self, id: u64) {
+        if let Ok(mut releases) = self.releases.lock() {
+            releases.push(id);
+        }
+        self.release_wake.notify_one();
+    }
+
+    fn flush_releases(&self) {
+        let ids = match self.releases.lock() {
+            Ok(mut releases) => std::mem::take(&mut *releases),
+            Err(_) => return,
+        };
+        if !ids.is_empty() {
+            // A closed connection means the worker and its objects are gone anyway.
+            let _ = self.outbound.send(proto::Frame {
+                request_id: 0,
+                body: Some(Body::Release(proto::Release { ref_ids: ids })),
             });
         }
     }
@@ -449,6 +478,7 @@ async fn supervise(
                 status = exited.ok();
                 break "it exited".to_owned();
             }
+            _ = worker.release_wake.notified() => worker.flush_releases(),
             _ = &mut kill_rx => {
                 kill_group(worker.pid);
                 break "the pool stopped it".to_owned();

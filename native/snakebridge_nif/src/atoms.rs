@@ -37,5 +37,9 @@ rustler::atoms! {
     map,
     version,
     data,
+    resource,
+    repr,
+    pool,
+    stale_ref,
     __struct__,
 }

@@ -1,10 +1,11 @@
 //! Rustler binding of SnakeBridge's core. Only what the BEAM needs lives here: terms ⇄
-//! core values ([`terms`]), the pool NIFs ([`pool`]) and the tokio runtime the work runs on
+//! core values ([`terms`]), the pool NIFs ([`pool`]), object references ([`refs`]) and the tokio runtime the work runs on
 //! ([`runtime`]). Every NIF returns at once; results arrive as `{tag, result}` messages
 //! sent from tokio threads.
 
 mod atoms;
 mod pool;
+mod refs;
 mod reply;
 mod runtime;
 mod terms;

@@ -6,13 +6,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use rustler::types::map::MapIterator;
-use rustler::{Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use tokio::sync::oneshot;
 
 use snakebridge_core::codec::{self, call_arguments};
 use snakebridge_core::proto;
 use snakebridge_core::value::Path;
-use snakebridge_core::{CallRequest, Error, Pool, PoolConfig};
+use snakebridge_core::{CallRequest, Error, Op, Pool, PoolConfig};
 
 use crate::reply::Reply;
 use crate::{atoms, runtime, terms};
@@ -146,23 +146,29 @@ fn pool_start<'a>(
 }
 
 /// Starts a call. Encodes the arguments here, on the caller's scheduler; returns
-/// `{:ok, handle}` (keep the handle until the reply arrives: dropping it cancels) or
-/// `{:error, {:unsupported, path, message}}`. Replies `{tag, {:ok, term}}` or
-/// `{tag, {:error, error_map}}`.
+/// `{:ok, handle}` (keep the handle until the reply arrives: dropping it cancels),
+/// `{:error, {:unsupported, path, message}}` or `{:error, {:stale_ref, message}}`.
+/// Replies `{tag, {:ok, term}}` or `{tag, {:error, error_map}}`.
+///
+/// `op`: 0 call `target`, 1 call method `target` of args[0], 2 get attribute, 3 set
+/// attribute. `pool_name` is recorded in the object references of the result.
 #[allow(clippy::too_many_arguments)]
 #[rustler::nif]
 fn pool_call<'a>(
     env: Env<'a>,
     pool: ResourceArc<PoolResource>,
+    pool_name: Atom,
+    op: i32,
     target: String,
     positional: Term<'a>,
     kwargs: Term<'a>,
     timeout_ms: u64,
+    return_ref: bool,
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let encoded = encode_arguments(positional, kwargs);
-    let payload = match encoded {
+    let mut refs = terms::Refs::default();
+    let payload = match encode_arguments(positional, kwargs, &mut refs) {
         Ok(payload) => payload,
         Err(unsupported) => {
             return Ok((
@@ -172,6 +178,10 @@ fn pool_call<'a>(
                 .encode(env))
         }
     };
+    if let Some(reason) = refs.stale {
+        return Ok((atoms::error(), (atoms::stale_ref(), reason)).encode(env));
+    }
+    let op = Op::try_from(op).map_err(|_| rustler::Error::BadArg)?;
     let runtime = runtime_or_error()?;
     let (cancel_tx, cancel_rx) = oneshot::channel();
     let handle = ResourceArc::new(CallHandle {
@@ -179,28 +189,41 @@ fn pool_call<'a>(
     });
     let request = CallRequest {
         target,
+        op,
         args: payload,
         timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
         cancel: Some(cancel_rx),
+        return_ref,
+        pin: refs.pin,
     };
     let pool = pool.pool.clone();
     let reply = Reply::new(pid, tag);
     runtime.spawn(async move {
-        let outcome = pool
-            .call(request)
-            .await
-            .and_then(|payload| codec::decode_payload(&payload).map_err(Error::from));
+        let outcome = pool.call(request).await.and_then(|reply| {
+            let value = codec::decode_payload(&reply.payload).map_err(Error::from)?;
+            Ok((value, reply.worker))
+        });
         reply.send(|env| match &outcome {
-            Ok(value) => (atoms::ok(), terms::from_value(env, value)).encode(env),
+            Ok((value, worker)) => {
+                let origin = terms::Origin {
+                    worker,
+                    pool: pool_name,
+                };
+                (atoms::ok(), terms::from_value(env, value, &origin)).encode(env)
+            }
             Err(err) => terms::error_tuple(env, err),
         });
     });
     Ok((atoms::ok(), handle).encode(env))
 }
 
-fn encode_arguments(args: Term, kwargs: Term) -> Result<proto::Payload, terms::Unsupported> {
+fn encode_arguments(
+    args: Term,
+    kwargs: Term,
+    refs: &mut terms::Refs,
+) -> Result<proto::Payload, terms::Unsupported> {
     let mut path = Path::root("args");
-    let args = match terms::to_value(args, &mut path)? {
+    let args = match terms::to_value(args, &mut path, refs)? {
         snakebridge_core::Value::List(items) => items,
         other => {
             return Err(terms::Unsupported {
@@ -213,7 +236,7 @@ fn encode_arguments(args: Term, kwargs: Term) -> Result<proto::Payload, terms::U
         }
     };
     let mut path = Path::root("kwargs");
-    let kwargs = terms::kwargs_to_values(kwargs, &mut path)?;
+    let kwargs = terms::kwargs_to_values(kwargs, &mut path, refs)?;
     codec::encode_payload(proto::Codec::Msgpack, &call_arguments(args, kwargs)).map_err(|e| {
         terms::Unsupported {
             path: "args".into(),

@@ -8,10 +8,14 @@ use rustler::types::map::MapIterator;
 use rustler::types::tuple::{get_tuple, make_tuple};
 use rustler::{Atom, BigInt, Binary, Encoder, Env, NewBinary, Term, TermType};
 
-use snakebridge_core::value::{Date, Path, Segment, Time, Value, MAX_DEPTH};
-use snakebridge_core::Error;
+use std::sync::{Arc, Weak};
+
+use rustler::ResourceArc;
+use snakebridge_core::value::{Date, ObjectRef, Path, Segment, Time, Value, MAX_DEPTH};
+use snakebridge_core::{Error, Worker};
 
 use crate::atoms;
+use crate::refs::RefResource;
 
 /// Why a term cannot cross the bridge, and where it is.
 #[derive(Debug)]
@@ -32,8 +36,40 @@ impl Unsupported {
 // ---------------------------------------------------------------------------------------
 // term -> value
 
+/// What encoding learned about the object references among the arguments.
+#[derive(Default)]
+pub struct Refs {
+    /// The worker holding the referenced objects: the call must run there.
+    pub pin: Option<Weak<Worker>>,
+    /// Why a reference cannot be used (released, or its worker died).
+    pub stale: Option<String>,
+}
+
+impl Refs {
+    fn add(&mut self, resource: &RefResource, path: &Path) -> Result<ObjectRef, Unsupported> {
+        if let Some(reason) = resource.unusable() {
+            self.stale
+                .get_or_insert_with(|| format!("{path}: {reason}"));
+        }
+        match &self.pin {
+            Some(pin) if !Weak::ptr_eq(pin, resource.worker()) => {
+                return Err(Unsupported::at(
+                    path,
+                    "objects held by different workers cannot be used in one call (use a session to keep them on one worker)",
+                ))
+            }
+            Some(_) => {}
+            None => self.pin = Some(resource.worker().clone()),
+        }
+        Ok(ObjectRef {
+            id: resource.id(),
+            ..ObjectRef::default()
+        })
+    }
+}
+
 /// Converts a term to a value; `path` names where the term sits in the caller's input.
-pub fn to_value(term: Term, path: &mut Path) -> Result<Value, Unsupported> {
+pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, Unsupported> {
     if path.depth() > MAX_DEPTH {
         return Err(Unsupported::at(
             path,
@@ -67,12 +103,12 @@ pub fn to_value(term: Term, path: &mut Path) -> Result<Value, Unsupported> {
                 Err(_) => Value::Bytes(bin.as_slice().to_vec()),
             })
         }
-        TermType::List => list_items(term, path).map(Value::List),
+        TermType::List => list_items(term, path, refs).map(Value::List),
         TermType::Tuple => {
             let items = get_tuple(term).map_err(|_| Unsupported::at(path, "bad tuple"))?;
-            seq(&items, path).map(Value::Tuple)
+            seq(&items, path, refs).map(Value::Tuple)
         }
-        TermType::Map => map_value(term, path),
+        TermType::Map => map_value(term, path, refs),
         TermType::Pid => Err(Unsupported::at(path, "a pid cannot be sent to Python")),
         TermType::Port => Err(Unsupported::at(path, "a port cannot be sent to Python")),
         TermType::Ref => Err(Unsupported::at(
@@ -103,18 +139,18 @@ fn atom_value(term: Term) -> Value {
     }
 }
 
-fn seq(items: &[Term], path: &mut Path) -> Result<Vec<Value>, Unsupported> {
+fn seq(items: &[Term], path: &mut Path, refs: &mut Refs) -> Result<Vec<Value>, Unsupported> {
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         path.push(Segment::Index(i));
-        let value = to_value(*item, path);
+        let value = to_value(*item, path, refs);
         path.pop();
         out.push(value?);
     }
     Ok(out)
 }
 
-fn list_items(term: Term, path: &mut Path) -> Result<Vec<Value>, Unsupported> {
+fn list_items(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Vec<Value>, Unsupported> {
     let mut out = Vec::new();
     let mut rest = term;
     loop {
@@ -125,7 +161,7 @@ fn list_items(term: Term, path: &mut Path) -> Result<Vec<Value>, Unsupported> {
             .list_get_cell()
             .map_err(|_| Unsupported::at(path, "an improper list cannot be sent to Python"))?;
         path.push(Segment::Index(out.len()));
-        let value = to_value(head, path);
+        let value = to_value(head, path, refs);
         path.pop();
         out.push(value?);
         rest = tail;
@@ -191,16 +227,16 @@ fn time_of(term: Term, path: &Path) -> Result<Time, Unsupported> {
     })
 }
 
-fn map_value(term: Term, path: &mut Path) -> Result<Value, Unsupported> {
+fn map_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, Unsupported> {
     if let Some(name) = struct_name(term) {
-        return struct_value(term, &name, path);
+        return struct_value(term, &name, path, refs);
     }
     let iter = MapIterator::new(term).ok_or_else(|| Unsupported::at(path, "bad map"))?;
     let mut pairs = Vec::with_capacity(term.map_size().unwrap_or(0));
     for (k, v) in iter {
         path.push(Segment::Key(render_key(k)));
-        let key = to_value(k, path);
-        let value = key.and_then(|key| Ok((key, to_value(v, path)?)));
+        let key = to_value(k, path, refs);
+        let value = key.and_then(|key| Ok((key, to_value(v, path, refs)?)));
         path.pop();
         pairs.push(value?);
     }
@@ -221,8 +257,19 @@ fn iso_calendar(term: Term, path: &Path) -> Result<(), Unsupported> {
     }
 }
 
-fn struct_value(term: Term, name: &str, path: &mut Path) -> Result<Value, Unsupported> {
+fn struct_value(
+    term: Term,
+    name: &str,
+    path: &mut Path,
+    refs: &mut Refs,
+) -> Result<Value, Unsupported> {
     match name {
+        "Elixir.SnakeBridge.Ref" => {
+            let resource: ResourceArc<RefResource> = field(term, atoms::resource(), path)?
+                .decode()
+                .map_err(|_| Unsupported::at(path, "%SnakeBridge.Ref{} without its resource"))?;
+            refs.add(&resource, path).map(Value::Ref)
+        }
         "Elixir.SnakeBridge.Bytes" => {
             let data = field(term, atoms::data(), path)?;
             Binary::from_term(data)
@@ -236,7 +283,7 @@ fn struct_value(term: Term, name: &str, path: &mut Path) -> Result<Value, Unsupp
             let mut items = Vec::new();
             for (k, _) in iter {
                 path.push(Segment::Key(render_key(k)));
-                let item = to_value(k, path);
+                let item = to_value(k, path, refs);
                 path.pop();
                 items.push(item?);
             }
@@ -278,7 +325,11 @@ fn struct_value(term: Term, name: &str, path: &mut Path) -> Result<Value, Unsupp
 }
 
 /// Converts keyword arguments (a keyword list or a map with atom or string keys).
-pub fn kwargs_to_values(term: Term, path: &mut Path) -> Result<Vec<(Value, Value)>, Unsupported> {
+pub fn kwargs_to_values(
+    term: Term,
+    path: &mut Path,
+    refs: &mut Refs,
+) -> Result<Vec<(Value, Value)>, Unsupported> {
     let bad = |path: &Path| {
         Unsupported::at(
             path,
@@ -312,7 +363,7 @@ pub fn kwargs_to_values(term: Term, path: &mut Path) -> Result<Vec<(Value, Value
             _ => return Err(bad(path)),
         };
         path.push(Segment::Key(render_key(k)));
-        let value = to_value(v, path);
+        let value = to_value(v, path, refs);
         path.pop();
         out.push((Value::Str(name), value?));
     }
@@ -322,8 +373,15 @@ pub fn kwargs_to_values(term: Term, path: &mut Path) -> Result<Vec<(Value, Value
 // ---------------------------------------------------------------------------------------
 // value -> term
 
+/// Where decoded object references come from: the worker that answered and the name of
+/// its pool (kept in `%SnakeBridge.Ref{}` so that later calls find the pool).
+pub struct Origin<'w> {
+    pub worker: &'w Arc<Worker>,
+    pub pool: Atom,
+}
+
 /// Builds the term for a value.
-pub fn from_value<'a>(env: Env<'a>, value: &Value) -> Term<'a> {
+pub fn from_value<'a>(env: Env<'a>, value: &Value, origin: &Origin) -> Term<'a> {
     match value {
         Value::Nil => atoms::nil().encode(env),
         Value::Bool(b) => b.encode(env),
@@ -336,22 +394,22 @@ pub fn from_value<'a>(env: Env<'a>, value: &Value) -> Term<'a> {
         Value::Str(s) => binary(env, s.as_bytes()),
         Value::Bytes(b) => binary(env, b),
         Value::List(items) => {
-            let terms: Vec<Term> = items.iter().map(|v| from_value(env, v)).collect();
+            let terms: Vec<Term> = items.iter().map(|v| from_value(env, v, origin)).collect();
             terms.encode(env)
         }
         Value::Tuple(items) => {
-            let terms: Vec<Term> = items.iter().map(|v| from_value(env, v)).collect();
+            let terms: Vec<Term> = items.iter().map(|v| from_value(env, v, origin)).collect();
             make_tuple(env, &terms)
         }
         Value::Map(pairs) => {
             let (keys, values): (Vec<Term>, Vec<Term>) = pairs
                 .iter()
-                .map(|(k, v)| (from_value(env, k), from_value(env, v)))
+                .map(|(k, v)| (from_value(env, k, origin), from_value(env, v, origin)))
                 .unzip();
             map_from(env, &keys, &values)
         }
         Value::Set(items) => {
-            let keys: Vec<Term> = items.iter().map(|v| from_value(env, v)).collect();
+            let keys: Vec<Term> = items.iter().map(|v| from_value(env, v, origin)).collect();
             let empty = Vec::<Term>::new().encode(env);
             let values = vec![empty; keys.len()];
             let inner = map_from(env, &keys, &values);
@@ -390,6 +448,17 @@ pub fn from_value<'a>(env: Env<'a>, value: &Value) -> Term<'a> {
             fields.push((atoms::utc_offset(), offset.encode(env)));
             fields.push((atoms::std_offset(), 0.encode(env)));
             elixir_struct(env, "Elixir.DateTime", &fields)
+        }
+        Value::Ref(r) => {
+            let resource = ResourceArc::new(RefResource::new(origin.worker, r.id));
+            let fields = [
+                (atoms::resource(), resource.encode(env)),
+                (atoms::r#type(), binary(env, r.type_name.as_bytes())),
+                (atoms::repr(), binary(env, r.repr.as_bytes())),
+                (atoms::worker_pid(), origin.worker.pid().encode(env)),
+                (atoms::pool(), origin.pool.encode(env)),
+            ];
+            elixir_struct(env, "Elixir.SnakeBridge.Ref", &fields)
         }
     }
 }

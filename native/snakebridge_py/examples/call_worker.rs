@@ -18,7 +18,7 @@ use snakebridge_core::proto::{
     self, error::Kind, frame::Body, worker_client::WorkerClient, Frame, HandshakeRequest,
     PROTOCOL_VERSION, TOKEN_METADATA_KEY,
 };
-use snakebridge_core::value::{Date, Time, Value};
+use snakebridge_core::value::{Date, ObjectRef, Time, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -214,13 +214,40 @@ async fn check_calls(
         .message
         .contains("module 'math' has no attribute 'nope'"));
 
+    // An object that is not plain data stays in the worker and crosses as a reference,
+    // which later calls can pass back; an id the worker does not hold is UNKNOWN_REF.
     let reply = call(frames, replies, 8, "pathlib.Path", vec![s("/tmp")], vec![]).await?;
-    let error = error_of(&reply, Kind::Encoding)?;
+    let path = match result_value(&reply)? {
+        Value::Ref(r) => r,
+        other => return Err(format!("expected a reference, got {other:?}").into()),
+    };
+    assert_eq!(path.type_name, "pathlib.PosixPath");
+    assert_eq!(path.repr, "PosixPath('/tmp')");
+    let passed_back = Value::Ref(ObjectRef {
+        id: path.id,
+        ..ObjectRef::default()
+    });
+    let reply = call(
+        frames,
+        replies,
+        80,
+        "builtins.str",
+        vec![passed_back],
+        vec![],
+    )
+    .await?;
+    assert_eq!(result_value(&reply)?, s("/tmp"));
+    let unknown = Value::Ref(ObjectRef {
+        id: 987_654_321,
+        ..ObjectRef::default()
+    });
+    let reply = call(frames, replies, 81, "builtins.str", vec![unknown], vec![]).await?;
+    let error = error_of(&reply, Kind::UnknownRef)?;
     assert!(error
         .message
-        .starts_with("result: cannot send an object of type pathlib.PosixPath"));
+        .starts_with("args[0]: this worker holds no object"));
 
-    // A nested unsupported object is named by its path.
+    // Keyword arguments arrive as a dict.
     let reply = call(
         frames,
         replies,
@@ -234,10 +261,12 @@ async fn check_calls(
         result_value(&reply)?,
         Value::Map(vec![(s("x"), Value::List(vec![Value::Int(1)]))])
     );
+    // Objects nested in plain data become references in place.
     let reply = call(frames, replies, 10, "builtins.vars", vec![], vec![]).await?;
-    let error = error_of(&reply, Kind::Encoding)?;
-    println!("nested encoding error: {}", error.message);
-    assert!(error.message.starts_with("result[\""));
+    match result_value(&reply)? {
+        Value::Map(entries) => assert!(entries.iter().any(|(_, v)| matches!(v, Value::Ref(_)))),
+        other => return Err(format!("expected a map, got {other:?}").into()),
+    }
 
     // Every kind of value survives a round trip through Python; an aware datetime comes
     // back in UTC.

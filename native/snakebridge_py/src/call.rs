@@ -4,7 +4,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 use snakebridge_core::codec;
-use snakebridge_core::proto::{self, error::Kind, frame::Body, Frame};
+use snakebridge_core::proto::{self, call::Op, error::Kind, frame::Body, Frame};
 use snakebridge_core::value::{Path, Segment, Value};
 
 use crate::convert::{self, ConvertError};
@@ -12,15 +12,22 @@ use crate::convert::{self, ConvertError};
 /// The agent's dispatch module, looked up once: the functions every call goes through.
 pub struct Dispatch {
     call: Py<PyAny>,
+    call_method: Py<PyAny>,
+    get_attr: Py<PyAny>,
+    set_attr: Py<PyAny>,
     describe_exception: Py<PyAny>,
     target_not_found: Py<PyType>,
 }
 
 impl Dispatch {
-    /// Looks up `call`, `describe_exception` and `TargetNotFound` in the dispatch module.
+    /// Looks up `call`, `call_method`, `get_attr`, `set_attr`, `describe_exception` and
+    /// `TargetNotFound` in the dispatch module.
     pub fn from_module(module: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Dispatch {
             call: module.getattr("call")?.unbind(),
+            call_method: module.getattr("call_method")?.unbind(),
+            get_attr: module.getattr("get_attr")?.unbind(),
+            set_attr: module.getattr("set_attr")?.unbind(),
             describe_exception: module.getattr("describe_exception")?.unbind(),
             target_not_found: module
                 .getattr("TargetNotFound")?
@@ -50,7 +57,12 @@ impl Failure {
 
 impl From<ConvertError> for Failure {
     fn from(err: ConvertError) -> Self {
-        Failure::new(Kind::Encoding, err.message)
+        let kind = if err.unknown_ref {
+            Kind::UnknownRef
+        } else {
+            Kind::Encoding
+        };
+        Failure::new(kind, err.message)
     }
 }
 
@@ -106,29 +118,78 @@ fn execute(dispatch: &Dispatch, call: proto::Call) -> Result<proto::Payload, Fai
         }
         None => (Vec::new(), Vec::new()),
     };
-    let result = Python::attach(|py| call_python(py, dispatch, &call.target, &args, &kwargs))?;
+    let op = Op::try_from(call.op)
+        .map_err(|_| Failure::new(Kind::BadRequest, format!("unknown op number {}", call.op)))?;
+    let request = Request {
+        op,
+        target: &call.target,
+        args: &args,
+        kwargs: &kwargs,
+        return_ref: call.return_ref,
+    };
+    let result = Python::attach(|py| call_python(py, dispatch, &request))?;
     drop((args, kwargs));
     codec::encode_payload(result_codec, &result)
         .map_err(|e| Failure::new(Kind::Encoding, format!("result: {e}")))
 }
 
+/// One decoded request.
+struct Request<'a> {
+    op: Op,
+    target: &'a str,
+    args: &'a [Value],
+    kwargs: &'a [(Value, Value)],
+    return_ref: bool,
+}
+
 fn call_python(
     py: Python<'_>,
     dispatch: &Dispatch,
-    target: &str,
-    args: &[Value],
-    kwargs: &[(Value, Value)],
+    request: &Request<'_>,
 ) -> Result<Value, Failure> {
-    let py_args = positional_to_python(py, args)?;
-    let py_kwargs = keywords_to_python(py, kwargs)?;
-    let returned = dispatch
-        .call
-        .bind(py)
-        .call1((PyString::new(py, target), py_args, py_kwargs));
+    let py_args = positional_to_python(py, request.args)?;
+    let py_kwargs = keywords_to_python(py, request.kwargs)?;
+    let target = PyString::new(py, request.target);
+    let returned = match request.op {
+        Op::Call => dispatch.call.bind(py).call1((target, py_args, py_kwargs)),
+        op => {
+            let wanted = match op {
+                Op::SetAttr => 2,
+                _ => 1,
+            };
+            if py_args.len() < wanted {
+                return Err(Failure::new(
+                    Kind::BadRequest,
+                    format!(
+                        "{} needs the object as its first argument",
+                        op.as_str_name()
+                    ),
+                ));
+            }
+            let receiver = py_args.get_item(0).map_err(|e| internal(py, e))?;
+            let rest = py_args.get_slice(1, py_args.len());
+            match op {
+                Op::CallMethod => dispatch
+                    .call_method
+                    .bind(py)
+                    .call1((receiver, target, rest, py_kwargs)),
+                Op::GetAttr => dispatch.get_attr.bind(py).call1((receiver, target)),
+                _ => {
+                    let value = rest.get_item(0).map_err(|e| internal(py, e))?;
+                    dispatch.set_attr.bind(py).call1((receiver, target, value))
+                }
+            }
+        }
+    };
     match returned {
+        Ok(obj) if request.return_ref => Ok(convert::to_ref(&obj)),
         Ok(obj) => Ok(convert::from_python(&obj, &mut Path::root("result"))?),
         Err(err) => Err(describe(py, dispatch, err)),
     }
+}
+
+fn internal(py: Python<'_>, err: PyErr) -> Failure {
+    Failure::new(Kind::Internal, err.value(py).to_string())
 }
 
 fn positional_to_python<'py>(

@@ -13,18 +13,26 @@ use pyo3::types::{
     PyFrozenSet, PyInt, PyList, PyMemoryView, PySet, PyString, PyTime, PyTimeAccess, PyTuple,
     PyTzInfo, PyTzInfoAccess,
 };
-use snakebridge_core::value::{Date, Path, Segment, Time, Value, MAX_DEPTH};
+use snakebridge_core::value::{Date, ObjectRef, Path, Segment, Time, Value, MAX_DEPTH};
+
+use crate::registry;
+
+/// Longest `repr()` carried with an object reference, in characters.
+const REPR_LIMIT: usize = 200;
 
 /// A value that could not be converted; the message starts with the path of the part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConvertError {
     pub message: String,
+    /// The value referred to an object this worker does not hold.
+    pub unknown_ref: bool,
 }
 
 impl ConvertError {
     fn at(path: &Path, what: impl std::fmt::Display) -> Self {
         ConvertError {
             message: format!("{path}: {what}"),
+            unknown_ref: false,
         }
     }
 
@@ -112,7 +120,37 @@ fn to_python_at<'py>(
             let tz = timezone(py, *offset).map_err(|e| python_error(path, e))?;
             datetime_to_python(py, d, t, Some(&tz)).map_err(|e| python_error(path, e))?
         }
+        Value::Ref(r) => registry::get(py, r.id).ok_or_else(|| ConvertError {
+            unknown_ref: true,
+            ..ConvertError::at(
+                path,
+                format!(
+                    "this worker holds no object {} (it was released, or belongs to another worker)",
+                    r.id
+                ),
+            )
+        })?,
     })
+}
+
+/// Stores `obj` in the registry and returns the reference that stands for it.
+pub fn to_ref(obj: &Bound<'_, PyAny>) -> Value {
+    let repr = match obj.repr() {
+        Ok(repr) => shorten(&repr.to_string_lossy()),
+        Err(_) => format!("<{} object>", type_name(obj)),
+    };
+    Value::Ref(ObjectRef {
+        id: registry::register(obj),
+        type_name: type_name(obj),
+        repr,
+    })
+}
+
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(REPR_LIMIT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
 }
 
 fn sequence_to_python<'py>(
@@ -307,13 +345,8 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
     if let Ok(t) = obj.cast::<PyTime>() {
         return Ok(Value::Time(time_fields(t)));
     }
-    Err(ConvertError::at(
-        path,
-        format!(
-            "cannot send an object of type {} to Elixir (object references arrive with the runtime work)",
-            type_name(obj)
-        ),
-    ))
+    // Anything else stays in this worker and crosses as a reference to it.
+    Ok(to_ref(obj))
 }
 
 fn set_items<'py>(

@@ -5,12 +5,14 @@
 //! - [`pool`]: the Python thread pool that runs call frames.
 //! - [`call`]: one call, from frame to frame, through the agent's `dispatch` module.
 //! - [`convert`]: values ⇄ Python objects.
+//! - [`registry`]: the Python objects the BEAM holds references to.
 //! - [`lifecycle`]: exiting when standard input closes or the parent dies.
 
 pub mod call;
 pub mod convert;
 pub mod lifecycle;
 pub mod pool;
+pub mod registry;
 pub mod server;
 pub mod service;
 
@@ -49,8 +51,15 @@ fn serve(
         })
 }
 
+/// How many objects the worker's registry holds for the BEAM.
+#[pyfunction]
+fn registry_size() -> usize {
+    registry::len()
+}
+
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(serve, module)?)?;
+    module.add_function(wrap_pyfunction!(registry_size, module)?)?;
     Ok(())
 }

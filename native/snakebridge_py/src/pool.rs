@@ -14,6 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tonic::Status;
 
 use crate::call::{self, Dispatch};
+use crate::registry;
 
 /// Stack size of each pool thread: deep Python recursion and value nesting need room.
 const STACK_SIZE: usize = 8 * 1024 * 1024;
@@ -101,16 +102,23 @@ impl Job {
     }
 }
 
+/// What a pool thread can be asked to do.
+enum Task {
+    Call(Job),
+    /// Drop the registry's references to these objects (the BEAM released them).
+    Release(Vec<u64>),
+}
+
 /// The pool's queue; dropping every handle stops the threads once the queue drains.
 #[derive(Clone)]
 pub struct Pool {
-    queue: mpsc::Sender<Job>,
+    queue: mpsc::Sender<Task>,
 }
 
 impl Pool {
     /// Starts `threads` pool threads that run jobs with `dispatch`.
     pub fn start(threads: usize, dispatch: Dispatch) -> std::io::Result<Pool> {
-        let (queue, jobs) = mpsc::channel::<Job>();
+        let (queue, jobs) = mpsc::channel::<Task>();
         let jobs = Arc::new(Mutex::new(jobs));
         let dispatch = Arc::new(dispatch);
         for index in 0..threads {
@@ -124,13 +132,25 @@ impl Pool {
         Ok(Pool { queue })
     }
 
-    /// Queues a job; hands it back if the pool has stopped.
-    pub fn submit(&self, job: Job) -> Result<(), Box<Job>> {
-        self.queue.send(job).map_err(|e| Box::new(e.0))
+    /// Queues a job; if the pool has stopped, answers it with an error instead.
+    pub fn submit(&self, job: Job) {
+        if let Err(mpsc::SendError(Task::Call(job))) = self.queue.send(Task::Call(job)) {
+            job.in_flight.finish(job.request_id);
+            let _ = job.reply.send(Ok(call::error_frame(
+                job.request_id,
+                Kind::Internal,
+                "the worker's thread pool has stopped",
+            )));
+        }
+    }
+
+    /// Queues the release of registry objects; a stopped pool has nothing left to free.
+    pub fn release(&self, ids: Vec<u64>) {
+        let _ = self.queue.send(Task::Release(ids));
     }
 }
 
-fn work(jobs: &Mutex<mpsc::Receiver<Job>>, dispatch: &Dispatch) {
+fn work(jobs: &Mutex<mpsc::Receiver<Task>>, dispatch: &Dispatch) {
     // Attaching once for the thread's lifetime and detaching while idle keeps one Python
     // thread state per pool thread: the per-job attach below only re-takes the GIL instead
     // of creating and destroying a thread state (and thread-locals survive between calls).
@@ -141,7 +161,8 @@ fn work(jobs: &Mutex<mpsc::Receiver<Job>>, dispatch: &Dispatch) {
                 jobs.recv()
             };
             match next {
-                Ok(job) => job.run(dispatch),
+                Ok(Task::Call(job)) => job.run(dispatch),
+                Ok(Task::Release(ids)) => Python::attach(|py| registry::release(py, &ids)),
                 Err(_) => break,
             }
         })

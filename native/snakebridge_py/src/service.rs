@@ -123,18 +123,13 @@ async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySend
                     in_flight: Arc::clone(&in_flight),
                     reply: reply.clone(),
                 };
-                if let Err(job) = pool.submit(job) {
-                    let _ = job.reply.send(Ok(error_frame(
-                        request_id,
-                        Kind::Internal,
-                        "the worker's thread pool has stopped",
-                    )));
-                }
+                pool.submit(job);
             }
             Some(Body::Cancel(_)) => in_flight.cancel(request_id),
-            // Refs, streams and callbacks arrive with later work; until then these are
-            // harmless to ignore.
-            Some(Body::Release(_) | Body::Credit(_) | Body::CallbackResult(_)) => {}
+            Some(Body::Release(release)) => pool.release(release.ref_ids),
+            // Streams and callbacks arrive with later work; until then these are harmless
+            // to ignore.
+            Some(Body::Credit(_) | Body::CallbackResult(_)) => {}
             Some(other) => {
                 let _ = reply.send(Ok(error_frame(
                     request_id,

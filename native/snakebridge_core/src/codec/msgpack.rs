@@ -13,14 +13,15 @@
 //! | 5 | time | hour u8, minute u8, second u8, microsecond u32 BE |
 //! | 6 | naive datetime | date payload + time payload |
 //! | 7 | datetime | date payload + time payload + UTC offset in seconds, i32 BE |
+//! | 8 | object reference | empty; a tag: the next value is `[id, type name, repr]` |
 //!
-//! Tuples and sets are tags before an ordinary array so that nested containers are written
+//! Tuples, sets and references are tags before an ordinary array so that nested containers are written
 //! in one pass, without encoding the inner value to a scratch buffer first.
 
 use num_bigint::{BigInt, Sign};
 
 use super::CodecError;
-use crate::value::{Date, Time, Value, MAX_DEPTH};
+use crate::value::{Date, ObjectRef, Time, Value, MAX_DEPTH};
 
 const EXT_BIGINT: i8 = 1;
 const EXT_TUPLE: i8 = 2;
@@ -29,6 +30,7 @@ const EXT_DATE: i8 = 4;
 const EXT_TIME: i8 = 5;
 const EXT_NAIVE_DATETIME: i8 = 6;
 const EXT_DATETIME: i8 = 7;
+const EXT_REF: i8 = 8;
 
 /// Encodes `value` as msgpack.
 pub fn encode(value: &Value) -> Result<Vec<u8>, CodecError> {
@@ -68,10 +70,7 @@ fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), Cod
             out.push(0xcb);
             out.extend_from_slice(&f.to_be_bytes());
         }
-        Value::Str(s) => {
-            rmp::encode::write_str_len(out, len32(s.len())?).map_err(CodecError::io)?;
-            out.extend_from_slice(s.as_bytes());
-        }
+        Value::Str(s) => write_str(out, s)?,
         Value::Bytes(b) => {
             rmp::encode::write_bin_len(out, len32(b.len())?).map_err(CodecError::io)?;
             out.extend_from_slice(b);
@@ -111,7 +110,20 @@ fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), Cod
             put_time(out, t);
             out.extend_from_slice(&offset.to_be_bytes());
         }
+        Value::Ref(r) => {
+            write_ext_header(out, EXT_REF, 0)?;
+            out.push(0x93);
+            rmp::encode::write_uint(out, r.id).map_err(CodecError::io)?;
+            write_str(out, &r.type_name)?;
+            write_str(out, &r.repr)?;
+        }
     }
+    Ok(())
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), CodecError> {
+    rmp::encode::write_str_len(out, len32(s.len())?).map_err(CodecError::io)?;
+    out.extend_from_slice(s.as_bytes());
     Ok(())
 }
 
@@ -374,6 +386,27 @@ impl<'a> Reader<'a> {
                     Value::Set(items)
                 })
             }
+            EXT_REF => {
+                if len != 0 {
+                    return Err(bad("reference tag"));
+                }
+                match self.value(depth + 1)? {
+                    Value::List(items) => match items.as_slice() {
+                        [Value::Int(id), Value::Str(type_name), Value::Str(repr)] if *id >= 0 => {
+                            Ok(Value::Ref(ObjectRef {
+                                id: *id as u64,
+                                type_name: type_name.clone(),
+                                repr: repr.clone(),
+                            }))
+                        }
+                        _ => Err(self.error("a reference must be [id, type name, repr]")),
+                    },
+                    other => Err(self.error(format!(
+                        "a reference tag must be followed by an array, found {}",
+                        other.kind()
+                    ))),
+                }
+            }
             EXT_DATE if len == 6 => Ok(Value::Date(get_date(payload))),
             EXT_TIME if len == 7 => Ok(Value::Time(get_time(payload))),
             EXT_NAIVE_DATETIME if len == 13 => Ok(Value::NaiveDateTime(
@@ -465,6 +498,12 @@ mod tests {
             Value::Time(time),
             Value::NaiveDateTime(date, time),
             Value::DateTime(date, time, -3600),
+            Value::Ref(ObjectRef {
+                id: 42,
+                type_name: "pathlib.PosixPath".into(),
+                repr: "PosixPath('/tmp')".into(),
+            }),
+            Value::Ref(ObjectRef::default()),
         ];
         for v in &values {
             assert_eq!(&round_trip(v), v);

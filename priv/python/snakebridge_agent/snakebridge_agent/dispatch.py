@@ -13,7 +13,15 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-__all__ = ["TargetNotFound", "call", "resolve", "describe_exception"]
+__all__ = [
+    "TargetNotFound",
+    "call",
+    "call_method",
+    "describe_exception",
+    "get_attr",
+    "resolve",
+    "set_attr",
+]
 
 
 class TargetNotFound(LookupError):
@@ -110,8 +118,29 @@ def _format_traceback(exc: BaseException) -> str:
 
 
 def _skip_own_frames(tb: TracebackType | None) -> TracebackType | None:
-    """Drops the leading frames that belong to `call` and `resolve` themselves."""
-    own_codes = {call.__code__, resolve.__code__}
+    """Drops the leading frames that belong to this module's entry points themselves."""
+    own_codes = {
+        call.__code__,
+        resolve.__code__,
+        call_method.__code__,
+        get_attr.__code__,
+        set_attr.__code__,
+    }
     while tb is not None and tb.tb_frame.f_code in own_codes and tb.tb_next is not None:
         tb = tb.tb_next
     return tb
+
+
+def call_method(obj: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Calls method `name` of `obj`."""
+    return getattr(obj, name)(*args, **kwargs)
+
+
+def get_attr(obj: Any, name: str) -> Any:
+    """Reads attribute `name` of `obj`."""
+    return getattr(obj, name)
+
+
+def set_attr(obj: Any, name: str, value: Any) -> None:
+    """Sets attribute `name` of `obj` to `value`."""
+    setattr(obj, name, value)
