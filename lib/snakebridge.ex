@@ -68,6 +68,22 @@ defmodule SnakeBridge do
   defdelegate call!(module, function, args \\ [], kwargs \\ [], opts \\ []), to: Runtime
 
   @doc """
+  Calls `module.function(*args, **kwargs)` and returns what it yields (a generator,
+  iterator, async generator or any iterable) as a lazy `Stream`, element by element.
+
+  Nothing runs until the stream is enumerated. At most `:window` elements (default 16)
+  are produced ahead of the consumer; halting early (`Enum.take/2`) closes the Python
+  generator; a Python exception mid-stream raises `SnakeBridge.PythonError` at the point
+  of consumption. `:timeout` bounds the wait for each element; `:pool` as in `call/5`.
+
+      SnakeBridge.stream("itertools", "count", [1]) |> Enum.take(3)
+      #=> [1, 2, 3]
+  """
+  @spec stream(Runtime.module_name(), Runtime.function_name(), list(), keyword() | map(), keyword()) ::
+          Enumerable.t()
+  defdelegate stream(module, function, args \\ [], kwargs \\ [], opts \\ []), to: Runtime
+
+  @doc """
   Calls method `name` of the Python object behind `ref` (`obj.name(*args, **kwargs)`),
   on the worker that holds it. Options as for `call/5`.
   """

@@ -46,6 +46,12 @@ defmodule SnakeBridge.Native do
     do: not_loaded()
 
   def call_cancel(_handle), do: not_loaded()
+
+  def pool_stream(_pool, _name, _op, _target, _args, _kwargs, _timeout_ms, _window, _pid, _tag),
+    do: not_loaded()
+
+  def stream_credit(_handle, _chunks), do: not_loaded()
+  def stream_cancel(_handle), do: not_loaded()
   def pool_workers(_pool), do: not_loaded()
   def pool_stop(_pool), do: not_loaded()
   def ref_release(_ref), do: not_loaded()

@@ -100,6 +100,132 @@ defmodule SnakeBridge.Runtime do
   end
 
   @doc """
+  Calls `module.function(*args, **kwargs)` and streams the elements of what it returns (a
+  generator, iterator, async generator or any iterable) as a lazy `Stream`.
+
+  Nothing runs until the stream is enumerated; each enumeration makes the call anew. The
+  worker produces at most `:window` elements (default 16) ahead of the consumer, so the
+  caller's mailbox stays bounded. Halting early (`Enum.take/2`) closes the Python
+  generator (its `finally` blocks run). A Python exception mid-stream raises
+  `SnakeBridge.PythonError` where the element is consumed; other failures raise
+  `SnakeBridge.Error`. `:timeout` bounds the wait for each element.
+  """
+  @spec stream(module_name(), function_name(), list(), keyword() | map(), keyword()) ::
+          Enumerable.t()
+  def stream(module, function, args \\ [], kwargs \\ [], opts \\ [])
+      when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
+    target = target(module, function)
+    lazy_stream(Keyword.get(opts, :pool, Pool), @op_call, target, target, args, kwargs, opts)
+  end
+
+  @doc "Like `stream/5`, for a method of the object behind `ref`."
+  @spec stream_method(Ref.t(), function_name(), list(), keyword() | map(), keyword()) ::
+          Enumerable.t()
+  def stream_method(%Ref{} = ref, name, args \\ [], kwargs \\ [], opts \\ [])
+      when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
+    name = name(name, :method)
+    label = "#{ref.type}.#{name}"
+    lazy_stream(ref.pool, @op_call_method, name, label, [ref | args], kwargs, opts)
+  end
+
+  defp lazy_stream(pool, op, target, label, args, kwargs, opts) do
+    window = Keyword.get(opts, :window, 16)
+
+    unless is_integer(window) and window > 0 do
+      raise ArgumentError, "expected :window to be a positive integer, got: #{inspect(window)}"
+    end
+
+    Stream.resource(
+      fn -> start_stream(pool, op, target, label, args, kwargs, opts, window) end,
+      &next_chunk/1,
+      &stop_stream/1
+    )
+  end
+
+  defp start_stream(pool, op, target, label, args, kwargs, opts, window) do
+    {resource, default_timeout} =
+      case Pool.lookup(pool) do
+        {:ok, entry} -> entry
+        {:error, error} -> raise error
+      end
+
+    timeout = Keyword.get(opts, :timeout, default_timeout)
+    ms = timeout_ms(timeout)
+    tag = make_ref()
+
+    case Native.pool_stream(resource, pool, op, target, args, kwargs, ms, window, self(), tag) do
+      {:ok, handle} ->
+        # Credit is returned in batches of half the window to keep messages few.
+        %{
+          tag: tag,
+          handle: handle,
+          timeout: timeout,
+          label: label,
+          batch: max(div(window, 2), 1),
+          consumed: 0,
+          done: false
+        }
+
+      {:error, {:unsupported, path, message}} ->
+        raise ArgumentError, "cannot send #{path} to Python (calling #{label}): #{message}"
+
+      {:error, {:stale_ref, message}} ->
+        raise Error.new(:stale_ref, message, label)
+    end
+  end
+
+  defp next_chunk(%{done: true} = state), do: {:halt, state}
+
+  defp next_chunk(%{tag: tag} = state) do
+    receive do
+      {^tag, {:chunk, value}} ->
+        consumed = state.consumed + 1
+
+        consumed =
+          if consumed == state.batch do
+            Native.stream_credit(state.handle, state.batch)
+            0
+          else
+            consumed
+          end
+
+        {[value], %{state | consumed: consumed}}
+
+      {^tag, :done} ->
+        {:halt, %{state | done: true}}
+
+      {^tag, {:error, error}} ->
+        state = %{state | done: true}
+        unwrap!({:error, Error.from_native(error, state.label)})
+    after
+      backstop(state.timeout) ->
+        if state.timeout == :infinity do
+          next_chunk(state)
+        else
+          stop_stream(state)
+          raise Error.new(:timeout, "no chunk within #{state.timeout} ms", state.label)
+        end
+    end
+  end
+
+  defp stop_stream(%{done: true}), do: :ok
+
+  defp stop_stream(%{tag: tag, handle: handle}) do
+    Native.stream_cancel(handle)
+    drain(tag)
+  end
+
+  # Drops the chunks already delivered, up to the stream's final message.
+  defp drain(tag) do
+    receive do
+      {^tag, {:chunk, _}} -> drain(tag)
+      {^tag, _final} -> :ok
+    after
+      @backstop_ms -> :ok
+    end
+  end
+
+  @doc """
   Releases the object behind `ref` in its worker now, instead of when the reference is
   garbage-collected. Using `ref` afterwards gives a `:stale_ref` error. Idempotent.
   """

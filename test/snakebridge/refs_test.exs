@@ -1,6 +1,8 @@
 defmodule SnakeBridge.RefsTest do
   use ExUnit.Case, async: true
 
+  import SnakeBridge.Eventually
+
   alias SnakeBridge.{Error, PythonError, Ref, Runtime, TestPool}
 
   test "a result that is not plain data comes back as a reference with type and repr" do
@@ -143,22 +145,5 @@ defmodule SnakeBridge.RefsTest do
     |> File.read!()
     |> then(&Regex.run(~r/VmRSS:\s+(\d+) kB/, &1))
     |> then(fn [_, kb] -> String.to_integer(kb) end)
-  end
-
-  defp eventually(check, timeout \\ 3_000),
-    do: poll(check, System.monotonic_time(:millisecond) + timeout)
-
-  defp poll(check, deadline) do
-    cond do
-      check.() ->
-        true
-
-      System.monotonic_time(:millisecond) > deadline ->
-        false
-
-      true ->
-        Process.sleep(50)
-        poll(check, deadline)
-    end
   end
 end

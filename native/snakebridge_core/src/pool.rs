@@ -11,14 +11,14 @@ use std::sync::{Arc, RwLock, Weak};
 pub use crate::proto::call::Op;
 use std::time::Duration;
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::auth;
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
 use crate::transport::{GrpcTransport, Transport};
-use crate::worker::{Worker, WorkerInfo, WorkerSpec};
+use crate::worker::{StreamEvent, Worker, WorkerInfo, WorkerSpec};
 
 /// How a pool is built.
 #[derive(Debug, Clone)]
@@ -80,6 +80,30 @@ pub struct CallRequest {
 pub struct Reply {
     pub payload: proto::Payload,
     pub worker: Arc<Worker>,
+}
+
+/// Steers a streaming call: more credit, or cancel. Cheap to clone.
+#[derive(Clone)]
+pub struct StreamControl {
+    worker: Arc<Worker>,
+    id: u64,
+}
+
+impl StreamControl {
+    /// Lets the worker send `chunks` more chunks.
+    pub fn credit(&self, chunks: u32) {
+        self.worker.credit(self.id, chunks);
+    }
+
+    /// Stops the stream: the worker closes the Python iterator; no more events arrive.
+    pub fn cancel(&self) {
+        self.worker.cancel(self.id, "the consumer stopped");
+    }
+
+    /// The worker running the stream (which holds any objects its chunks refer to).
+    pub fn worker(&self) -> &Arc<Worker> {
+        &self.worker
+    }
 }
 
 /// A running pool. Cloning is cheap; the workers stop when the last clone is dropped or
@@ -171,38 +195,14 @@ impl Pool {
 
     /// Calls a Python function on the least-loaded live worker and waits for its encoded
     /// result, the deadline, or the caller's cancellation, whichever comes first.
-    pub async fn call(&self, request: CallRequest) -> Result<Reply, Error> {
+    pub async fn call(&self, mut request: CallRequest) -> Result<Reply, Error> {
         let deadline = request.timeout.map(|t| Instant::now() + t);
-        let worker = match &request.pin {
-            Some(pinned) => pinned.upgrade().filter(|w| w.is_alive()).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::StaleRef,
-                    "the worker holding the object died; the object is gone",
-                )
-            })?,
-            None => self.inner.pick(deadline).await?,
-        };
-        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
-        let timeout_ms = request
-            .timeout
-            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))
-            .unwrap_or(0);
-        let frame = proto::Frame {
-            request_id: id,
-            body: Some(Body::Call(proto::Call {
-                target: request.target,
-                args: Some(request.args),
-                timeout_ms,
-                streaming: false,
-                session_id: String::new(),
-                result_codec: proto::Codec::Msgpack as i32,
-                op: request.op as i32,
-                return_ref: request.return_ref,
-            })),
-        };
+        let worker = self.target_worker(&request, deadline).await?;
+        let cancel = request.cancel.take();
+        let (id, timeout_ms, frame) = self.call_frame(request, false);
         let reply = worker.begin(id, frame)?;
         let cancelled = async {
-            match request.cancel {
+            match cancel {
                 // A dropped sender means the same as a sent cancel: nobody waits any more.
                 Some(cancel) => {
                     let _ = cancel.await;
@@ -234,6 +234,68 @@ impl Pool {
                 Err(Error::new(ErrorKind::Cancelled, "the caller cancelled the call").with_worker(worker.pid()))
             }
         }
+    }
+
+    /// Starts a streaming call: the worker iterates the call's result and sends one chunk
+    /// per element, `initial_credit` at first and then as many as [`StreamControl::credit`]
+    /// allows. Returns the handle that steers the stream and the receiver of its events.
+    pub async fn stream(
+        &self,
+        request: CallRequest,
+        initial_credit: u32,
+    ) -> Result<(StreamControl, mpsc::UnboundedReceiver<StreamEvent>), Error> {
+        let deadline = request.timeout.map(|t| Instant::now() + t);
+        let worker = self.target_worker(&request, deadline).await?;
+        let (id, _, frame) = self.call_frame(request, true);
+        let credit = proto::Frame {
+            request_id: id,
+            body: Some(Body::Credit(proto::Credit {
+                chunks: initial_credit,
+            })),
+        };
+        let events = worker.begin_stream(id, [frame, credit])?;
+        Ok((StreamControl { worker, id }, events))
+    }
+
+    /// The worker a request must run on: the one holding its objects, else the least
+    /// loaded (waiting for one to start, until `deadline`).
+    async fn target_worker(
+        &self,
+        request: &CallRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Arc<Worker>, Error> {
+        match &request.pin {
+            Some(pinned) => pinned.upgrade().filter(|w| w.is_alive()).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::StaleRef,
+                    "the worker holding the object died; the object is gone",
+                )
+            }),
+            None => self.inner.pick(deadline).await,
+        }
+    }
+
+    /// A fresh request id, the timeout in milliseconds (0 = none) and the call frame.
+    fn call_frame(&self, request: CallRequest, streaming: bool) -> (u64, u64, proto::Frame) {
+        let id = self.inner.next_request.fetch_add(1, Ordering::Relaxed);
+        let timeout_ms = request
+            .timeout
+            .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX).max(1))
+            .unwrap_or(0);
+        let frame = proto::Frame {
+            request_id: id,
+            body: Some(Body::Call(proto::Call {
+                target: request.target,
+                args: Some(request.args),
+                timeout_ms,
+                streaming,
+                session_id: String::new(),
+                result_codec: proto::Codec::Msgpack as i32,
+                op: request.op as i32,
+                return_ref: request.return_ref,
+            })),
+        };
+        (id, timeout_ms, frame)
     }
 
     /// The live workers, slot by slot.

@@ -51,9 +51,40 @@ pub struct WorkerSpec {
 /// The reply a caller waits for.
 pub type Reply = Result<proto::Payload, Error>;
 
+/// What the consumer of a streaming call receives, in order; `End` and `Failed` are last.
+#[derive(Debug)]
+pub enum StreamEvent {
+    /// One element of the stream.
+    Chunk(proto::Payload),
+    /// The Python iterator is exhausted.
+    End,
+    /// The stream failed (Python raised mid-stream, the worker died, …).
+    Failed(Error),
+}
+
+/// Who waits for the frames of one request.
+enum Waiter {
+    Once(oneshot::Sender<Reply>),
+    Stream(mpsc::UnboundedSender<StreamEvent>),
+}
+
+impl Waiter {
+    /// Delivers the request's failure; a waiter that stopped listening is fine.
+    fn fail(self, err: Error) {
+        match self {
+            Waiter::Once(tx) => {
+                let _ = tx.send(Err(err));
+            }
+            Waiter::Stream(tx) => {
+                let _ = tx.send(StreamEvent::Failed(err));
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Calls {
-    pending: HashMap<u64, oneshot::Sender<Reply>>,
+    pending: HashMap<u64, Waiter>,
     /// Set once the worker is gone; later calls fail with this error.
     dead: Option<Error>,
 }
@@ -237,23 +268,56 @@ impl Worker {
     /// Registers request `id` and sends its frame; the receiver gets exactly one reply.
     pub fn begin(&self, id: u64, frame: proto::Frame) -> Result<oneshot::Receiver<Reply>, Error> {
         let (tx, rx) = oneshot::channel();
+        self.register(id, Waiter::Once(tx), [frame])?;
+        Ok(rx)
+    }
+
+    /// Registers streaming request `id` and sends its frames (the call, then the initial
+    /// credit); the receiver gets the chunks, then `End` or `Failed`.
+    pub fn begin_stream(
+        &self,
+        id: u64,
+        frames: impl IntoIterator<Item = proto::Frame>,
+    ) -> Result<mpsc::UnboundedReceiver<StreamEvent>, Error> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.register(id, Waiter::Stream(tx), frames)?;
+        Ok(rx)
+    }
+
+    fn register(
+        &self,
+        id: u64,
+        waiter: Waiter,
+        frames: impl IntoIterator<Item = proto::Frame>,
+    ) -> Result<(), Error> {
         {
             let mut calls = lock_calls(self);
             if let Some(err) = &calls.dead {
                 return Err(err.clone());
             }
-            calls.pending.insert(id, tx);
+            calls.pending.insert(id, waiter);
         }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        if self.outbound.send(frame).is_err() {
-            self.take(id);
-            return Err(Error::new(
-                ErrorKind::WorkerCrashed,
-                "the worker's connection closed before the call was sent",
-            )
-            .with_worker(self.pid));
+        for frame in frames {
+            if self.outbound.send(frame).is_err() {
+                self.take(id);
+                return Err(Error::new(
+                    ErrorKind::WorkerCrashed,
+                    "the worker's connection closed before the call was sent",
+                )
+                .with_worker(self.pid));
+            }
         }
-        Ok(rx)
+        Ok(())
+    }
+
+    /// Lets the worker produce `chunks` more chunks of stream `id`.
+    pub fn credit(&self, id: u64, chunks: u32) {
+        // If the connection is gone the stream has failed already.
+        let _ = self.outbound.send(proto::Frame {
+            request_id: id,
+            body: Some(Body::Credit(proto::Credit { chunks })),
+        });
     }
 
     /// Gives up on request `id` (deadline passed, caller gone) and tells the worker.
@@ -301,26 +365,48 @@ impl Worker {
         }
     }
 
-    fn take(&self, id: u64) -> Option<oneshot::Sender<Reply>> {
-        let sender = lock_calls(self).pending.remove(&id);
-        if sender.is_some() {
+    fn take(&self, id: u64) -> Option<Waiter> {
+        let waiter = lock_calls(self).pending.remove(&id);
+        if waiter.is_some() {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
-        sender
+        waiter
     }
 
     fn route(&self, frame: proto::Frame) {
-        let reply = match frame.body {
-            Some(Body::Result(result)) => Ok(result.value.unwrap_or_default()),
-            Some(Body::Error(error)) => Err(Error::from_frame(error, self.pid)),
-            other => {
-                tracing::debug!(?other, "frame kind not handled yet");
-                return;
+        let id = frame.request_id;
+        match frame.body {
+            Some(Body::Result(result)) => match self.take(id) {
+                Some(Waiter::Once(tx)) => {
+                    // The caller may have stopped waiting; that is fine.
+                    let _ = tx.send(Ok(result.value.unwrap_or_default()));
+                }
+                Some(stream) => stream.fail(Error::new(
+                    ErrorKind::Internal,
+                    "the worker answered a streaming call with a single result",
+                )),
+                None => {}
+            },
+            Some(Body::Error(error)) => {
+                if let Some(waiter) = self.take(id) {
+                    waiter.fail(Error::from_frame(error, self.pid));
+                }
             }
-        };
-        if let Some(sender) = self.take(frame.request_id) {
-            // The caller may have stopped waiting; that is fine.
-            let _ = sender.send(reply);
+            Some(Body::Chunk(chunk)) if chunk.is_final => {
+                if let Some(Waiter::Stream(tx)) = self.take(id) {
+                    if let Some(payload) = chunk.payload {
+                        let _ = tx.send(StreamEvent::Chunk(payload));
+                    }
+                    let _ = tx.send(StreamEvent::End);
+                }
+            }
+            Some(Body::Chunk(chunk)) => {
+                let calls = lock_calls(self);
+                if let Some(Waiter::Stream(tx)) = calls.pending.get(&id) {
+                    let _ = tx.send(StreamEvent::Chunk(chunk.payload.unwrap_or_default()));
+                }
+            }
+            other => tracing::debug!(?other, "frame kind not handled yet"),
         }
     }
 
@@ -331,8 +417,8 @@ impl Worker {
             std::mem::take(&mut calls.pending)
         };
         self.in_flight.store(0, Ordering::Relaxed);
-        for (_, sender) in pending {
-            let _ = sender.send(Err(err.clone()));
+        for (_, waiter) in pending {
+            waiter.fail(err.clone());
         }
     }
 }

@@ -41,5 +41,8 @@ rustler::atoms! {
     repr,
     pool,
     stale_ref,
+    chunk,
+    done,
+    cancelled,
     __struct__,
 }

@@ -1,5 +1,5 @@
 //! Rustler binding of SnakeBridge's core. Only what the BEAM needs lives here: terms ⇄
-//! core values ([`terms`]), the pool NIFs ([`pool`]), object references ([`refs`]) and the tokio runtime the work runs on
+//! core values ([`terms`]), the pool NIFs ([`pool`]), object references ([`refs`]), streams ([`stream`]) and the tokio runtime the work runs on
 //! ([`runtime`]). Every NIF returns at once; results arrive as `{tag, result}` messages
 //! sent from tokio threads.
 
@@ -8,6 +8,7 @@ mod pool;
 mod refs;
 mod reply;
 mod runtime;
+mod stream;
 mod terms;
 
 rustler::init!("Elixir.SnakeBridge.Native");

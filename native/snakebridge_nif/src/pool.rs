@@ -20,7 +20,7 @@ use crate::{atoms, runtime, terms};
 /// A running pool, owned by a `SnakeBridge.Pool` process. Dropping the last handle (the
 /// owner died) stops its workers.
 pub struct PoolResource {
-    pool: Pool,
+    pub(crate) pool: Pool,
 }
 
 #[rustler::resource_impl]
@@ -217,7 +217,7 @@ fn pool_call<'a>(
     Ok((atoms::ok(), handle).encode(env))
 }
 
-fn encode_arguments(
+pub(crate) fn encode_arguments(
     args: Term,
     kwargs: Term,
     refs: &mut terms::Refs,

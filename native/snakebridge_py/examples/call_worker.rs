@@ -330,13 +330,34 @@ async fn check_calls(
     println!("unhashable key: {}", error.message);
     assert!(error.message.starts_with("args[1][<list>]"));
 
-    let mut streaming = call_frame(13, "builtins.iter", vec![], vec![]);
+    // A streaming call sends one chunk per element as credit allows, then a final chunk.
+    let mut streaming = call_frame(13, "builtins.range", vec![Value::Int(3)], vec![]);
     if let Some(Body::Call(call)) = streaming.body.as_mut() {
         call.streaming = true;
     }
     frames.send(streaming).await?;
-    let reply = next_reply(replies).await?;
-    error_of(&reply, Kind::BadRequest)?;
+    let no_reply = tokio::time::timeout(Duration::from_millis(200), replies.message()).await;
+    assert!(no_reply.is_err(), "no chunk may come before credit");
+    frames
+        .send(Frame {
+            request_id: 13,
+            body: Some(Body::Credit(proto::Credit { chunks: 10 })),
+        })
+        .await?;
+    for expected in 0..3 {
+        match next_reply(replies).await?.body {
+            Some(Body::Chunk(chunk)) if !chunk.is_final => {
+                assert_eq!(chunk.chunk_id, expected as u64);
+                let value = codec::decode_payload(&chunk.payload.unwrap_or_default())?;
+                assert_eq!(value, Value::Int(expected));
+            }
+            other => return Err(format!("expected chunk {expected}, got {other:?}").into()),
+        }
+    }
+    match next_reply(replies).await?.body {
+        Some(Body::Chunk(chunk)) if chunk.is_final => {}
+        other => return Err(format!("expected the final chunk, got {other:?}").into()),
+    }
     println!("call checks passed");
     Ok(())
 }

@@ -15,19 +15,21 @@ pub struct Dispatch {
     call_method: Py<PyAny>,
     get_attr: Py<PyAny>,
     set_attr: Py<PyAny>,
+    iterate: Py<PyAny>,
     describe_exception: Py<PyAny>,
     target_not_found: Py<PyType>,
 }
 
 impl Dispatch {
-    /// Looks up `call`, `call_method`, `get_attr`, `set_attr`, `describe_exception` and
-    /// `TargetNotFound` in the dispatch module.
+    /// Looks up `call`, `call_method`, `get_attr`, `set_attr`, `iterate`,
+    /// `describe_exception` and `TargetNotFound` in the dispatch module.
     pub fn from_module(module: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Dispatch {
             call: module.getattr("call")?.unbind(),
             call_method: module.getattr("call_method")?.unbind(),
             get_attr: module.getattr("get_attr")?.unbind(),
             set_attr: module.getattr("set_attr")?.unbind(),
+            iterate: module.getattr("iterate")?.unbind(),
             describe_exception: module.getattr("describe_exception")?.unbind(),
             target_not_found: module
                 .getattr("TargetNotFound")?
@@ -53,6 +55,17 @@ impl Failure {
             exception: None,
         }
     }
+
+    fn into_frame(self, request_id: u64) -> Frame {
+        Frame {
+            request_id,
+            body: Some(Body::Error(proto::Error {
+                kind: self.kind as i32,
+                message: self.message,
+                exception: self.exception.map(|e| *e),
+            })),
+        }
+    }
 }
 
 impl From<ConvertError> for Failure {
@@ -68,69 +81,168 @@ impl From<ConvertError> for Failure {
 
 /// Runs `call` and returns the frame that answers it.
 pub fn run(dispatch: &Dispatch, request_id: u64, call: proto::Call) -> Frame {
-    let body = match execute(dispatch, call) {
-        Ok(value) => Body::Result(proto::Result { value: Some(value) }),
-        Err(failure) => Body::Error(proto::Error {
-            kind: failure.kind as i32,
-            message: failure.message,
-            exception: failure.exception.map(|e| *e),
-        }),
-    };
-    Frame {
-        request_id,
-        body: Some(body),
+    match execute(dispatch, call) {
+        Ok(value) => Frame {
+            request_id,
+            body: Some(Body::Result(proto::Result { value: Some(value) })),
+        },
+        Err(failure) => failure.into_frame(request_id),
     }
 }
 
 /// An error frame answering `request_id`.
 pub fn error_frame(request_id: u64, kind: Kind, message: impl Into<String>) -> Frame {
-    Frame {
-        request_id,
-        body: Some(Body::Error(proto::Error {
-            kind: kind as i32,
-            message: message.into(),
-            exception: None,
-        })),
-    }
+    Failure::new(kind, message).into_frame(request_id)
 }
 
 fn execute(dispatch: &Dispatch, call: proto::Call) -> Result<proto::Payload, Failure> {
-    if call.streaming {
-        return Err(Failure::new(
-            Kind::BadRequest,
-            "streaming calls are not supported by this worker yet",
-        ));
-    }
-    let result_codec = proto::Codec::try_from(call.result_codec).map_err(|_| {
+    let result_codec = result_codec(&call)?;
+    let decoded = Decoded::new(&call)?;
+    let request = decoded.request(&call);
+    let result = Python::attach(|py| -> Result<Value, Failure> {
+        let obj = invoke(py, dispatch, &request)?;
+        if request.return_ref {
+            Ok(convert::to_ref(&obj))
+        } else {
+            Ok(convert::from_python(&obj, &mut Path::root("result"))?)
+        }
+    })?;
+    drop(decoded);
+    codec::encode_payload(result_codec, &result)
+        .map_err(|e| Failure::new(Kind::Encoding, format!("result: {e}")))
+}
+
+fn result_codec(call: &proto::Call) -> Result<proto::Codec, Failure> {
+    proto::Codec::try_from(call.result_codec).map_err(|_| {
         Failure::new(
             Kind::BadRequest,
             format!("unknown result codec number {}", call.result_codec),
         )
-    })?;
-    // Decoding and encoding happen without the GIL; only the conversions and the call
-    // itself hold it.
-    let (args, kwargs) = match &call.args {
-        Some(payload) => {
-            let decoded = codec::decode_payload(payload)
-                .map_err(|e| Failure::new(Kind::Encoding, format!("args: {e}")))?;
-            codec::split_call_arguments(decoded)
-                .map_err(|e| Failure::new(Kind::Encoding, format!("args: {e}")))?
+    })
+}
+
+/// A call's arguments, decoded without the GIL (only conversions and the call hold it).
+struct Decoded {
+    op: Op,
+    args: Vec<Value>,
+    kwargs: Vec<(Value, Value)>,
+}
+
+impl Decoded {
+    fn new(call: &proto::Call) -> Result<Decoded, Failure> {
+        let (args, kwargs) = match &call.args {
+            Some(payload) => {
+                let decoded = codec::decode_payload(payload)
+                    .map_err(|e| Failure::new(Kind::Encoding, format!("args: {e}")))?;
+                codec::split_call_arguments(decoded)
+                    .map_err(|e| Failure::new(Kind::Encoding, format!("args: {e}")))?
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let op = Op::try_from(call.op).map_err(|_| {
+            Failure::new(Kind::BadRequest, format!("unknown op number {}", call.op))
+        })?;
+        Ok(Decoded { op, args, kwargs })
+    }
+
+    fn request<'a>(&'a self, call: &'a proto::Call) -> Request<'a> {
+        Request {
+            op: self.op,
+            target: &call.target,
+            args: &self.args,
+            kwargs: &self.kwargs,
+            return_ref: call.return_ref,
         }
-        None => (Vec::new(), Vec::new()),
+    }
+}
+
+/// How a stream's producer waits for the consumer.
+pub trait Credit {
+    /// Blocks (without the GIL) until one more chunk may be sent; `false` when the stream
+    /// was cancelled instead.
+    fn acquire(&self) -> bool;
+}
+
+/// Runs a streaming call: calls the target, iterates what it returned and sends one chunk
+/// frame per element as credit allows, then a final chunk, or an error frame.
+pub fn stream(
+    dispatch: &Dispatch,
+    request_id: u64,
+    call: proto::Call,
+    credit: &impl Credit,
+    send: &dyn Fn(Frame),
+) {
+    let started = result_codec(&call).and_then(|codec| {
+        let decoded = Decoded::new(&call)?;
+        let request = decoded.request(&call);
+        Python::attach(|py| {
+            let obj = invoke(py, dispatch, &request)?;
+            let iterator = dispatch
+                .iterate
+                .bind(py)
+                .call1((obj,))
+                .map_err(|e| describe(py, dispatch, e))?;
+            Ok((codec, iterator.unbind()))
+        })
+    });
+    let (codec, iterator) = match started {
+        Ok(started) => started,
+        Err(failure) => return send(failure.into_frame(request_id)),
     };
-    let op = Op::try_from(call.op)
-        .map_err(|_| Failure::new(Kind::BadRequest, format!("unknown op number {}", call.op)))?;
-    let request = Request {
-        op,
-        target: &call.target,
-        args: &args,
-        kwargs: &kwargs,
-        return_ref: call.return_ref,
-    };
-    let result = Python::attach(|py| call_python(py, dispatch, &request))?;
-    drop((args, kwargs));
-    codec::encode_payload(result_codec, &result)
-        .map_err(|e| Failure::new(Kind::Encoding, format!("result: {e}")))
+    let mut chunk_id: u64 = 0;
+    loop {
+        if !credit.acquire() {
+            // The consumer stopped: let the generator run its cleanup (`finally`).
+            Python::attach(|py| {
+                let iterator = iterator.bind(py);
+                if let Ok(close) = iterator.getattr(pyo3::intern!(py, "close")) {
+                    let _ = close.call0();
+                }
+            });
+            return;
+        }
+        let step = Python::attach(|py| -> Result<Option<Value>, Failure> {
+            let iterator = iterator.bind(py);
+            match iterator.call_method0(pyo3::intern!(py, "__next__")) {
+                Ok(item) => {
+                    let mut path = Path::root("chunk");
+                    path.push(Segment::Index(chunk_id as usize));
+                    Ok(Some(convert::from_python(&item, &mut path)?))
+                }
+                Err(err) if err.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => Ok(None),
+                Err(err) => Err(describe(py, dispatch, err)),
+            }
+        });
+        let frame = match step {
+            Ok(Some(value)) => match codec::encode_payload(codec, &value) {
+                Ok(payload) => chunk_frame(request_id, chunk_id, Some(payload), false),
+                Err(e) => {
+                    let failure = Failure::new(Kind::Encoding, format!("chunk[{chunk_id}]: {e}"));
+                    return send(failure.into_frame(request_id));
+                }
+            },
+            Ok(None) => return send(chunk_frame(request_id, chunk_id, None, true)),
+            Err(failure) => return send(failure.into_frame(request_id)),
+        };
+        send(frame);
+        chunk_id += 1;
+    }
+}
+
+fn chunk_frame(
+    request_id: u64,
+    chunk_id: u64,
+    payload: Option<proto::Payload>,
+    is_final: bool,
+) -> Frame {
+    Frame {
+        request_id,
+        body: Some(Body::Chunk(proto::Chunk {
+            chunk_id,
+            payload,
+            is_final,
+        })),
+    }
 }
 
 /// One decoded request.
@@ -142,11 +254,12 @@ struct Request<'a> {
     return_ref: bool,
 }
 
-fn call_python(
-    py: Python<'_>,
+/// Makes the call the request describes and returns what Python returned.
+fn invoke<'py>(
+    py: Python<'py>,
     dispatch: &Dispatch,
     request: &Request<'_>,
-) -> Result<Value, Failure> {
+) -> Result<Bound<'py, PyAny>, Failure> {
     let py_args = positional_to_python(py, request.args)?;
     let py_kwargs = keywords_to_python(py, request.kwargs)?;
     let target = PyString::new(py, request.target);
@@ -181,11 +294,7 @@ fn call_python(
             }
         }
     };
-    match returned {
-        Ok(obj) if request.return_ref => Ok(convert::to_ref(&obj)),
-        Ok(obj) => Ok(convert::from_python(&obj, &mut Path::root("result"))?),
-        Err(err) => Err(describe(py, dispatch, err)),
-    }
+    returned.map_err(|err| describe(py, dispatch, err))
 }
 
 fn internal(py: Python<'_>, err: PyErr) -> Failure {

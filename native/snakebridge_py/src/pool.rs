@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -22,30 +22,92 @@ const STACK_SIZE: usize = 8 * 1024 * 1024;
 /// Where the frames answering one connection's calls go.
 pub type ReplySender = UnboundedSender<Result<Frame, Status>>;
 
-/// The calls of one connection that have not been answered yet, with their cancel flags.
+/// The steering of one call: cancellation, and for a stream the credit the consumer gave.
+#[derive(Default)]
+pub struct Control {
+    cancelled: AtomicBool,
+    credit: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl Control {
+    /// Whether the call was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        let _guard = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+        self.changed.notify_all();
+    }
+
+    fn add_credit(&self, chunks: u32) {
+        let mut credit = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+        *credit = credit.saturating_add(u64::from(chunks));
+        self.changed.notify_all();
+    }
+}
+
+impl call::Credit for Control {
+    fn acquire(&self) -> bool {
+        let mut credit = self.credit.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.is_cancelled() {
+                return false;
+            }
+            if *credit > 0 {
+                *credit -= 1;
+                return true;
+            }
+            credit = self.changed.wait(credit).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// The calls of one connection that have not been answered yet, with their controls.
 #[derive(Default)]
 pub struct InFlight {
-    calls: Mutex<HashMap<u64, Arc<AtomicBool>>>,
+    calls: Mutex<HashMap<u64, Arc<Control>>>,
 }
 
 impl InFlight {
     /// Registers a new call; `None` when `request_id` is already in flight.
-    pub fn register(&self, request_id: u64) -> Option<Arc<AtomicBool>> {
+    pub fn register(&self, request_id: u64) -> Option<Arc<Control>> {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         if calls.contains_key(&request_id) {
             return None;
         }
-        let flag = Arc::new(AtomicBool::new(false));
-        calls.insert(request_id, Arc::clone(&flag));
-        Some(flag)
+        let control = Arc::new(Control::default());
+        calls.insert(request_id, Arc::clone(&control));
+        Some(control)
     }
 
     /// Marks a call as cancelled; unknown or finished ids are ignored.
     pub fn cancel(&self, request_id: u64) {
-        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(flag) = calls.get(&request_id) {
-            flag.store(true, Ordering::Release);
+        if let Some(control) = self.get(request_id) {
+            control.cancel();
         }
+    }
+
+    /// Gives a stream more credit; unknown or finished ids are ignored.
+    pub fn credit(&self, request_id: u64, chunks: u32) {
+        if let Some(control) = self.get(request_id) {
+            control.add_credit(chunks);
+        }
+    }
+
+    /// Cancels every call (the connection is gone), so that streams waiting for credit end.
+    pub fn cancel_all(&self) {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        for control in calls.values() {
+            control.cancel();
+        }
+    }
+
+    fn get(&self, request_id: u64) -> Option<Arc<Control>> {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.get(&request_id).cloned()
     }
 
     fn finish(&self, request_id: u64) {
@@ -60,7 +122,7 @@ pub struct Job {
     pub call: proto::Call,
     /// When the call frame arrived; its `timeout_ms` counts from here.
     pub arrived: Instant,
-    pub cancelled: Arc<AtomicBool>,
+    pub control: Arc<Control>,
     pub in_flight: Arc<InFlight>,
     pub reply: ReplySender,
 }
@@ -68,7 +130,7 @@ pub struct Job {
 impl Job {
     /// Why the job must not run any more, if it must not.
     fn refusal(&self) -> Option<String> {
-        if self.cancelled.load(Ordering::Acquire) {
+        if self.control.is_cancelled() {
             return Some("the call was cancelled before it started".to_owned());
         }
         let timeout = self.call.timeout_ms;
@@ -81,24 +143,39 @@ impl Job {
     }
 
     fn run(self, dispatch: &Dispatch) {
-        let request_id = self.request_id;
-        let frame = match self.refusal() {
-            Some(reason) => call::error_frame(request_id, Kind::Cancelled, reason),
-            None => {
-                let call = self.call;
-                catch_unwind(AssertUnwindSafe(|| call::run(dispatch, request_id, call)))
-                    .unwrap_or_else(|_| {
-                        call::error_frame(
-                            request_id,
-                            Kind::Internal,
-                            "the worker panicked while running the call",
-                        )
-                    })
-            }
+        let refusal = self.refusal();
+        let Job {
+            request_id,
+            call,
+            control,
+            in_flight,
+            reply,
+            ..
+        } = self;
+        // The connection may be gone; then nobody is waiting for these answers.
+        let send = |frame: Frame| {
+            let _ = reply.send(Ok(frame));
         };
-        self.in_flight.finish(request_id);
-        // The connection may be gone; then nobody is waiting for this answer.
-        let _ = self.reply.send(Ok(frame));
+        match refusal {
+            Some(reason) => send(call::error_frame(request_id, Kind::Cancelled, reason)),
+            None => {
+                let outcome = catch_unwind(AssertUnwindSafe(|| {
+                    if call.streaming {
+                        call::stream(dispatch, request_id, call, &*control, &send);
+                    } else {
+                        send(call::run(dispatch, request_id, call));
+                    }
+                }));
+                if outcome.is_err() {
+                    send(call::error_frame(
+                        request_id,
+                        Kind::Internal,
+                        "the worker panicked while running the call",
+                    ));
+                }
+            }
+        }
+        in_flight.finish(request_id);
     }
 }
 

@@ -107,7 +107,7 @@ async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySend
         let request_id = frame.request_id;
         match frame.body {
             Some(Body::Call(call)) => {
-                let Some(cancelled) = in_flight.register(request_id) else {
+                let Some(control) = in_flight.register(request_id) else {
                     let _ = reply.send(Ok(error_frame(
                         request_id,
                         Kind::BadRequest,
@@ -119,7 +119,7 @@ async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySend
                     request_id,
                     call,
                     arrived,
-                    cancelled,
+                    control,
                     in_flight: Arc::clone(&in_flight),
                     reply: reply.clone(),
                 };
@@ -127,9 +127,9 @@ async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySend
             }
             Some(Body::Cancel(_)) => in_flight.cancel(request_id),
             Some(Body::Release(release)) => pool.release(release.ref_ids),
-            // Streams and callbacks arrive with later work; until then these are harmless
-            // to ignore.
-            Some(Body::Credit(_) | Body::CallbackResult(_)) => {}
+            Some(Body::Credit(credit)) => in_flight.credit(request_id, credit.chunks),
+            // Callbacks arrive with later work; until then this is harmless to ignore.
+            Some(Body::CallbackResult(_)) => {}
             Some(other) => {
                 let _ = reply.send(Ok(error_frame(
                     request_id,
@@ -149,6 +149,8 @@ async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySend
             }
         }
     }
+    // Nobody will read what is still running: stop streams waiting for credit.
+    in_flight.cancel_all();
 }
 
 fn frame_kind(body: &Body) -> &'static str {

@@ -73,3 +73,53 @@ def sleep_then_pid(seconds: float) -> int:
     """Sleeps, then returns the worker's pid."""
     time.sleep(seconds)
     return os.getpid()
+
+
+_generators = {"produced": 0, "closed": 0}
+
+
+def tracked(limit: int | None = None) -> Any:
+    """Yields 0, 1, 2, ... (forever without a limit), counting what it produced and
+    whether it was closed."""
+    i = 0
+    try:
+        while limit is None or i < limit:
+            _generators["produced"] += 1
+            yield i
+            i += 1
+    finally:
+        _generators["closed"] += 1
+
+
+def generator_state() -> dict[str, int]:
+    """What `tracked` generators have done so far."""
+    return dict(_generators)
+
+
+def fail_after(n: int) -> Any:
+    """Yields 0..n-1, then raises ValueError."""
+    yield from range(n)
+    raise ValueError(f"boom after {n}")
+
+
+async def async_count(n: int) -> Any:
+    """An async generator of 0..n-1."""
+    import asyncio
+
+    for i in range(n):
+        await asyncio.sleep(0)
+        yield i
+
+
+async def async_double(x: int) -> int:
+    """An async function: its coroutine is awaited by the worker."""
+    import asyncio
+
+    await asyncio.sleep(0)
+    return 2 * x
+
+
+def objects(n: int) -> Any:
+    """Yields n objects that are not plain data."""
+    for _ in range(n):
+        yield object()

@@ -8,10 +8,14 @@ imported and the rest is looked up with `getattr`.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import inspect
 import traceback
 from types import TracebackType
 from typing import Any
+
+from snakebridge_agent.streams import iterate
 
 __all__ = [
     "TargetNotFound",
@@ -19,6 +23,7 @@ __all__ = [
     "call_method",
     "describe_exception",
     "get_attr",
+    "iterate",
     "resolve",
     "set_attr",
 ]
@@ -44,7 +49,14 @@ def call(target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     function = _resolved.get(target)
     if function is None:
         function = resolve(target)
-    return function(*args, **kwargs)
+    return _settle(function(*args, **kwargs))
+
+
+def _settle(result: Any) -> Any:
+    """The result itself, or for a coroutine (an `async def` called) its awaited value."""
+    if inspect.iscoroutine(result):
+        return asyncio.run(result)
+    return result
 
 
 def resolve(target: str) -> Any:
@@ -133,7 +145,7 @@ def _skip_own_frames(tb: TracebackType | None) -> TracebackType | None:
 
 def call_method(obj: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Calls method `name` of `obj`."""
-    return getattr(obj, name)(*args, **kwargs)
+    return _settle(getattr(obj, name)(*args, **kwargs))
 
 
 def get_attr(obj: Any, name: str) -> Any:
