@@ -17,12 +17,18 @@ defmodule SnakeBridge.Application do
     # ECHILD inside the NIF; the default disposition is needed before any worker starts.
     :os.set_signal(:sigchld, :default)
 
-    children =
+    pools =
       if Application.get_env(:snakebridge, :start_pool, true) do
         [{SnakeBridge.Pool, Application.get_env(:snakebridge, :pool, [])}]
       else
         []
       end
+
+    children = [
+      {Task.Supervisor, name: SnakeBridge.CallbackTasks},
+      SnakeBridge.Callbacks
+      | pools
+    ]
 
     Supervisor.start_link(children, strategy: :one_for_one, name: SnakeBridge.Supervisor)
   end

@@ -55,5 +55,8 @@ defmodule SnakeBridge.Native do
   def pool_workers(_pool), do: not_loaded()
   def pool_stop(_pool), do: not_loaded()
   def ref_release(_ref), do: not_loaded()
+  def callbacks_init(_pid), do: not_loaded()
+  def callbacks_count, do: not_loaded()
+  def callback_reply(_reply, _result), do: not_loaded()
   def ref_alive(_ref), do: not_loaded()
 end

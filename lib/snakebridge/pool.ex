@@ -124,6 +124,7 @@ defmodule SnakeBridge.Pool do
     tag = make_ref()
 
     native_options = %{
+      name: opts[:name],
       python: opts[:python],
       size: opts[:size],
       threads: opts[:threads],

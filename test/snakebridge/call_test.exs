@@ -104,8 +104,8 @@ defmodule SnakeBridge.CallTest do
         SnakeBridge.call("sb_fixtures", "describe", [], key: [make_ref()])
       end
 
-      assert_raise ArgumentError, ~r/args\[0\].*function/, fn ->
-        SnakeBridge.call("sb_fixtures", "echo", [fn -> :ok end])
+      assert_raise ArgumentError, ~r/args\[0\]\[1\].*port/, fn ->
+        SnakeBridge.call("sb_fixtures", "echo", [{:port, hd(Port.list())}])
       end
 
       assert_raise ArgumentError, ~r/args\[0\].*%URI\{\}/, fn ->

@@ -101,7 +101,7 @@ impl Error {
             Ok(Kind::BadRequest) => ErrorKind::BadRequest,
             Ok(Kind::Cancelled) => ErrorKind::Cancelled,
             Ok(Kind::UnknownRef) => ErrorKind::StaleRef,
-            Ok(Kind::Internal) | Err(_) => ErrorKind::Internal,
+            Ok(Kind::Internal) | Ok(Kind::CallbackFailed) | Err(_) => ErrorKind::Internal,
         };
         Error {
             kind,

@@ -10,8 +10,10 @@
 //! - [`worker`]: one Python worker process and its connection.
 //! - [`pool`]: N workers, dispatch, deadlines, replacement of crashed workers.
 //! - [`auth`]: the per-run token.
+//! - [`callback`]: Python calling functions that live in the BEAM.
 
 pub mod auth;
+pub mod callback;
 pub mod codec;
 pub mod error;
 pub mod pool;

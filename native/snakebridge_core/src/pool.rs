@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::auth;
+use crate::callback::Callbacks;
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
 use crate::transport::{GrpcTransport, Transport};
@@ -39,6 +40,8 @@ pub struct PoolConfig {
     pub max_message_size: usize,
     /// Longest wait between two attempts to replace a worker that will not start.
     pub max_restart_backoff: Duration,
+    /// Who runs the Elixir functions Python calls back.
+    pub callbacks: Callbacks,
 }
 
 impl Default for PoolConfig {
@@ -52,6 +55,7 @@ impl Default for PoolConfig {
             startup_timeout: Duration::from_secs(30),
             max_message_size: 64 << 20,
             max_restart_backoff: Duration::from_secs(5),
+            callbacks: Callbacks::default(),
         }
     }
 }
@@ -151,6 +155,7 @@ impl Pool {
                 startup_timeout: config.startup_timeout,
                 dir,
                 token_file,
+                callbacks: config.callbacks,
             },
             size: config.size,
             max_restart_backoff: config.max_restart_backoff,

@@ -46,6 +46,8 @@ pub enum Value {
     DateTime(Date, Time, i32),
     /// `%SnakeBridge.Ref{}` / a live Python object held in its worker's registry.
     Ref(ObjectRef),
+    /// An Elixir function (towards Python only): a callable that runs it in the BEAM.
+    Callback(u64),
 }
 
 /// A reference to a Python object that stays in its worker. From Python the type name and
@@ -96,6 +98,7 @@ impl Value {
             Value::NaiveDateTime(..) => "naive datetime",
             Value::DateTime(..) => "datetime",
             Value::Ref(_) => "object reference",
+            Value::Callback(_) => "callback",
         }
     }
 

@@ -19,6 +19,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::StreamExt;
 
+use crate::callback::Callbacks;
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
 use crate::transport::{FrameStream, Transport};
@@ -44,6 +45,8 @@ pub struct WorkerSpec {
     pub startup_timeout: Duration,
     /// The pool's private (0700) directory holding sockets and the token file.
     pub dir: PathBuf,
+    /// Who runs the Elixir functions Python calls.
+    pub callbacks: Callbacks,
     /// File holding the per-run token.
     pub token_file: PathBuf,
 }
@@ -101,6 +104,7 @@ pub struct Worker {
     /// Object references the BEAM dropped, sent to the worker in batches.
     releases: Mutex<Vec<u64>>,
     release_wake: Notify,
+    callbacks: Callbacks,
 }
 
 /// A snapshot of one worker, for observation and tests.
@@ -225,6 +229,7 @@ impl Worker {
             kill: Mutex::new(Some(kill_tx)),
             releases: Mutex::new(Vec::new()),
             release_wake: Notify::new(),
+            callbacks: spec.callbacks.clone(),
         });
         tracing::debug!(slot, pid = worker.pid, "worker ready");
         tokio::spawn(supervise(
@@ -352,7 +357,10 @@ impl Worker {
             // A closed connection means the worker and its objects are gone anyway.
             let _ = self.outbound.send(proto::Frame {
                 request_id: 0,
-                body: Some(Body::Release(proto::Release { ref_ids: ids })),
+                body: Some(Body::Release(proto::Release {
+                    ref_ids: ids,
+                    callback_ids: Vec::new(),
+                })),
             });
         }
     }
@@ -373,7 +381,23 @@ impl Worker {
         waiter
     }
 
-    fn route(&self, frame: proto::Frame) {
+    /// Answers callback request `request_id` (see [`crate::callback`]).
+    pub fn callback_reply(&self, request_id: u64, outcome: Result<proto::Payload, proto::Error>) {
+        use proto::callback_result::Outcome;
+        let outcome = match outcome {
+            Ok(value) => Outcome::Value(value),
+            Err(error) => Outcome::Error(error),
+        };
+        // A closed connection means the waiting Python thread is gone too.
+        let _ = self.outbound.send(proto::Frame {
+            request_id,
+            body: Some(Body::CallbackResult(proto::CallbackResult {
+                outcome: Some(outcome),
+            })),
+        });
+    }
+
+    fn route(self: &Arc<Self>, frame: proto::Frame) {
         let id = frame.request_id;
         match frame.body {
             Some(Body::Result(result)) => match self.take(id) {
@@ -406,7 +430,28 @@ impl Worker {
                     let _ = tx.send(StreamEvent::Chunk(chunk.payload.unwrap_or_default()));
                 }
             }
-            other => tracing::debug!(?other, "frame kind not handled yet"),
+            Some(Body::CallbackRequest(request)) => match &self.callbacks.0 {
+                Some(handler) => handler.invoke(
+                    self.clone(),
+                    id,
+                    request.callback_id,
+                    request.args.unwrap_or_default(),
+                ),
+                None => self.callback_reply(
+                    id,
+                    Err(proto::Error {
+                        kind: proto::error::Kind::CallbackFailed as i32,
+                        message: "this pool does not run callbacks".to_owned(),
+                        exception: None,
+                    }),
+                ),
+            },
+            Some(Body::Release(release)) => {
+                if let Some(handler) = &self.callbacks.0 {
+                    handler.release(&release.callback_ids);
+                }
+            }
+            other => tracing::debug!(?other, "unexpected frame from a worker"),
         }
     }
 

@@ -44,5 +44,8 @@ rustler::atoms! {
     chunk,
     done,
     cancelled,
+    snakebridge_callback,
+    already_answered,
+    name,
     __struct__,
 }

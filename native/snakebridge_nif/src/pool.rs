@@ -2,20 +2,21 @@
 //! `pool_call` answer later with a `{tag, result}` message from a tokio thread.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustler::types::map::MapIterator;
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use tokio::sync::oneshot;
 
+use snakebridge_core::callback::Callbacks;
 use snakebridge_core::codec::{self, call_arguments};
 use snakebridge_core::proto;
 use snakebridge_core::value::Path;
 use snakebridge_core::{CallRequest, Error, Op, Pool, PoolConfig};
 
 use crate::reply::Reply;
-use crate::{atoms, runtime, terms};
+use crate::{atoms, callbacks, runtime, terms};
 
 /// A running pool, owned by a `SnakeBridge.Pool` process. Dropping the last handle (the
 /// owner died) stops its workers.
@@ -66,6 +67,7 @@ fn bad_config(key: &str, expected: &str) -> rustler::Error {
 /// checks here only guard the FFI boundary).
 fn pool_config(options: Term) -> NifResult<PoolConfig> {
     let mut config = PoolConfig::default();
+    let mut name = atoms::nil();
     let iter = MapIterator::new(options).ok_or_else(|| bad_config("options", "a map"))?;
     for (key, value) in iter {
         let key: String = key.atom_to_string()?;
@@ -104,6 +106,7 @@ fn pool_config(options: Term) -> NifResult<PoolConfig> {
                     .decode::<Vec<(String, String)>>()
                     .map_err(|_| bad_config("env", "a list of {name, value} strings"))?
             }
+            "name" => name = value.decode().map_err(|_| bad_config("name", "an atom"))?,
             "python_path" => {
                 config.python_path = value
                     .decode::<Vec<String>>()
@@ -115,6 +118,7 @@ fn pool_config(options: Term) -> NifResult<PoolConfig> {
             _ => {}
         }
     }
+    config.callbacks = Callbacks(Some(Arc::new(callbacks::Handler { pool: name })));
     Ok(config)
 }
 

@@ -14,8 +14,8 @@ use rustler::ResourceArc;
 use snakebridge_core::value::{Date, ObjectRef, Path, Segment, Time, Value, MAX_DEPTH};
 use snakebridge_core::{Error, Worker};
 
-use crate::atoms;
 use crate::refs::RefResource;
+use crate::{atoms, callbacks};
 
 /// Why a term cannot cross the bridge, and where it is.
 #[derive(Debug)]
@@ -106,6 +106,9 @@ pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, U
         TermType::List => list_items(term, path, refs).map(Value::List),
         TermType::Tuple => {
             let items = get_tuple(term).map_err(|_| Unsupported::at(path, "bad tuple"))?;
+            if is_elixir_mfa(&items) {
+                return Ok(Value::Callback(callbacks::register(term)));
+            }
             seq(&items, path, refs).map(Value::Tuple)
         }
         TermType::Map => map_value(term, path, refs),
@@ -115,11 +118,22 @@ pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, U
             path,
             "a reference cannot be sent to Python",
         )),
-        TermType::Fun => Err(Unsupported::at(
-            path,
-            "functions cannot be sent to Python yet (callbacks arrive with the runtime work)",
-        )),
+        TermType::Fun => Ok(Value::Callback(callbacks::register(term))),
         TermType::Unknown => Err(Unsupported::at(path, "a term of unknown type")),
+    }
+}
+
+/// `{Module, :function, arity}` with an Elixir module: a function reference, not data.
+fn is_elixir_mfa(items: &[Term]) -> bool {
+    match items {
+        [module, function, arity] => {
+            module
+                .atom_to_string()
+                .is_ok_and(|m| m.starts_with("Elixir."))
+                && function.get_type() == TermType::Atom
+                && arity.decode::<u8>().is_ok()
+        }
+        _ => false,
     }
 }
 
@@ -449,6 +463,9 @@ pub fn from_value<'a>(env: Env<'a>, value: &Value, origin: &Origin) -> Term<'a> 
             fields.push((atoms::std_offset(), 0.encode(env)));
             elixir_struct(env, "Elixir.DateTime", &fields)
         }
+        // Python never sends callbacks back (its callables of Elixir functions cross as
+        // references); a malformed payload's callback decodes to nil.
+        Value::Callback(_) => atoms::nil().encode(env),
         Value::Ref(r) => {
             let resource = ResourceArc::new(RefResource::new(origin.worker, r.id));
             let fields = [

@@ -7,6 +7,9 @@ use snakebridge_core::codec;
 use snakebridge_core::proto::{self, call::Op, error::Kind, frame::Body, Frame};
 use snakebridge_core::value::{Path, Segment, Value};
 
+use std::sync::Arc;
+
+use crate::callback::Link;
 use crate::convert::{self, ConvertError};
 
 /// The agent's dispatch module, looked up once: the functions every call goes through.
@@ -80,8 +83,8 @@ impl From<ConvertError> for Failure {
 }
 
 /// Runs `call` and returns the frame that answers it.
-pub fn run(dispatch: &Dispatch, request_id: u64, call: proto::Call) -> Frame {
-    match execute(dispatch, call) {
+pub fn run(dispatch: &Dispatch, request_id: u64, call: proto::Call, link: &Arc<Link>) -> Frame {
+    match execute(dispatch, call, link) {
         Ok(value) => Frame {
             request_id,
             body: Some(Body::Result(proto::Result { value: Some(value) })),
@@ -95,10 +98,14 @@ pub fn error_frame(request_id: u64, kind: Kind, message: impl Into<String>) -> F
     Failure::new(kind, message).into_frame(request_id)
 }
 
-fn execute(dispatch: &Dispatch, call: proto::Call) -> Result<proto::Payload, Failure> {
+fn execute(
+    dispatch: &Dispatch,
+    call: proto::Call,
+    link: &Arc<Link>,
+) -> Result<proto::Payload, Failure> {
     let result_codec = result_codec(&call)?;
     let decoded = Decoded::new(&call)?;
-    let request = decoded.request(&call);
+    let request = decoded.request(&call, link);
     let result = Python::attach(|py| -> Result<Value, Failure> {
         let obj = invoke(py, dispatch, &request)?;
         if request.return_ref {
@@ -145,13 +152,14 @@ impl Decoded {
         Ok(Decoded { op, args, kwargs })
     }
 
-    fn request<'a>(&'a self, call: &'a proto::Call) -> Request<'a> {
+    fn request<'a>(&'a self, call: &'a proto::Call, link: &'a Arc<Link>) -> Request<'a> {
         Request {
             op: self.op,
             target: &call.target,
             args: &self.args,
             kwargs: &self.kwargs,
             return_ref: call.return_ref,
+            link,
         }
     }
 }
@@ -169,12 +177,13 @@ pub fn stream(
     dispatch: &Dispatch,
     request_id: u64,
     call: proto::Call,
+    link: &Arc<Link>,
     credit: &impl Credit,
     send: &dyn Fn(Frame),
 ) {
     let started = result_codec(&call).and_then(|codec| {
         let decoded = Decoded::new(&call)?;
-        let request = decoded.request(&call);
+        let request = decoded.request(&call, link);
         Python::attach(|py| {
             let obj = invoke(py, dispatch, &request)?;
             let iterator = dispatch
@@ -252,6 +261,7 @@ struct Request<'a> {
     args: &'a [Value],
     kwargs: &'a [(Value, Value)],
     return_ref: bool,
+    link: &'a Arc<Link>,
 }
 
 /// Makes the call the request describes and returns what Python returned.
@@ -260,8 +270,8 @@ fn invoke<'py>(
     dispatch: &Dispatch,
     request: &Request<'_>,
 ) -> Result<Bound<'py, PyAny>, Failure> {
-    let py_args = positional_to_python(py, request.args)?;
-    let py_kwargs = keywords_to_python(py, request.kwargs)?;
+    let py_args = positional_to_python(py, request.args, request.link)?;
+    let py_kwargs = keywords_to_python(py, request.kwargs, request.link)?;
     let target = PyString::new(py, request.target);
     let returned = match request.op {
         Op::Call => dispatch.call.bind(py).call1((target, py_args, py_kwargs)),
@@ -304,12 +314,13 @@ fn internal(py: Python<'_>, err: PyErr) -> Failure {
 fn positional_to_python<'py>(
     py: Python<'py>,
     args: &[Value],
+    link: &Arc<Link>,
 ) -> Result<Bound<'py, PyTuple>, Failure> {
     let mut path = Path::root("args");
     let mut converted = Vec::with_capacity(args.len());
     for (index, arg) in args.iter().enumerate() {
         path.push(Segment::Index(index));
-        converted.push(convert::to_python(py, arg, &mut path)?);
+        converted.push(convert::to_python(py, arg, &mut path, link)?);
         path.pop();
     }
     PyTuple::new(py, converted).map_err(|e| Failure::new(Kind::Internal, format!("args: {e}")))
@@ -318,6 +329,7 @@ fn positional_to_python<'py>(
 fn keywords_to_python<'py>(
     py: Python<'py>,
     kwargs: &[(Value, Value)],
+    link: &Arc<Link>,
 ) -> Result<Bound<'py, PyDict>, Failure> {
     if let Some((key, _)) = kwargs.iter().find(|(key, _)| !matches!(key, Value::Str(_))) {
         return Err(Failure::new(
@@ -333,6 +345,7 @@ fn keywords_to_python<'py>(
         kwargs,
         &mut Path::root("kwargs"),
         0,
+        link,
     )?)
 }
 

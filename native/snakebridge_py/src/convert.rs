@@ -15,6 +15,9 @@ use pyo3::types::{
 };
 use snakebridge_core::value::{Date, ObjectRef, Path, Segment, Time, Value, MAX_DEPTH};
 
+use std::sync::Arc;
+
+use crate::callback::{ElixirFunction, Link};
 use crate::registry;
 
 /// Longest `repr()` carried with an object reference, in characters.
@@ -56,12 +59,15 @@ type Converted<T> = Result<T, ConvertError>;
 // Value -> Python
 
 /// Converts `value` into a Python object; `path` names it in errors (`args[0]`).
+///
+/// `link` is the connection Elixir functions among the values call back through.
 pub fn to_python<'py>(
     py: Python<'py>,
     value: &Value,
     path: &mut Path,
+    link: &Arc<Link>,
 ) -> Converted<Bound<'py, PyAny>> {
-    to_python_at(py, value, path, 0)
+    to_python_at(py, value, path, 0, link)
 }
 
 fn to_python_at<'py>(
@@ -69,6 +75,7 @@ fn to_python_at<'py>(
     value: &Value,
     path: &mut Path,
     depth: usize,
+    link: &Arc<Link>,
 ) -> Converted<Bound<'py, PyAny>> {
     if depth > MAX_DEPTH {
         return Err(ConvertError::too_deep(path));
@@ -86,13 +93,13 @@ fn to_python_at<'py>(
         Value::Str(s) => PyString::new(py, s).into_any(),
         Value::Bytes(b) => PyBytes::new(py, b).into_any(),
         Value::List(items) => {
-            let converted = sequence_to_python(py, items, path, depth)?;
+            let converted = sequence_to_python(py, items, path, depth, link)?;
             PyList::new(py, converted)
                 .map_err(|e| python_error(path, e))?
                 .into_any()
         }
         Value::Tuple(items) => {
-            let converted = sequence_to_python(py, items, path, depth)?;
+            let converted = sequence_to_python(py, items, path, depth, link)?;
             PyTuple::new(py, converted)
                 .map_err(|e| python_error(path, e))?
                 .into_any()
@@ -101,14 +108,14 @@ fn to_python_at<'py>(
             let set = PySet::empty(py).map_err(|e| python_error(path, e))?;
             for (index, item) in items.iter().enumerate() {
                 path.push(Segment::Index(index));
-                let element = to_python_at(py, item, path, depth + 1)?;
+                let element = to_python_at(py, item, path, depth + 1, link)?;
                 set.add(&element)
                     .map_err(|e| unhashable(py, path, &element, e))?;
                 path.pop();
             }
             set.into_any()
         }
-        Value::Map(entries) => map_to_python(py, entries, path, depth)?.into_any(),
+        Value::Map(entries) => map_to_python(py, entries, path, depth, link)?.into_any(),
         Value::Date(d) => date_to_python(py, d).map_err(|e| python_error(path, e))?,
         Value::Time(t) => PyTime::new(py, t.hour, t.minute, t.second, t.microsecond, None)
             .map_err(|e| python_error(path, e))?
@@ -130,6 +137,9 @@ fn to_python_at<'py>(
                 ),
             )
         })?,
+        Value::Callback(id) => Bound::new(py, ElixirFunction::new(*id, link.clone()))
+            .map_err(|e| python_error(path, e))?
+            .into_any(),
     })
 }
 
@@ -158,11 +168,12 @@ fn sequence_to_python<'py>(
     items: &[Value],
     path: &mut Path,
     depth: usize,
+    link: &Arc<Link>,
 ) -> Converted<Vec<Bound<'py, PyAny>>> {
     let mut converted = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         path.push(Segment::Index(index));
-        converted.push(to_python_at(py, item, path, depth + 1)?);
+        converted.push(to_python_at(py, item, path, depth + 1, link)?);
         path.pop();
     }
     Ok(converted)
@@ -174,12 +185,13 @@ pub fn map_to_python<'py>(
     entries: &[(Value, Value)],
     path: &mut Path,
     depth: usize,
+    link: &Arc<Link>,
 ) -> Converted<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     for (key, value) in entries {
         path.push(Segment::Key(render_value_key(key)));
-        let py_key = to_python_at(py, key, path, depth + 1)?;
-        let py_value = to_python_at(py, value, path, depth + 1)?;
+        let py_key = to_python_at(py, key, path, depth + 1, link)?;
+        let py_value = to_python_at(py, value, path, depth + 1, link)?;
         dict.set_item(&py_key, py_value)
             .map_err(|e| unhashable(py, path, &py_key, e))?;
         path.pop();

@@ -4,11 +4,13 @@
 //! - [`service`]: the gRPC `Worker` service and its token check.
 //! - [`pool`]: the Python thread pool that runs call frames.
 //! - [`call`]: one call, from frame to frame, through the agent's `dispatch` module.
+//! - [`callback`]: Elixir functions as Python callables.
 //! - [`convert`]: values ⇄ Python objects.
 //! - [`registry`]: the Python objects the BEAM holds references to.
 //! - [`lifecycle`]: exiting when standard input closes or the parent dies.
 
 pub mod call;
+pub mod callback;
 pub mod convert;
 pub mod lifecycle;
 pub mod pool;
@@ -61,5 +63,10 @@ fn registry_size() -> usize {
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(serve, module)?)?;
     module.add_function(wrap_pyfunction!(registry_size, module)?)?;
+    module.add_class::<callback::ElixirFunction>()?;
+    module.add(
+        "ElixirError",
+        module.py().get_type::<callback::ElixirError>(),
+    )?;
     Ok(())
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tonic::Status;
 
 use crate::call::{self, Dispatch};
+use crate::callback::Link;
 use crate::registry;
 
 /// Stack size of each pool thread: deep Python recursion and value nesting need room.
@@ -123,6 +124,8 @@ pub struct Job {
     /// When the call frame arrived; its `timeout_ms` counts from here.
     pub arrived: Instant,
     pub control: Arc<Control>,
+    /// The connection's way back for Elixir functions among the arguments.
+    pub link: Arc<Link>,
     pub in_flight: Arc<InFlight>,
     pub reply: ReplySender,
 }
@@ -150,6 +153,7 @@ impl Job {
             control,
             in_flight,
             reply,
+            link,
             ..
         } = self;
         // The connection may be gone; then nobody is waiting for these answers.
@@ -161,9 +165,9 @@ impl Job {
             None => {
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
                     if call.streaming {
-                        call::stream(dispatch, request_id, call, &*control, &send);
+                        call::stream(dispatch, request_id, call, &link, &*control, &send);
                     } else {
-                        send(call::run(dispatch, request_id, call));
+                        send(call::run(dispatch, request_id, call, &link));
                     }
                 }));
                 if outcome.is_err() {
@@ -190,23 +194,33 @@ enum Task {
 #[derive(Clone)]
 pub struct Pool {
     queue: mpsc::Sender<Task>,
+    shared: Arc<Shared>,
+}
+
+/// What every pool thread shares.
+struct Shared {
+    jobs: Mutex<mpsc::Receiver<Task>>,
+    dispatch: Dispatch,
+    /// Threads waiting for a task.
+    idle: AtomicUsize,
+    /// Threads started so far (the configured ones plus any added for callbacks).
+    started: AtomicUsize,
 }
 
 impl Pool {
     /// Starts `threads` pool threads that run jobs with `dispatch`.
     pub fn start(threads: usize, dispatch: Dispatch) -> std::io::Result<Pool> {
         let (queue, jobs) = mpsc::channel::<Task>();
-        let jobs = Arc::new(Mutex::new(jobs));
-        let dispatch = Arc::new(dispatch);
-        for index in 0..threads {
-            let jobs = Arc::clone(&jobs);
-            let dispatch = Arc::clone(&dispatch);
-            std::thread::Builder::new()
-                .name(format!("snakebridge-py-{index}"))
-                .stack_size(STACK_SIZE)
-                .spawn(move || work(&jobs, &dispatch))?;
+        let shared = Arc::new(Shared {
+            jobs: Mutex::new(jobs),
+            dispatch,
+            idle: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+        });
+        for _ in 0..threads {
+            spawn_thread(&shared)?;
         }
-        Ok(Pool { queue })
+        Ok(Pool { queue, shared })
     }
 
     /// Queues a job; if the pool has stopped, answers it with an error instead.
@@ -225,20 +239,44 @@ impl Pool {
     pub fn release(&self, ids: Vec<u64>) {
         let _ = self.queue.send(Task::Release(ids));
     }
+
+    /// Called by a pool thread about to wait for the BEAM (an Elixir callback): if no
+    /// other thread is free, one more is started, so that calls the callback makes back
+    /// into this worker can run. Without it a re-entrant call would wait forever for the
+    /// thread that waits for it. Threads added this way stay (their number is bounded by
+    /// the deepest nesting of callbacks seen).
+    pub fn before_blocking(&self) {
+        if self.shared.idle.load(Ordering::Acquire) == 0 {
+            // Failing to start a thread leaves the pool as it was: calls still queue.
+            let _ = spawn_thread(&self.shared);
+        }
+    }
 }
 
-fn work(jobs: &Mutex<mpsc::Receiver<Task>>, dispatch: &Dispatch) {
+fn spawn_thread(shared: &Arc<Shared>) -> std::io::Result<()> {
+    let index = shared.started.fetch_add(1, Ordering::AcqRel);
+    let shared = Arc::clone(shared);
+    std::thread::Builder::new()
+        .name(format!("snakebridge-py-{index}"))
+        .stack_size(STACK_SIZE)
+        .spawn(move || work(&shared))
+        .map(drop)
+}
+
+fn work(shared: &Shared) {
     // Attaching once for the thread's lifetime and detaching while idle keeps one Python
     // thread state per pool thread: the per-job attach below only re-takes the GIL instead
     // of creating and destroying a thread state (and thread-locals survive between calls).
     Python::attach(|py| {
         py.detach(|| loop {
+            shared.idle.fetch_add(1, Ordering::AcqRel);
             let next = {
-                let jobs = jobs.lock().unwrap_or_else(|e| e.into_inner());
+                let jobs = shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
                 jobs.recv()
             };
+            shared.idle.fetch_sub(1, Ordering::AcqRel);
             match next {
-                Ok(Task::Call(job)) => job.run(dispatch),
+                Ok(Task::Call(job)) => job.run(&shared.dispatch),
                 Ok(Task::Release(ids)) => Python::attach(|py| registry::release(py, &ids)),
                 Err(_) => break,
             }

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::call::error_frame;
+use crate::callback::Link;
 use crate::pool::{InFlight, Job, Pool, ReplySender};
 
 /// Feature names reported by `Handshake`.
@@ -101,6 +102,7 @@ impl Worker for WorkerService {
 /// ends once this task and every job of the connection have dropped their senders.
 async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySender) {
     let in_flight = Arc::new(InFlight::default());
+    let link = Arc::new(Link::new(reply.clone(), pool.clone()));
     // An error here means the client went away: nothing to answer, stop reading.
     while let Ok(Some(frame)) = inbound.message().await {
         let arrived = Instant::now();
@@ -121,6 +123,7 @@ async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySend
                     arrived,
                     control,
                     in_flight: Arc::clone(&in_flight),
+                    link: Arc::clone(&link),
                     reply: reply.clone(),
                 };
                 pool.submit(job);
@@ -128,8 +131,7 @@ async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySend
             Some(Body::Cancel(_)) => in_flight.cancel(request_id),
             Some(Body::Release(release)) => pool.release(release.ref_ids),
             Some(Body::Credit(credit)) => in_flight.credit(request_id, credit.chunks),
-            // Callbacks arrive with later work; until then this is harmless to ignore.
-            Some(Body::CallbackResult(_)) => {}
+            Some(Body::CallbackResult(result)) => link.deliver(request_id, result),
             Some(other) => {
                 let _ = reply.send(Ok(error_frame(
                     request_id,
@@ -149,8 +151,10 @@ async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySend
             }
         }
     }
-    // Nobody will read what is still running: stop streams waiting for credit.
+    // Nobody will read what is still running: stop streams waiting for credit and fail
+    // the callbacks waiting for the BEAM.
     in_flight.cancel_all();
+    link.close();
 }
 
 fn frame_kind(body: &Body) -> &'static str {

@@ -123,3 +123,42 @@ def objects(n: int) -> Any:
     """Yields n objects that are not plain data."""
     for _ in range(n):
         yield object()
+
+
+def call_with(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Calls `fn` (an Elixir function) with the given arguments."""
+    return fn(*args, **kwargs)
+
+
+def catch_elixir_error(fn: Any, *args: Any) -> dict[str, Any]:
+    """Calls `fn`; returns how an ElixirError it raised looks from Python."""
+    from snakebridge_agent import ElixirError
+
+    try:
+        return {"returned": fn(*args)}
+    except ElixirError as exc:
+        return {
+            "python_type": type(exc).__qualname__,
+            "message": str(exc),
+            "elixir_type": getattr(exc, "elixir_type", None),
+            "has_stacktrace": bool(getattr(exc, "elixir_stacktrace", "")),
+        }
+
+
+_kept: list[Any] = []
+
+
+def keep(fn: Any) -> int:
+    """Keeps a callable for later calls; returns how many are kept."""
+    _kept.append(fn)
+    return len(_kept)
+
+
+def call_kept(index: int, *args: Any) -> Any:
+    """Calls a callable kept earlier."""
+    return _kept[index](*args)
+
+
+def forget_kept() -> None:
+    """Drops every kept callable."""
+    _kept.clear()

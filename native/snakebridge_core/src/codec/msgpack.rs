@@ -14,6 +14,7 @@
 //! | 6 | naive datetime | date payload + time payload |
 //! | 7 | datetime | date payload + time payload + UTC offset in seconds, i32 BE |
 //! | 8 | object reference | empty; a tag: the next value is `[id, type name, repr]` |
+//! | 9 | callback | empty; a tag: the next value is the callback's id |
 //!
 //! Tuples, sets and references are tags before an ordinary array so that nested containers are written
 //! in one pass, without encoding the inner value to a scratch buffer first.
@@ -31,6 +32,7 @@ const EXT_TIME: i8 = 5;
 const EXT_NAIVE_DATETIME: i8 = 6;
 const EXT_DATETIME: i8 = 7;
 const EXT_REF: i8 = 8;
+const EXT_CALLBACK: i8 = 9;
 
 /// Encodes `value` as msgpack.
 pub fn encode(value: &Value) -> Result<Vec<u8>, CodecError> {
@@ -116,6 +118,10 @@ fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), Cod
             rmp::encode::write_uint(out, r.id).map_err(CodecError::io)?;
             write_str(out, &r.type_name)?;
             write_str(out, &r.repr)?;
+        }
+        Value::Callback(id) => {
+            write_ext_header(out, EXT_CALLBACK, 0)?;
+            rmp::encode::write_uint(out, *id).map_err(CodecError::io)?;
         }
     }
     Ok(())
@@ -407,6 +413,18 @@ impl<'a> Reader<'a> {
                     ))),
                 }
             }
+            EXT_CALLBACK => {
+                if len != 0 {
+                    return Err(bad("callback tag"));
+                }
+                match self.value(depth + 1)? {
+                    Value::Int(id) if id >= 0 => Ok(Value::Callback(id as u64)),
+                    other => Err(self.error(format!(
+                        "a callback tag must be followed by its id, found {}",
+                        other.kind()
+                    ))),
+                }
+            }
             EXT_DATE if len == 6 => Ok(Value::Date(get_date(payload))),
             EXT_TIME if len == 7 => Ok(Value::Time(get_time(payload))),
             EXT_NAIVE_DATETIME if len == 13 => Ok(Value::NaiveDateTime(
@@ -504,6 +522,7 @@ mod tests {
                 repr: "PosixPath('/tmp')".into(),
             }),
             Value::Ref(ObjectRef::default()),
+            Value::Callback(7),
         ];
         for v in &values {
             assert_eq!(&round_trip(v), v);
