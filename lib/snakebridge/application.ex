@@ -26,7 +26,8 @@ defmodule SnakeBridge.Application do
 
     children = [
       {Task.Supervisor, name: SnakeBridge.CallbackTasks},
-      SnakeBridge.Callbacks
+      SnakeBridge.Callbacks,
+      SnakeBridge.Session.Manager
       | pools
     ]
 

@@ -42,13 +42,25 @@ defmodule SnakeBridge.Native do
 
   def pool_start(_options, _pid, _tag), do: not_loaded()
 
-  def pool_call(_pool, _name, _op, _target, _args, _kwargs, _timeout_ms, _ref?, _pid, _tag),
+  def pool_call(_pool, _name, _op, _target, _args, _kwargs, _timeout, _ref?, _session, _pid, _tag),
     do: not_loaded()
 
   def call_cancel(_handle), do: not_loaded()
 
-  def pool_stream(_pool, _name, _op, _target, _args, _kwargs, _timeout_ms, _window, _pid, _tag),
-    do: not_loaded()
+  def pool_stream(
+        _pool,
+        _name,
+        _op,
+        _target,
+        _args,
+        _kwargs,
+        _timeout,
+        _window,
+        _session,
+        _pid,
+        _tag
+      ),
+      do: not_loaded()
 
   def stream_credit(_handle, _chunks), do: not_loaded()
   def stream_cancel(_handle), do: not_loaded()
@@ -56,6 +68,9 @@ defmodule SnakeBridge.Native do
   def pool_stop(_pool), do: not_loaded()
   def ref_release(_ref), do: not_loaded()
   def callbacks_init(_pid), do: not_loaded()
+  def session_checkout(_pool, _timeout_ms, _pid, _tag), do: not_loaded()
+  def session_release(_session), do: not_loaded()
+  def session_alive(_session), do: not_loaded()
   def callbacks_count, do: not_loaded()
   def callback_reply(_reply, _result), do: not_loaded()
   def ref_alive(_ref), do: not_loaded()

@@ -18,9 +18,11 @@ defmodule SnakeBridge.Runtime do
       `%SnakeBridge.Ref{}` always go to the pool and worker holding the object.
     * `:as` - `:ref` returns the result as a `%SnakeBridge.Ref{}` even when it is plain
       data (e.g. to keep a `dict` subclass as a live object); default `:value`.
+    * `:session` - a `%SnakeBridge.Session{}`: the call runs on the session's worker and
+      the objects it creates end with the session (see `SnakeBridge.Session`).
   """
 
-  alias SnakeBridge.{Error, Native, Pool, Ref}
+  alias SnakeBridge.{Error, Native, Pool, Ref, Session}
 
   # Extra time past the core's own deadline before the Elixir side gives up itself.
   @backstop_ms 2_000
@@ -42,7 +44,7 @@ defmodule SnakeBridge.Runtime do
   def call(module, function, args \\ [], kwargs \\ [], opts \\ [])
       when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
     target = target(module, function)
-    invoke(Keyword.get(opts, :pool, Pool), @op_call, target, target, args, kwargs, opts)
+    invoke(pool(opts), @op_call, target, target, args, kwargs, opts)
   end
 
   @doc """
@@ -115,7 +117,7 @@ defmodule SnakeBridge.Runtime do
   def stream(module, function, args \\ [], kwargs \\ [], opts \\ [])
       when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
     target = target(module, function)
-    lazy_stream(Keyword.get(opts, :pool, Pool), @op_call, target, target, args, kwargs, opts)
+    lazy_stream(pool(opts), @op_call, target, target, args, kwargs, opts)
   end
 
   @doc "Like `stream/5`, for a method of the object behind `ref`."
@@ -153,7 +155,21 @@ defmodule SnakeBridge.Runtime do
     ms = timeout_ms(timeout)
     tag = make_ref()
 
-    case Native.pool_stream(resource, pool, op, target, args, kwargs, ms, window, self(), tag) do
+    session = session_resource(opts)
+
+    case Native.pool_stream(
+           resource,
+           pool,
+           op,
+           target,
+           args,
+           kwargs,
+           ms,
+           window,
+           session,
+           self(),
+           tag
+         ) do
       {:ok, handle} ->
         # Credit is returned in batches of half the window to keep messages few.
         %{
@@ -251,15 +267,50 @@ defmodule SnakeBridge.Runtime do
 
   defp unwrap!({:error, error}), do: raise(error)
 
+  # The pool a call goes to: its session's, else `:pool`, else the default pool.
+  defp pool(opts) do
+    case Keyword.get(opts, :session) do
+      %Session{pool: pool} -> pool
+      nil -> Keyword.get(opts, :pool, Pool)
+    end
+  end
+
+  defp session_resource(opts) do
+    case Keyword.get(opts, :session) do
+      nil ->
+        nil
+
+      %Session{resource: resource} ->
+        resource
+
+      other ->
+        raise ArgumentError,
+              "expected :session to be a %SnakeBridge.Session{}, got: #{inspect(other)}"
+    end
+  end
+
   # `label` names the call in errors (the dotted target, or `type.method` on refs).
   defp invoke(pool, op, target, label, args, kwargs, opts) do
     with {:ok, {resource, default_timeout}} <- Pool.lookup(pool) do
       timeout = Keyword.get(opts, :timeout, default_timeout)
       as_ref = as_ref?(Keyword.get(opts, :as, :value))
+      session = session_resource(opts)
       tag = make_ref()
       ms = timeout_ms(timeout)
 
-      case Native.pool_call(resource, pool, op, target, args, kwargs, ms, as_ref, self(), tag) do
+      case Native.pool_call(
+             resource,
+             pool,
+             op,
+             target,
+             args,
+             kwargs,
+             ms,
+             as_ref,
+             session,
+             self(),
+             tag
+           ) do
         {:ok, handle} ->
           await(tag, handle, timeout, label)
 

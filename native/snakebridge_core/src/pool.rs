@@ -76,8 +76,11 @@ pub struct CallRequest {
     pub cancel: Option<oneshot::Receiver<()>>,
     /// Return the result as an object reference even when it is plain data.
     pub return_ref: bool,
-    /// The worker that must run the call (it holds objects the arguments refer to).
+    /// The worker that must run the call (it holds objects the arguments refer to, or
+    /// the call's session lives there).
     pub pin: Option<Weak<Worker>>,
+    /// The session the call belongs to (its objects end with the session).
+    pub session: Option<String>,
 }
 
 /// A call's answer and the worker that gave it (which holds any objects it refers to).
@@ -262,6 +265,12 @@ impl Pool {
         Ok((StreamControl { worker, id }, events))
     }
 
+    /// Picks the worker a new session will be pinned to: the least loaded, waiting for one
+    /// to start until `deadline`.
+    pub async fn checkout(&self, deadline: Option<Instant>) -> Result<Arc<Worker>, Error> {
+        self.inner.pick(deadline).await
+    }
+
     /// The worker a request must run on: the one holding its objects, else the least
     /// loaded (waiting for one to start, until `deadline`).
     async fn target_worker(
@@ -294,7 +303,7 @@ impl Pool {
                 args: Some(request.args),
                 timeout_ms,
                 streaming,
-                session_id: String::new(),
+                session_id: request.session.unwrap_or_default(),
                 result_codec: proto::Codec::Msgpack as i32,
                 op: request.op as i32,
                 return_ref: request.return_ref,

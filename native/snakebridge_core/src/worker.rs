@@ -101,8 +101,8 @@ pub struct Worker {
     calls: Mutex<Calls>,
     in_flight: AtomicUsize,
     kill: Mutex<Option<oneshot::Sender<()>>>,
-    /// Object references the BEAM dropped, sent to the worker in batches.
-    releases: Mutex<Vec<u64>>,
+    /// Object references and sessions the BEAM dropped, sent to the worker in batches.
+    releases: Mutex<proto::Release>,
     release_wake: Notify,
     callbacks: Callbacks,
 }
@@ -227,7 +227,7 @@ impl Worker {
             calls: Mutex::new(Calls::default()),
             in_flight: AtomicUsize::new(0),
             kill: Mutex::new(Some(kill_tx)),
-            releases: Mutex::new(Vec::new()),
+            releases: Mutex::new(proto::Release::default()),
             release_wake: Notify::new(),
             callbacks: spec.callbacks.clone(),
         });
@@ -343,24 +343,29 @@ impl Worker {
     /// queued ids in one `Release` frame when it next wakes.
     pub fn queue_release(&self, id: u64) {
         if let Ok(mut releases) = self.releases.lock() {
-            releases.push(id);
+            releases.ref_ids.push(id);
+        }
+        self.release_wake.notify_one();
+    }
+
+    /// Queues the end of session `id`: the worker drops every object created in it.
+    pub fn queue_session_release(&self, id: &str) {
+        if let Ok(mut releases) = self.releases.lock() {
+            releases.session_ids.push(id.to_owned());
         }
         self.release_wake.notify_one();
     }
 
     fn flush_releases(&self) {
-        let ids = match self.releases.lock() {
+        let release = match self.releases.lock() {
             Ok(mut releases) => std::mem::take(&mut *releases),
             Err(_) => return,
         };
-        if !ids.is_empty() {
+        if !release.ref_ids.is_empty() || !release.session_ids.is_empty() {
             // A closed connection means the worker and its objects are gone anyway.
             let _ = self.outbound.send(proto::Frame {
                 request_id: 0,
-                body: Some(Body::Release(proto::Release {
-                    ref_ids: ids,
-                    callback_ids: Vec::new(),
-                })),
+                body: Some(Body::Release(release)),
             });
         }
     }

@@ -16,6 +16,7 @@ use snakebridge_core::value::Path;
 use snakebridge_core::{CallRequest, Error, Op, Pool, PoolConfig};
 
 use crate::reply::Reply;
+use crate::session::SessionResource;
 use crate::{atoms, callbacks, runtime, terms};
 
 /// A running pool, owned by a `SnakeBridge.Pool` process. Dropping the last handle (the
@@ -168,10 +169,11 @@ fn pool_call<'a>(
     kwargs: Term<'a>,
     timeout_ms: u64,
     return_ref: bool,
+    session: Option<ResourceArc<SessionResource>>,
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let mut refs = terms::Refs::default();
+    let mut refs = terms::Refs::for_session(session.as_deref());
     let payload = match encode_arguments(positional, kwargs, &mut refs) {
         Ok(payload) => payload,
         Err(unsupported) => {
@@ -199,6 +201,7 @@ fn pool_call<'a>(
         cancel: Some(cancel_rx),
         return_ref,
         pin: refs.pin,
+        session: session.map(|s| s.id().to_owned()),
     };
     let pool = pool.pool.clone();
     let reply = Reply::new(pid, tag);

@@ -15,6 +15,7 @@ use snakebridge_core::{CallRequest, Error, ErrorKind, Op};
 
 use crate::pool::{encode_arguments, PoolResource};
 use crate::reply::Reply;
+use crate::session::SessionResource;
 use crate::{atoms, runtime, terms};
 
 enum Steer {
@@ -45,10 +46,11 @@ fn pool_stream<'a>(
     kwargs: Term<'a>,
     timeout_ms: u64,
     window: u32,
+    session: Option<ResourceArc<SessionResource>>,
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let mut refs = terms::Refs::default();
+    let mut refs = terms::Refs::for_session(session.as_deref());
     let payload = match encode_arguments(positional, kwargs, &mut refs) {
         Ok(payload) => payload,
         Err(unsupported) => {
@@ -71,6 +73,7 @@ fn pool_stream<'a>(
         args: payload,
         timeout,
         pin: refs.pin,
+        session: session.map(|s| s.id().to_owned()),
         ..CallRequest::default()
     };
     let (steer, steering) = mpsc::unbounded_channel();

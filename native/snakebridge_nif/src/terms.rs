@@ -15,6 +15,7 @@ use snakebridge_core::value::{Date, ObjectRef, Path, Segment, Time, Value, MAX_D
 use snakebridge_core::{Error, Worker};
 
 use crate::refs::RefResource;
+use crate::session::SessionResource;
 use crate::{atoms, callbacks};
 
 /// Why a term cannot cross the bridge, and where it is.
@@ -46,6 +47,17 @@ pub struct Refs {
 }
 
 impl Refs {
+    /// The context for a call made in `session` (or none): the session pins the call.
+    pub fn for_session(session: Option<&SessionResource>) -> Refs {
+        match session {
+            None => Refs::default(),
+            Some(session) => Refs {
+                pin: Some(session.worker().clone()),
+                stale: session.unusable().map(str::to_owned),
+            },
+        }
+    }
+
     fn add(&mut self, resource: &RefResource, path: &Path) -> Result<ObjectRef, Unsupported> {
         if let Some(reason) = resource.unusable() {
             self.stale

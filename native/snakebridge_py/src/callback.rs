@@ -145,8 +145,8 @@ impl Link {
         let _ = self.sender.send(Ok(Frame {
             request_id: 0,
             body: Some(Body::Release(proto::Release {
-                ref_ids: Vec::new(),
                 callback_ids: vec![callback_id],
+                ..proto::Release::default()
             })),
         }));
     }

@@ -163,12 +163,15 @@ impl Job {
         match refusal {
             Some(reason) => send(call::error_frame(request_id, Kind::Cancelled, reason)),
             None => {
+                let session = call.session_id.clone();
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    if call.streaming {
-                        call::stream(dispatch, request_id, call, &link, &*control, &send);
-                    } else {
-                        send(call::run(dispatch, request_id, call, &link));
-                    }
+                    registry::in_session(&session, || {
+                        if call.streaming {
+                            call::stream(dispatch, request_id, call, &link, &*control, &send);
+                        } else {
+                            send(call::run(dispatch, request_id, call, &link));
+                        }
+                    })
                 }));
                 if outcome.is_err() {
                     send(call::error_frame(
@@ -186,8 +189,9 @@ impl Job {
 /// What a pool thread can be asked to do.
 enum Task {
     Call(Job),
-    /// Drop the registry's references to these objects (the BEAM released them).
-    Release(Vec<u64>),
+    /// Drop the registry's references to these objects and sessions (the BEAM released
+    /// them).
+    Release(proto::Release),
 }
 
 /// The pool's queue; dropping every handle stops the threads once the queue drains.
@@ -235,9 +239,10 @@ impl Pool {
         }
     }
 
-    /// Queues the release of registry objects; a stopped pool has nothing left to free.
-    pub fn release(&self, ids: Vec<u64>) {
-        let _ = self.queue.send(Task::Release(ids));
+    /// Queues the release of registry objects and sessions; a stopped pool has nothing
+    /// left to free.
+    pub fn release(&self, release: proto::Release) {
+        let _ = self.queue.send(Task::Release(release));
     }
 
     /// Called by a pool thread about to wait for the BEAM (an Elixir callback): if no
@@ -277,7 +282,9 @@ fn work(shared: &Shared) {
             shared.idle.fetch_sub(1, Ordering::AcqRel);
             match next {
                 Ok(Task::Call(job)) => job.run(&shared.dispatch),
-                Ok(Task::Release(ids)) => Python::attach(|py| registry::release(py, &ids)),
+                Ok(Task::Release(release)) => Python::attach(|py| {
+                    registry::release(py, &release.ref_ids, &release.session_ids)
+                }),
                 Err(_) => break,
             }
         })

@@ -129,7 +129,7 @@ async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySend
                 pool.submit(job);
             }
             Some(Body::Cancel(_)) => in_flight.cancel(request_id),
-            Some(Body::Release(release)) => pool.release(release.ref_ids),
+            Some(Body::Release(release)) => pool.release(release),
             Some(Body::Credit(credit)) => in_flight.credit(request_id, credit.chunks),
             Some(Body::CallbackResult(result)) => link.deliver(request_id, result),
             Some(other) => {
