@@ -123,6 +123,20 @@ defmodule SnakeBridge do
   defdelegate set_attr(ref, name, value, opts \\ []), to: Runtime
 
   @doc """
+  Runs `module.function(*args, **kwargs)` on every live worker of the pool (for global
+  state such as `dspy.configure`). See `SnakeBridge.Runtime.broadcast/5`.
+  """
+  @spec broadcast(
+          Runtime.module_name(),
+          Runtime.function_name(),
+          list(),
+          keyword() | map(),
+          keyword()
+        ) ::
+          {:ok, %{pos_integer() => term()}} | {:error, SnakeBridge.Error.t()}
+  defdelegate broadcast(module, function, args \\ [], kwargs \\ [], opts \\ []), to: Runtime
+
+  @doc """
   Releases the Python object behind `ref` now rather than when the reference is
   garbage-collected; using it afterwards gives `{:error, %SnakeBridge.Error{reason: :stale_ref}}`.
   """

@@ -47,6 +47,9 @@ defmodule SnakeBridge.Native do
 
   def call_cancel(_handle), do: not_loaded()
 
+  def pool_broadcast(_pool, _name, _target, _args, _kwargs, _timeout_ms, _pid, _tag),
+    do: not_loaded()
+
   def pool_stream(
         _pool,
         _name,

@@ -28,6 +28,11 @@ defmodule SnakeBridge.Pool do
       `{name, value}` strings (for example `%{"OMP_NUM_THREADS" => "1"}`).
     * `:python_path` - directories prepended to the workers' `PYTHONPATH`.
     * `:max_message_size` - largest single message in bytes (default 64 MiB).
+    * `:init` - calls every worker makes when it starts and after a restart, before it
+      takes work, as `{module, function, args, kwargs}` (for example
+      `{"dspy", "configure", [], lm: lm}`). A failing init call fails the worker's start.
+    * `:tools` - Elixir functions exported to Python by name, `[{python_name, fun}]`:
+      every worker registers them as `snakebridge_agent.tools.<python_name>`.
 
   ## Examples
 
@@ -54,6 +59,8 @@ defmodule SnakeBridge.Pool do
           | {:env, map() | [{String.t(), String.t()}]}
           | {:python_path, [Path.t()]}
           | {:max_message_size, pos_integer()}
+          | {:init, [{String.t() | atom(), String.t() | atom(), list(), keyword() | map()}]}
+          | {:tools, [{String.t(), function()}]}
 
   @doc """
   Starts a pool and links it to the caller. Returns once every worker is ready, or
@@ -131,7 +138,8 @@ defmodule SnakeBridge.Pool do
       startup_timeout: opts[:startup_timeout],
       max_message_size: opts[:max_message_size],
       env: opts[:env],
-      python_path: opts[:python_path]
+      python_path: opts[:python_path],
+      init: native_init(opts[:init], opts[:tools])
     }
 
     :ok = Native.pool_start(native_options, self(), tag)
@@ -157,6 +165,15 @@ defmodule SnakeBridge.Pool do
     :ok
   end
 
+  defp native_init(calls, tools) do
+    init =
+      for {module, function, args, kwargs} <- calls,
+          do: {SnakeBridge.Runtime.target(module, function), args, kwargs}
+
+    exports = for {name, fun} <- tools, do: {"snakebridge_agent.tools.register", [name, fun], []}
+    init ++ exports
+  end
+
   defp validate!(opts) do
     defaults = [
       name: __MODULE__,
@@ -167,7 +184,9 @@ defmodule SnakeBridge.Pool do
       startup_timeout: 30_000,
       env: [],
       python_path: [],
-      max_message_size: 64 * 1024 * 1024
+      max_message_size: 64 * 1024 * 1024,
+      init: [],
+      tools: []
     ]
 
     opts = Keyword.merge(defaults, opts)
@@ -195,5 +214,14 @@ defmodule SnakeBridge.Pool do
   defp valid?(:timeout, t), do: t == :infinity or (is_integer(t) and t > 0)
   defp valid?(:env, env), do: (is_map(env) or is_list(env)) and Enum.all?(env, &match?({_, _}, &1))
   defp valid?(:python_path, paths), do: is_list(paths)
+
+  defp valid?(:init, calls),
+    do: is_list(calls) and Enum.all?(calls, &match?({_, _, args, _} when is_list(args), &1))
+
+  defp valid?(:tools, tools),
+    do:
+      is_list(tools) and
+        Enum.all?(tools, &match?({name, fun} when is_binary(name) and is_function(fun), &1))
+
   defp valid?(_key, _value), do: false
 end

@@ -242,6 +242,53 @@ defmodule SnakeBridge.Runtime do
   end
 
   @doc """
+  Calls `module.function(*args, **kwargs)` on every live worker of the pool at once, for
+  global state such as a library's configuration. Returns `{:ok, %{worker_pid => result}}`
+  when every worker succeeded, else `{:error, %SnakeBridge.Error{}}` of the first failure
+  (its `worker_pid` says where). Workers started later (replacements) do not see the
+  call: use the pool's `:init` option for state every worker must have.
+  """
+  @spec broadcast(module_name(), function_name(), list(), keyword() | map(), keyword()) ::
+          {:ok, %{pos_integer() => term()}} | {:error, Error.t()}
+  def broadcast(module, function, args \\ [], kwargs \\ [], opts \\ [])
+      when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
+    target = target(module, function)
+    pool = Keyword.get(opts, :pool, Pool)
+
+    with {:ok, {resource, default_timeout}} <- Pool.lookup(pool) do
+      timeout = Keyword.get(opts, :timeout, default_timeout)
+      tag = make_ref()
+
+      case Native.pool_broadcast(
+             resource,
+             pool,
+             target,
+             args,
+             kwargs,
+             timeout_ms(timeout),
+             self(),
+             tag
+           ) do
+        :ok ->
+          receive do
+            {^tag, {:ok, results}} -> collect_broadcast(results, target)
+            {^tag, {:error, error}} -> {:error, Error.from_native(error, target)}
+          end
+
+        {:error, {:unsupported, path, message}} ->
+          raise ArgumentError, "cannot send #{path} to Python (calling #{target}): #{message}"
+      end
+    end
+  end
+
+  defp collect_broadcast(results, target) do
+    Enum.reduce_while(results, {:ok, %{}}, fn
+      {pid, {:ok, value}}, {:ok, acc} -> {:cont, {:ok, Map.put(acc, pid, value)}}
+      {_pid, {:error, error}}, _ -> {:halt, {:error, Error.from_native(error, target)}}
+    end)
+  end
+
+  @doc """
   Releases the object behind `ref` in its worker now, instead of when the reference is
   garbage-collected. Using `ref` afterwards gives a `:stale_ref` error. Idempotent.
   """

@@ -42,6 +42,9 @@ pub struct PoolConfig {
     pub max_restart_backoff: Duration,
     /// Who runs the Elixir functions Python calls back.
     pub callbacks: Callbacks,
+    /// Calls each worker runs when it starts and after a restart (target and encoded
+    /// `[args, kwargs]`), e.g. to configure a library's global state.
+    pub init: Vec<(String, proto::Payload)>,
 }
 
 impl Default for PoolConfig {
@@ -56,6 +59,7 @@ impl Default for PoolConfig {
             max_message_size: 64 << 20,
             max_restart_backoff: Duration::from_secs(5),
             callbacks: Callbacks::default(),
+            init: Vec::new(),
         }
     }
 }
@@ -159,6 +163,7 @@ impl Pool {
                 dir,
                 token_file,
                 callbacks: config.callbacks,
+                init: config.init,
             },
             size: config.size,
             max_restart_backoff: config.max_restart_backoff,
@@ -263,6 +268,48 @@ impl Pool {
         };
         let events = worker.begin_stream(id, [frame, credit])?;
         Ok((StreamControl { worker, id }, events))
+    }
+
+    /// Runs the same call on every live worker at once (for global state such as a
+    /// library's configuration); returns each worker's pid and outcome.
+    pub async fn broadcast(&self, request: CallRequest) -> Vec<(u32, Result<Reply, Error>)> {
+        let workers: Vec<Arc<Worker>> = self
+            .inner
+            .read_slots()
+            .iter()
+            .flatten()
+            .filter(|w| w.is_alive())
+            .cloned()
+            .collect();
+        let mut calls = tokio::task::JoinSet::new();
+        for worker in workers {
+            let pool = self.clone();
+            let pid = worker.pid();
+            let request = CallRequest {
+                target: request.target.clone(),
+                op: request.op,
+                args: request.args.clone(),
+                timeout: request.timeout,
+                return_ref: request.return_ref,
+                pin: Some(Arc::downgrade(&worker)),
+                ..CallRequest::default()
+            };
+            calls.spawn(async move { (pid, pool.call(request).await) });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(joined) = calls.join_next().await {
+            match joined {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(join_err) => outcomes.push((
+                    0,
+                    Err(Error::new(
+                        ErrorKind::Internal,
+                        format!("a broadcast call failed to run: {join_err}"),
+                    )),
+                )),
+            }
+        }
+        outcomes
     }
 
     /// Picks the worker a new session will be pinned to: the least loaded, waiting for one

@@ -49,7 +49,16 @@ pub struct WorkerSpec {
     pub callbacks: Callbacks,
     /// File holding the per-run token.
     pub token_file: PathBuf,
+    /// Calls every worker runs after it starts (and after a restart) before taking work:
+    /// target and encoded `[args, kwargs]`.
+    pub init: Vec<(String, proto::Payload)>,
 }
+
+/// What the pool runs once a worker it started has died.
+type ExitHook = Box<dyn FnOnce(usize, &Error) + Send>;
+
+/// Request ids of a worker's init calls, apart from the pool's call ids.
+const INIT_REQUEST_BASE: u64 = 1 << 63;
 
 /// The reply a caller waits for.
 pub type Reply = Result<proto::Payload, Error>;
@@ -154,6 +163,24 @@ impl Worker {
         transport: Arc<dyn Transport>,
         on_exit: impl FnOnce(usize, &Error) + Send + 'static,
     ) -> Result<Arc<Worker>, Error> {
+        let (worker, hook) = Worker::start(slot, generation, spec, transport).await?;
+        if let Err(err) = worker.run_init(spec).await {
+            worker.kill();
+            return Err(err);
+        }
+        // Only a worker that fully started is replaced when it dies.
+        if let Ok(mut hook) = hook.lock() {
+            *hook = Some(Box::new(on_exit));
+        }
+        Ok(worker)
+    }
+
+    async fn start(
+        slot: usize,
+        generation: u64,
+        spec: &WorkerSpec,
+        transport: Arc<dyn Transport>,
+    ) -> Result<(Arc<Worker>, Arc<Mutex<Option<ExitHook>>>), Error> {
         let socket = spec.dir.join(format!("w{slot}-{generation}.sock"));
         let mut child = spawn_process(spec, &socket)?;
         let os_pid = child.id().unwrap_or_default();
@@ -232,6 +259,7 @@ impl Worker {
             callbacks: spec.callbacks.clone(),
         });
         tracing::debug!(slot, pid = worker.pid, "worker ready");
+        let hook = Arc::new(Mutex::new(None));
         tokio::spawn(supervise(
             worker.clone(),
             child,
@@ -240,9 +268,49 @@ impl Worker {
             tail,
             stderr_done,
             socket,
-            on_exit,
+            hook.clone(),
         ));
-        Ok(worker)
+        Ok((worker, hook))
+    }
+
+    /// Runs the spec's init calls in order; the first failure fails the start.
+    async fn run_init(&self, spec: &WorkerSpec) -> Result<(), Error> {
+        for (index, (target, args)) in spec.init.iter().enumerate() {
+            let id = INIT_REQUEST_BASE + index as u64;
+            let frame = proto::Frame {
+                request_id: id,
+                body: Some(Body::Call(proto::Call {
+                    target: target.clone(),
+                    args: Some(args.clone()),
+                    ..proto::Call::default()
+                })),
+            };
+            let reply = self.begin(id, frame)?;
+            let outcome = match tokio::time::timeout(spec.startup_timeout, reply).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(_)) => Err(Error::new(
+                    ErrorKind::Internal,
+                    "the init call's reply was lost",
+                )),
+                Err(_) => {
+                    self.cancel(id, "init deadline passed");
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!("no reply within {:?}", spec.startup_timeout),
+                    ))
+                }
+            };
+            if let Err(err) = outcome {
+                let mut failed = Error::new(
+                    ErrorKind::WorkerStartFailed,
+                    format!("the worker's init call {target} failed: {}", err.message),
+                )
+                .with_worker(self.pid);
+                failed.python = err.python;
+                return Err(failed);
+            }
+        }
+        Ok(())
     }
 
     /// The worker's OS process id.
@@ -597,7 +665,7 @@ async fn supervise(
     tail: StderrTail,
     stderr_done: Option<tokio::task::JoinHandle<()>>,
     socket: PathBuf,
-    on_exit: impl FnOnce(usize, &Error),
+    on_exit: Arc<Mutex<Option<ExitHook>>>,
 ) {
     // `Child::wait` closes stdin before waiting, and stdin EOF tells the worker to exit:
     // hold stdin here, for as long as the worker should live.
@@ -654,5 +722,8 @@ async fn supervise(
     kill_group(worker.pid);
     let _ = std::fs::remove_file(&socket);
     tracing::debug!(slot = worker.slot, pid = worker.pid, %how, "worker gone");
-    on_exit(worker.slot, &err);
+    let hook = on_exit.lock().ok().and_then(|mut hook| hook.take());
+    if let Some(hook) = hook {
+        hook(worker.slot, &err);
+    }
 }

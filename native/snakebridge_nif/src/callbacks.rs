@@ -26,6 +26,8 @@ use crate::{atoms, terms};
 struct Entry {
     env: OwnedEnv,
     function: SavedTerm,
+    /// Kept until the VM stops, whatever Python does (see `Refs::permanent_callbacks`).
+    permanent: bool,
 }
 
 static FUNCTIONS: LazyLock<Mutex<HashMap<u64, Entry>>> =
@@ -40,7 +42,7 @@ fn functions() -> std::sync::MutexGuard<'static, HashMap<u64, Entry>> {
 
 /// Keeps `function` (a fun or an `{module, function, arity}` tuple) for Python and returns
 /// its id.
-pub fn register(function: Term) -> u64 {
+pub fn register(function: Term, permanent: bool) -> u64 {
     let env = OwnedEnv::new();
     let saved = env.save(function);
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -49,6 +51,7 @@ pub fn register(function: Term) -> u64 {
         Entry {
             env,
             function: saved,
+            permanent,
         },
     );
     id
@@ -119,10 +122,13 @@ impl CallbackHandler for Handler {
     fn release(&self, callback_ids: &[u64]) {
         let released: Vec<Entry> = {
             let mut functions = functions();
-            callback_ids
-                .iter()
-                .filter_map(|id| functions.remove(id))
-                .collect()
+            let mut released = Vec::new();
+            for id in callback_ids {
+                if functions.get(id).is_some_and(|entry| !entry.permanent) {
+                    released.extend(functions.remove(id));
+                }
+            }
+            released
         };
         drop(released);
     }
@@ -201,7 +207,7 @@ fn callback_reply<'a>(
     let outcome = if status == atoms::ok() {
         let mut refs = terms::Refs {
             pin: Some(reply.worker.clone()),
-            stale: None,
+            ..terms::Refs::default()
         };
         let encoded = terms::to_value(value, &mut Path::root("result"), &mut refs)
             .map_err(|u| (u.path, u.message))

@@ -13,7 +13,7 @@ use snakebridge_core::callback::Callbacks;
 use snakebridge_core::codec::{self, call_arguments};
 use snakebridge_core::proto;
 use snakebridge_core::value::Path;
-use snakebridge_core::{CallRequest, Error, Op, Pool, PoolConfig};
+use snakebridge_core::{CallRequest, Error, Op, Pool, PoolConfig, Value, Worker};
 
 use crate::reply::Reply;
 use crate::session::SessionResource;
@@ -108,6 +108,7 @@ fn pool_config(options: Term) -> NifResult<PoolConfig> {
                     .map_err(|_| bad_config("env", "a list of {name, value} strings"))?
             }
             "name" => name = value.decode().map_err(|_| bad_config("name", "an atom"))?,
+            "init" => config.init = init_calls(value)?,
             "python_path" => {
                 config.python_path = value
                     .decode::<Vec<String>>()
@@ -121,6 +122,55 @@ fn pool_config(options: Term) -> NifResult<PoolConfig> {
     }
     config.callbacks = Callbacks(Some(Arc::new(callbacks::Handler { pool: name })));
     Ok(config)
+}
+
+/// Encodes the pool's init calls, `[{target, args, kwargs}]`. Functions among their
+/// arguments are kept for the pool's life: every worker gets a callable for them.
+fn init_calls(calls: Term) -> NifResult<Vec<(String, proto::Payload)>> {
+    let calls: Vec<(String, Term, Term)> = calls
+        .decode()
+        .map_err(|_| bad_config("init", "a list of {target, args, kwargs}"))?;
+    calls
+        .into_iter()
+        .map(|(target, args, kwargs)| {
+            let mut refs = terms::Refs {
+                permanent_callbacks: true,
+                ..terms::Refs::default()
+            };
+            let payload = encode_arguments(args, kwargs, &mut refs).map_err(|u| {
+                rustler::Error::Term(Box::new(format!(
+                    "init call {target}: cannot send {}: {}",
+                    u.path, u.message
+                )))
+            })?;
+            if refs.pin.is_some() {
+                return Err(rustler::Error::Term(Box::new(format!(
+                    "init call {target}: object references cannot be init arguments"
+                ))));
+            }
+            Ok((target, payload))
+        })
+        .collect()
+}
+
+/// A call's value, decoded, with the worker holding the objects it refers to.
+type Decoded = Result<(Value, Arc<Worker>), Error>;
+
+fn decode_reply(outcome: Result<snakebridge_core::Reply, Error>) -> Decoded {
+    let reply = outcome?;
+    let value = codec::decode_payload(&reply.payload).map_err(Error::from)?;
+    Ok((value, reply.worker))
+}
+
+/// `{:ok, term}` or `{:error, error_map}`.
+fn result_term<'a>(env: Env<'a>, outcome: &Decoded, pool: Atom) -> Term<'a> {
+    match outcome {
+        Ok((value, worker)) => {
+            let origin = terms::Origin { worker, pool };
+            (atoms::ok(), terms::from_value(env, value, &origin)).encode(env)
+        }
+        Err(err) => terms::error_tuple(env, err),
+    }
 }
 
 fn runtime_or_error() -> NifResult<&'static tokio::runtime::Runtime> {
@@ -206,20 +256,8 @@ fn pool_call<'a>(
     let pool = pool.pool.clone();
     let reply = Reply::new(pid, tag);
     runtime.spawn(async move {
-        let outcome = pool.call(request).await.and_then(|reply| {
-            let value = codec::decode_payload(&reply.payload).map_err(Error::from)?;
-            Ok((value, reply.worker))
-        });
-        reply.send(|env| match &outcome {
-            Ok((value, worker)) => {
-                let origin = terms::Origin {
-                    worker,
-                    pool: pool_name,
-                };
-                (atoms::ok(), terms::from_value(env, value, &origin)).encode(env)
-            }
-            Err(err) => terms::error_tuple(env, err),
-        });
+        let outcome = decode_reply(pool.call(request).await);
+        reply.send(|env| result_term(env, &outcome, pool_name));
     });
     Ok((atoms::ok(), handle).encode(env))
 }
@@ -250,6 +288,72 @@ pub(crate) fn encode_arguments(
             message: e.to_string(),
         }
     })
+}
+
+/// Runs a call on every live worker; replies `{tag, {:ok, [{worker_pid, result}]}}` where
+/// each result is `{:ok, term}` or `{:error, error_map}`.
+#[allow(clippy::too_many_arguments)]
+#[rustler::nif]
+fn pool_broadcast<'a>(
+    env: Env<'a>,
+    pool: ResourceArc<PoolResource>,
+    pool_name: Atom,
+    target: String,
+    positional: Term<'a>,
+    kwargs: Term<'a>,
+    timeout_ms: u64,
+    pid: LocalPid,
+    tag: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let mut refs = terms::Refs::default();
+    let payload = match encode_arguments(positional, kwargs, &mut refs) {
+        Ok(payload) if refs.pin.is_none() => payload,
+        Ok(_) => {
+            return Ok((
+                atoms::error(),
+                (
+                    atoms::unsupported(),
+                    "args",
+                    "object references live on one worker and cannot be broadcast",
+                ),
+            )
+                .encode(env))
+        }
+        Err(unsupported) => {
+            return Ok((
+                atoms::error(),
+                (atoms::unsupported(), unsupported.path, unsupported.message),
+            )
+                .encode(env))
+        }
+    };
+    let runtime = runtime_or_error()?;
+    let request = CallRequest {
+        target,
+        args: payload,
+        timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
+        ..CallRequest::default()
+    };
+    let pool = pool.pool.clone();
+    let reply = Reply::new(pid, tag);
+    runtime.spawn(async move {
+        let outcomes: Vec<(u32, Decoded)> = pool
+            .broadcast(request)
+            .await
+            .into_iter()
+            .map(|(worker_pid, outcome)| (worker_pid, decode_reply(outcome)))
+            .collect();
+        reply.send(|env| {
+            let results: Vec<Term> = outcomes
+                .iter()
+                .map(|(worker_pid, outcome)| {
+                    (*worker_pid, result_term(env, outcome, pool_name)).encode(env)
+                })
+                .collect();
+            (atoms::ok(), results).encode(env)
+        });
+    });
+    Ok(atoms::ok().encode(env))
 }
 
 /// Cancels a call in flight (the caller stopped waiting). Idempotent.

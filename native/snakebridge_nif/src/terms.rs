@@ -44,6 +44,9 @@ pub struct Refs {
     pub pin: Option<Weak<Worker>>,
     /// Why a reference cannot be used (released, or its worker died).
     pub stale: Option<String>,
+    /// Functions are kept for as long as the pool lives (worker init calls: every worker
+    /// gets a callable for the same function), not until Python drops them.
+    pub permanent_callbacks: bool,
 }
 
 impl Refs {
@@ -54,6 +57,7 @@ impl Refs {
             Some(session) => Refs {
                 pin: Some(session.worker().clone()),
                 stale: session.unusable().map(str::to_owned),
+                permanent_callbacks: false,
             },
         }
     }
@@ -119,7 +123,10 @@ pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, U
         TermType::Tuple => {
             let items = get_tuple(term).map_err(|_| Unsupported::at(path, "bad tuple"))?;
             if is_elixir_mfa(&items) {
-                return Ok(Value::Callback(callbacks::register(term)));
+                return Ok(Value::Callback(callbacks::register(
+                    term,
+                    refs.permanent_callbacks,
+                )));
             }
             seq(&items, path, refs).map(Value::Tuple)
         }
@@ -130,7 +137,10 @@ pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, U
             path,
             "a reference cannot be sent to Python",
         )),
-        TermType::Fun => Ok(Value::Callback(callbacks::register(term))),
+        TermType::Fun => Ok(Value::Callback(callbacks::register(
+            term,
+            refs.permanent_callbacks,
+        ))),
         TermType::Unknown => Err(Unsupported::at(path, "a term of unknown type")),
     }
 }

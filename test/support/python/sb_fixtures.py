@@ -162,3 +162,24 @@ def call_kept(index: int, *args: Any) -> Any:
 def forget_kept() -> None:
     """Drops every kept callable."""
     _kept.clear()
+
+
+_global: dict[str, Any] = {}
+
+
+def set_global(value: Any) -> int:
+    """Sets this worker's global state; returns the worker's pid."""
+    _global["value"] = value
+    return os.getpid()
+
+
+def get_global() -> Any:
+    """This worker's global state (None when unset)."""
+    return _global.get("value")
+
+
+def call_tool(name: str, *args: Any) -> Any:
+    """Calls the SnakeBridge tool registered under `name`."""
+    from snakebridge_agent import tools
+
+    return tools.get(name)(*args)
