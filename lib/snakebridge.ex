@@ -136,6 +136,10 @@ defmodule SnakeBridge do
           {:ok, %{pos_integer() => term()}} | {:error, SnakeBridge.Error.t()}
   defdelegate broadcast(module, function, args \\ [], kwargs \\ [], opts \\ []), to: Runtime
 
+  @doc "The pool's counters (calls, errors, latency histogram, cache, sessions, workers)."
+  @spec stats(atom()) :: map() | {:error, SnakeBridge.Error.t()}
+  defdelegate stats(pool \\ SnakeBridge.Pool), to: Runtime
+
   @doc """
   Releases the Python object behind `ref` now rather than when the reference is
   garbage-collected; using it afterwards gives `{:error, %SnakeBridge.Error{reason: :stale_ref}}`.

@@ -42,8 +42,24 @@ defmodule SnakeBridge.Native do
 
   def pool_start(_options, _pid, _tag), do: not_loaded()
 
-  def pool_call(_pool, _name, _op, _target, _args, _kwargs, _timeout, _ref?, _session, _pid, _tag),
-    do: not_loaded()
+  def pool_call(
+        _pool,
+        _name,
+        _op,
+        _target,
+        _args,
+        _kwargs,
+        _timeout,
+        _ref?,
+        _session,
+        _cache,
+        _pid,
+        _tag
+      ),
+      do: not_loaded()
+
+  def pool_stats(_pool), do: not_loaded()
+  def pool_clear_cache(_pool, _integration), do: not_loaded()
 
   def call_cancel(_handle), do: not_loaded()
 

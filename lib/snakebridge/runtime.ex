@@ -20,9 +20,17 @@ defmodule SnakeBridge.Runtime do
       data (e.g. to keep a `dict` subclass as a live object); default `:value`.
     * `:session` - a `%SnakeBridge.Session{}`: the call runs on the session's worker and
       the objects it creates end with the session (see `SnakeBridge.Session`).
+    * `:cache` - `true`/`:infinity` or a TTL in milliseconds: answer from the pool's
+      result cache when the same target was called with the same arguments (for pure
+      functions). Calls involving objects (refs, sessions) always run. Default `false`.
+    * `:integration` - the name telemetry and the result cache file the call under
+      (default: the pool's name).
+    * `:idempotent` - `true` lets the call be retried, with exponential backoff from
+      `:retry_backoff` ms (default 100), when its worker crashed or no worker was alive;
+      `:retries` sets how often (default 2; only allowed with `idempotent: true`).
   """
 
-  alias SnakeBridge.{Error, Native, Pool, Ref, Session}
+  alias SnakeBridge.{Error, Native, Pool, Ref, Session, Telemetry}
 
   # Extra time past the core's own deadline before the Elixir side gives up itself.
   @backstop_ms 2_000
@@ -49,11 +57,12 @@ defmodule SnakeBridge.Runtime do
 
   @doc """
   Like `call/5`, but returns the value or raises: `SnakeBridge.PythonError` for a Python
-  exception, `SnakeBridge.Error` otherwise.
+  exception, `SnakeBridge.Error` otherwise. With `errors: :elixir`, a well-known Python
+  exception raises its Elixir equivalent instead (see `SnakeBridge.PythonError.to_elixir/1`).
   """
   @spec call!(module_name(), function_name(), list(), keyword() | map(), keyword()) :: term()
   def call!(module, function, args \\ [], kwargs \\ [], opts \\ []),
-    do: unwrap!(call(module, function, args, kwargs, opts))
+    do: unwrap!(call(module, function, args, kwargs, opts), opts)
 
   @doc """
   Calls the class (or any factory) `module.class(*args, **kwargs)` and returns the new
@@ -77,7 +86,7 @@ defmodule SnakeBridge.Runtime do
   @doc "Like `call_method/5`, but returns the value or raises."
   @spec call_method!(Ref.t(), function_name(), list(), keyword() | map(), keyword()) :: term()
   def call_method!(ref, name, args \\ [], kwargs \\ [], opts \\ []),
-    do: unwrap!(call_method(ref, name, args, kwargs, opts))
+    do: unwrap!(call_method(ref, name, args, kwargs, opts), opts)
 
   @doc "Reads attribute `name` of the object behind `ref`."
   @spec get_attr(Ref.t(), function_name(), keyword()) :: result()
@@ -88,7 +97,7 @@ defmodule SnakeBridge.Runtime do
 
   @doc "Like `get_attr/3`, but returns the value or raises."
   @spec get_attr!(Ref.t(), function_name(), keyword()) :: term()
-  def get_attr!(ref, name, opts \\ []), do: unwrap!(get_attr(ref, name, opts))
+  def get_attr!(ref, name, opts \\ []), do: unwrap!(get_attr(ref, name, opts), opts)
 
   @doc "Sets attribute `name` of the object behind `ref` to `value`."
   @spec set_attr(Ref.t(), function_name(), term(), keyword()) :: :ok | {:error, Error.t()}
@@ -205,6 +214,7 @@ defmodule SnakeBridge.Runtime do
             consumed
           end
 
+        Telemetry.emit([:stream, :chunk], %{count: 1}, %{target: state.label})
         {[value], %{state | consumed: consumed}}
 
       {^tag, :done} ->
@@ -289,6 +299,41 @@ defmodule SnakeBridge.Runtime do
   end
 
   @doc """
+  The pool's counters, kept by the Rust core: `calls`, `errors`, `latency` (a histogram
+  of `{upper_bound_us | :infinity, count}`), `cache_hits`, `cache_misses`,
+  `cache_hit_ratio`, `sessions` (checked out), `session_calls`, `session_reuse` (calls per
+  session) and `workers` (each worker's pid and calls in flight).
+  """
+  @spec stats(atom()) :: map() | {:error, Error.t()}
+  def stats(pool \\ Pool) do
+    with {:ok, {resource, _}} <- Pool.lookup(pool) do
+      stats = Native.pool_stats(resource)
+      lookups = stats.cache_hits + stats.cache_misses
+
+      Map.merge(stats, %{
+        cache_hit_ratio: if(lookups > 0, do: stats.cache_hits / lookups, else: 0.0),
+        session_reuse: if(stats.sessions > 0, do: stats.session_calls / stats.sessions, else: 0.0),
+        workers: Native.pool_workers(resource)
+      })
+    end
+  end
+
+  @doc """
+  Drops the pool's cached answers (see the `:cache` option), all of them or those of one
+  `integration`. Returns how many were dropped.
+  """
+  @spec clear_cache(atom(), atom() | String.t() | nil) :: non_neg_integer()
+  def clear_cache(pool \\ Pool, integration \\ nil) do
+    case Pool.lookup(pool) do
+      {:ok, {resource, _}} ->
+        Native.pool_clear_cache(resource, integration && to_string(integration))
+
+      {:error, _} ->
+        0
+    end
+  end
+
+  @doc """
   Releases the object behind `ref` in its worker now, instead of when the reference is
   garbage-collected. Using `ref` afterwards gives a `:stale_ref` error. Idempotent.
   """
@@ -307,12 +352,17 @@ defmodule SnakeBridge.Runtime do
   defp name(value, what),
     do: raise(ArgumentError, "expected a Python #{what} name, got: #{inspect(value)}")
 
-  defp unwrap!({:ok, value}), do: value
+  defp unwrap!(result, opts \\ [])
+  defp unwrap!({:ok, value}, _opts), do: value
 
-  defp unwrap!({:error, %Error{reason: :python_exception, python: %_{} = exception}}),
-    do: raise(exception)
+  defp unwrap!({:error, %Error{reason: :python_exception, python: %_{} = exception}}, opts) do
+    case Keyword.get(opts, :errors, :python) do
+      :python -> raise exception
+      :elixir -> raise SnakeBridge.PythonError.to_elixir(exception)
+    end
+  end
 
-  defp unwrap!({:error, error}), do: raise(error)
+  defp unwrap!({:error, error}, _opts), do: raise(error)
 
   # The pool a call goes to: its session's, else `:pool`, else the default pool.
   defp pool(opts) do
@@ -336,38 +386,170 @@ defmodule SnakeBridge.Runtime do
     end
   end
 
+  # Reasons after which an idempotent call is tried again.
+  @retryable [:worker_crashed, :no_workers, :transport]
+
   # `label` names the call in errors (the dotted target, or `type.method` on refs).
   defp invoke(pool, op, target, label, args, kwargs, opts) do
+    {retries, backoff} = retry_policy(opts)
+    invoke_with_retries(pool, op, target, label, args, kwargs, opts, retries, backoff)
+  end
+
+  defp invoke_with_retries(pool, op, target, label, args, kwargs, opts, retries, backoff) do
+    case invoke_once(pool, op, target, label, args, kwargs, opts) do
+      {:error, %Error{reason: reason}} when retries > 0 and reason in @retryable ->
+        Process.sleep(backoff)
+        invoke_with_retries(pool, op, target, label, args, kwargs, opts, retries - 1, backoff * 2)
+
+      result ->
+        result
+    end
+  end
+
+  defp retry_policy(opts) do
+    backoff = Keyword.get(opts, :retry_backoff, 100)
+
+    case {Keyword.get(opts, :idempotent, false), Keyword.get(opts, :retries)} do
+      {false, nil} ->
+        {0, backoff}
+
+      {true, nil} ->
+        {2, backoff}
+
+      {true, n} when is_integer(n) and n >= 0 ->
+        {n, backoff}
+
+      {false, _} ->
+        raise ArgumentError, ":retries is only allowed for calls marked idempotent: true"
+
+      {_, other} ->
+        raise ArgumentError,
+              "expected :retries to be a non-negative integer, got: #{inspect(other)}"
+    end
+  end
+
+  defp invoke_once(pool, op, target, label, args, kwargs, opts) do
     with {:ok, {resource, default_timeout}} <- Pool.lookup(pool) do
       timeout = Keyword.get(opts, :timeout, default_timeout)
       as_ref = as_ref?(Keyword.get(opts, :as, :value))
       session = session_resource(opts)
-      tag = make_ref()
+      cache = cache_policy(opts, pool)
       ms = timeout_ms(timeout)
+      meta = call_metadata(pool, label, opts)
+      started = System.monotonic_time()
+      Telemetry.emit([:call, :start], %{system_time: System.system_time()}, meta)
+      tag = make_ref()
 
-      case Native.pool_call(
-             resource,
-             pool,
-             op,
-             target,
-             args,
-             kwargs,
-             ms,
-             as_ref,
-             session,
-             self(),
-             tag
-           ) do
-        {:ok, handle} ->
-          await(tag, handle, timeout, label)
+      native =
+        try do
+          Native.pool_call(
+            resource,
+            pool,
+            op,
+            target,
+            args,
+            kwargs,
+            ms,
+            as_ref,
+            session,
+            cache,
+            self(),
+            tag
+          )
+        rescue
+          exception ->
+            duration = System.monotonic_time() - started
+            Telemetry.emit([:call, :exception], %{duration: duration}, Map.put(meta, :kind, :error))
+            reraise exception, __STACKTRACE__
+        end
+
+      case native do
+        {:ok, handle, args_bytes} ->
+          {result, facts} = await(tag, handle, timeout, label)
+          report_stop(result, facts, args_bytes, started, meta)
+          result
 
         {:error, {:unsupported, path, message}} ->
+          Telemetry.emit([:call, :exception], %{duration: System.monotonic_time() - started}, meta)
           raise ArgumentError, "cannot send #{path} to Python (calling #{label}): #{message}"
 
         {:error, {:stale_ref, message}} ->
-          {:error, Error.new(:stale_ref, message, label)}
+          result = {:error, Error.new(:stale_ref, message, label)}
+          report_stop(result, {0, 0, false}, 0, started, meta)
+          result
       end
     end
+  end
+
+  defp cache_policy(opts, pool) do
+    integration = to_string(Keyword.get(opts, :integration, pool))
+
+    case Keyword.get(opts, :cache, false) do
+      false ->
+        nil
+
+      true ->
+        {integration, 0}
+
+      :infinity ->
+        {integration, 0}
+
+      ttl when is_integer(ttl) and ttl > 0 ->
+        {integration, ttl}
+
+      other ->
+        raise ArgumentError,
+              "expected :cache to be a boolean, :infinity or a TTL in ms, got: #{inspect(other)}"
+    end
+  end
+
+  defp call_metadata(pool, label, opts) do
+    # `module.function`, or `Type.method` on objects: split at the last dot.
+    {module, method} =
+      case :binary.matches(label, ".") do
+        [] ->
+          {"", label}
+
+        matches ->
+          {at, _} = List.last(matches)
+          {binary_part(label, 0, at), binary_part(label, at + 1, byte_size(label) - at - 1)}
+      end
+
+    %{
+      integration: Keyword.get(opts, :integration, pool),
+      module: module,
+      method: method,
+      streaming: false,
+      session_id: session_id(opts),
+      cache_hit: false
+    }
+  end
+
+  defp session_id(opts) do
+    case Keyword.get(opts, :session) do
+      %Session{id: id} -> id
+      _ -> nil
+    end
+  end
+
+  defp report_stop(result, {result_bytes, queue_us, cache_hit}, args_bytes, started, meta) do
+    measurements = %{
+      duration: System.monotonic_time() - started,
+      payload_bytes: args_bytes + result_bytes,
+      queue_time: System.convert_time_unit(queue_us, :microsecond, :native)
+    }
+
+    outcome =
+      case result do
+        {:ok, _} -> :ok
+        {:error, %Error{reason: reason}} -> reason
+      end
+
+    Telemetry.emit(
+      [:call, :stop],
+      measurements,
+      %{meta | cache_hit: cache_hit} |> Map.put(:result, outcome)
+    )
   end
 
   defp as_ref?(:ref), do: true
@@ -386,10 +568,11 @@ defmodule SnakeBridge.Runtime do
         "expected :timeout to be a positive integer or :infinity, got: #{inspect(other)}"
       )
 
+  # The result, and {result bytes, queue microseconds, cache hit}.
   defp await(tag, handle, timeout, target) do
     receive do
-      {^tag, {:ok, value}} -> {:ok, value}
-      {^tag, {:error, error}} -> {:error, Error.from_native(error, target)}
+      {^tag, {:ok, value, facts}} -> {{:ok, value}, facts}
+      {^tag, {:error, error}} -> {{:error, Error.from_native(error, target)}, {0, 0, false}}
     after
       backstop(timeout) ->
         if timeout == :infinity do
@@ -414,6 +597,6 @@ defmodule SnakeBridge.Runtime do
       @backstop_ms -> :ok
     end
 
-    {:error, Error.new(:timeout, "no reply within #{timeout} ms", target)}
+    {{:error, Error.new(:timeout, "no reply within #{timeout} ms", target)}, {0, 0, false}}
   end
 end

@@ -10,14 +10,18 @@
 //! - [`worker`]: one Python worker process and its connection.
 //! - [`pool`]: N workers, dispatch, deadlines, replacement of crashed workers.
 //! - [`auth`]: the per-run token.
+//! - [`cache`]: answers of cacheable calls.
+//! - [`stats`]: a pool's counters.
 //! - [`callback`]: Python calling functions that live in the BEAM.
 
 pub mod auth;
+pub mod cache;
 pub mod callback;
 pub mod codec;
 pub mod error;
 pub mod pool;
 pub mod proto;
+pub mod stats;
 pub mod transport;
 pub mod value;
 pub mod worker;

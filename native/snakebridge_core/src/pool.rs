@@ -15,9 +15,11 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::auth;
+use crate::cache::{self, ResultCache};
 use crate::callback::Callbacks;
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
+use crate::stats::{Snapshot, Stats};
 use crate::transport::{GrpcTransport, Transport};
 use crate::worker::{StreamEvent, Worker, WorkerInfo, WorkerSpec};
 
@@ -85,12 +87,27 @@ pub struct CallRequest {
     pub pin: Option<Weak<Worker>>,
     /// The session the call belongs to (its objects end with the session).
     pub session: Option<String>,
+    /// Serve the call from the result cache when it can (a pure function).
+    pub cache: Option<CachePolicy>,
+}
+
+/// How a cacheable call's answer is kept.
+#[derive(Debug, Clone)]
+pub struct CachePolicy {
+    /// The cache's namespace (the integration the target belongs to).
+    pub integration: String,
+    /// How long an answer stays fresh; `None` until cleared.
+    pub ttl: Option<Duration>,
 }
 
 /// A call's answer and the worker that gave it (which holds any objects it refers to).
 pub struct Reply {
     pub payload: proto::Payload,
     pub worker: Arc<Worker>,
+    /// Microseconds the call waited in the worker for a Python thread.
+    pub queue_us: u64,
+    /// The answer came from the result cache.
+    pub cache_hit: bool,
 }
 
 /// Steers a streaming call: more credit, or cancel. Cheap to clone.
@@ -136,6 +153,8 @@ struct Inner {
     next_generation: AtomicU64,
     round_robin: AtomicUsize,
     closed: AtomicBool,
+    stats: Stats,
+    cache: ResultCache,
 }
 
 impl Pool {
@@ -174,6 +193,8 @@ impl Pool {
             next_generation: AtomicU64::new(0),
             round_robin: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            stats: Stats::default(),
+            cache: ResultCache::default(),
         });
 
         let mut starting = tokio::task::JoinSet::new();
@@ -206,9 +227,52 @@ impl Pool {
         }
     }
 
-    /// Calls a Python function on the least-loaded live worker and waits for its encoded
-    /// result, the deadline, or the caller's cancellation, whichever comes first.
+    /// Calls a Python function on the least-loaded live worker (or the pinned one) and
+    /// waits for its encoded result, the deadline, or the caller's cancellation, whichever
+    /// comes first. A cacheable call may be answered from the result cache.
     pub async fn call(&self, mut request: CallRequest) -> Result<Reply, Error> {
+        let started = Instant::now();
+        let in_session = request.session.is_some();
+        let cache = match request.cache.take() {
+            Some(policy) if request.pin.is_none() && !in_session => Some((
+                cache::Key {
+                    integration: policy.integration,
+                    target: request.target.clone(),
+                    op: request.op as i32,
+                    args: request.args.data.clone(),
+                },
+                policy.ttl,
+            )),
+            _ => None,
+        };
+        if let Some((key, _)) = &cache {
+            let hit = self.inner.cache.get(key).and_then(|(payload, worker)| {
+                let worker = worker.upgrade().filter(|w| w.is_alive());
+                Some((payload, worker.or_else(|| self.inner.least_loaded())?))
+            });
+            self.inner.stats.record_cache(hit.is_some());
+            if let Some((payload, worker)) = hit {
+                self.inner.stats.record_call(started.elapsed(), true, false);
+                return Ok(Reply {
+                    payload,
+                    worker,
+                    queue_us: 0,
+                    cache_hit: true,
+                });
+            }
+        }
+        let outcome = self.dispatch(request).await;
+        if let (Some((key, ttl)), Ok(reply)) = (cache, &outcome) {
+            let worker = Arc::downgrade(&reply.worker);
+            self.inner.cache.put(key, &reply.payload, worker, ttl);
+        }
+        self.inner
+            .stats
+            .record_call(started.elapsed(), outcome.is_ok(), in_session);
+        outcome
+    }
+
+    async fn dispatch(&self, mut request: CallRequest) -> Result<Reply, Error> {
         let deadline = request.timeout.map(|t| Instant::now() + t);
         let worker = self.target_worker(&request, deadline).await?;
         let cancel = request.cancel.take();
@@ -231,7 +295,12 @@ impl Pool {
         };
         tokio::select! {
             outcome = reply => match outcome {
-                Ok(Ok(payload)) => Ok(Reply { payload, worker }),
+                Ok(Ok(answer)) => Ok(Reply {
+                    payload: answer.payload,
+                    worker,
+                    queue_us: answer.queue_us,
+                    cache_hit: false,
+                }),
                 Ok(Err(err)) => Err(err),
                 Err(_) => Err(Error::new(ErrorKind::Internal, "the call's reply was lost").with_worker(worker.pid())),
             },
@@ -315,7 +384,19 @@ impl Pool {
     /// Picks the worker a new session will be pinned to: the least loaded, waiting for one
     /// to start until `deadline`.
     pub async fn checkout(&self, deadline: Option<Instant>) -> Result<Arc<Worker>, Error> {
-        self.inner.pick(deadline).await
+        let worker = self.inner.pick(deadline).await?;
+        self.inner.stats.record_session();
+        Ok(worker)
+    }
+
+    /// The pool's counters now.
+    pub fn stats(&self) -> Snapshot {
+        self.inner.stats.snapshot()
+    }
+
+    /// Drops cached answers of `integration` (all when `None`); returns how many.
+    pub fn clear_cache(&self, integration: Option<&str>) -> usize {
+        self.inner.cache.clear(integration)
     }
 
     /// The worker a request must run on: the one holding its objects, else the least

@@ -60,8 +60,16 @@ type ExitHook = Box<dyn FnOnce(usize, &Error) + Send>;
 /// Request ids of a worker's init calls, apart from the pool's call ids.
 const INIT_REQUEST_BASE: u64 = 1 << 63;
 
-/// The reply a caller waits for.
-pub type Reply = Result<proto::Payload, Error>;
+/// A successful call's answer as the worker sent it.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub payload: proto::Payload,
+    /// How long the call waited in the worker for a Python thread, in microseconds.
+    pub queue_us: u64,
+}
+
+/// The outcome a caller waits for.
+pub type Outcome = Result<Answer, Error>;
 
 /// What the consumer of a streaming call receives, in order; `End` and `Failed` are last.
 #[derive(Debug)]
@@ -76,7 +84,7 @@ pub enum StreamEvent {
 
 /// Who waits for the frames of one request.
 enum Waiter {
-    Once(oneshot::Sender<Reply>),
+    Once(oneshot::Sender<Outcome>),
     Stream(mpsc::UnboundedSender<StreamEvent>),
 }
 
@@ -339,7 +347,7 @@ impl Worker {
     }
 
     /// Registers request `id` and sends its frame; the receiver gets exactly one reply.
-    pub fn begin(&self, id: u64, frame: proto::Frame) -> Result<oneshot::Receiver<Reply>, Error> {
+    pub fn begin(&self, id: u64, frame: proto::Frame) -> Result<oneshot::Receiver<Outcome>, Error> {
         let (tx, rx) = oneshot::channel();
         self.register(id, Waiter::Once(tx), [frame])?;
         Ok(rx)
@@ -476,7 +484,10 @@ impl Worker {
             Some(Body::Result(result)) => match self.take(id) {
                 Some(Waiter::Once(tx)) => {
                     // The caller may have stopped waiting; that is fine.
-                    let _ = tx.send(Ok(result.value.unwrap_or_default()));
+                    let _ = tx.send(Ok(Answer {
+                        payload: result.value.unwrap_or_default(),
+                        queue_us: result.queue_us,
+                    }));
                 }
                 Some(stream) => stream.fail(Error::new(
                     ErrorKind::Internal,

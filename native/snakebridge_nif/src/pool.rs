@@ -11,7 +11,9 @@ use tokio::sync::oneshot;
 
 use snakebridge_core::callback::Callbacks;
 use snakebridge_core::codec::{self, call_arguments};
+use snakebridge_core::pool::CachePolicy;
 use snakebridge_core::proto;
+use snakebridge_core::stats::LATENCY_BUCKETS_US;
 use snakebridge_core::value::Path;
 use snakebridge_core::{CallRequest, Error, Op, Pool, PoolConfig, Value, Worker};
 
@@ -220,6 +222,7 @@ fn pool_call<'a>(
     timeout_ms: u64,
     return_ref: bool,
     session: Option<ResourceArc<SessionResource>>,
+    cache: Option<(String, u64)>,
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
@@ -252,14 +255,32 @@ fn pool_call<'a>(
         return_ref,
         pin: refs.pin,
         session: session.map(|s| s.id().to_owned()),
+        cache: cache.map(|(integration, ttl_ms)| CachePolicy {
+            integration,
+            ttl: (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms)),
+        }),
     };
+    let args_bytes = request.args.data.len();
     let pool = pool.pool.clone();
     let reply = Reply::new(pid, tag);
     runtime.spawn(async move {
-        let outcome = decode_reply(pool.call(request).await);
-        reply.send(|env| result_term(env, &outcome, pool_name));
+        let outcome = pool.call(request).await;
+        let facts = outcome
+            .as_ref()
+            .map(|r| (r.payload.data.len(), r.queue_us, r.cache_hit))
+            .unwrap_or_default();
+        match decode_reply(outcome) {
+            Ok((value, worker)) => reply.send(|env| {
+                let origin = terms::Origin {
+                    worker: &worker,
+                    pool: pool_name,
+                };
+                (atoms::ok(), terms::from_value(env, &value, &origin), facts).encode(env)
+            }),
+            Err(err) => reply.send(|env| terms::error_tuple(env, &err)),
+        }
     });
-    Ok((atoms::ok(), handle).encode(env))
+    Ok((atoms::ok(), handle, args_bytes).encode(env))
 }
 
 pub(crate) fn encode_arguments(
@@ -388,6 +409,41 @@ fn pool_workers(env: Env, pool: ResourceArc<PoolResource>) -> Term {
         })
         .collect();
     workers.encode(env)
+}
+
+/// The pool's counters: `%{calls:, errors:, latency: [{bound_us | :infinity, count}],
+/// cache_hits:, cache_misses:, sessions:, session_calls:}`.
+#[rustler::nif]
+fn pool_stats(env: Env, pool: ResourceArc<PoolResource>) -> NifResult<Term> {
+    let s = pool.pool.stats();
+    let bounds = LATENCY_BUCKETS_US
+        .iter()
+        .map(|b| b.encode(env))
+        .chain(std::iter::once(atoms::infinity().encode(env)));
+    let latency: Vec<Term> = bounds
+        .zip(&s.latency)
+        .map(|(bound, count)| (bound, *count).encode(env))
+        .collect();
+    let pairs = [
+        ("calls", s.calls.encode(env)),
+        ("errors", s.errors.encode(env)),
+        ("latency", latency.encode(env)),
+        ("cache_hits", s.cache_hits.encode(env)),
+        ("cache_misses", s.cache_misses.encode(env)),
+        ("sessions", s.sessions.encode(env)),
+        ("session_calls", s.session_calls.encode(env)),
+    ];
+    let mut map = Term::map_new(env);
+    for (key, value) in pairs {
+        map = map.map_put(Atom::from_str(env, key)?, value)?;
+    }
+    Ok(map)
+}
+
+/// Drops the pool's cached answers of `integration` (all when `nil`); returns how many.
+#[rustler::nif]
+fn pool_clear_cache(pool: ResourceArc<PoolResource>, integration: Option<String>) -> usize {
+    pool.pool.clear_cache(integration.as_deref())
 }
 
 /// Stops every worker of the pool now. Idempotent.

@@ -489,6 +489,7 @@ fn result_value(frame: &Frame) -> Result<Value, Error> {
     match &frame.body {
         Some(Body::Result(proto::Result {
             value: Some(payload),
+            ..
         })) => Ok(codec::decode_payload(payload)?),
         _ => Err(format!("expected a result, got {}", describe(frame)).into()),
     }
@@ -510,6 +511,7 @@ fn describe(frame: &Frame) -> String {
     match &frame.body {
         Some(Body::Result(proto::Result {
             value: Some(payload),
+            ..
         })) => match codec::decode_payload(payload) {
             Ok(value) => format!("Result {value:?}"),
             Err(err) => format!("Result (undecodable: {err})"),

@@ -83,11 +83,21 @@ impl From<ConvertError> for Failure {
 }
 
 /// Runs `call` and returns the frame that answers it.
-pub fn run(dispatch: &Dispatch, request_id: u64, call: proto::Call, link: &Arc<Link>) -> Frame {
+/// `queue_us` is how long the call waited for a thread (reported with the result).
+pub fn run(
+    dispatch: &Dispatch,
+    request_id: u64,
+    call: proto::Call,
+    link: &Arc<Link>,
+    queue_us: u64,
+) -> Frame {
     match execute(dispatch, call, link) {
         Ok(value) => Frame {
             request_id,
-            body: Some(Body::Result(proto::Result { value: Some(value) })),
+            body: Some(Body::Result(proto::Result {
+                value: Some(value),
+                queue_us,
+            })),
         },
         Err(failure) => failure.into_frame(request_id),
     }

@@ -147,6 +147,7 @@ impl Job {
 
     fn run(self, dispatch: &Dispatch) {
         let refusal = self.refusal();
+        let queue_us = u64::try_from(self.arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
         let Job {
             request_id,
             call,
@@ -169,7 +170,7 @@ impl Job {
                         if call.streaming {
                             call::stream(dispatch, request_id, call, &link, &*control, &send);
                         } else {
-                            send(call::run(dispatch, request_id, call, &link));
+                            send(call::run(dispatch, request_id, call, &link, queue_us));
                         }
                     })
                 }));

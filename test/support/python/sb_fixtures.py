@@ -183,3 +183,25 @@ def call_tool(name: str, *args: Any) -> Any:
     from snakebridge_agent import tools
 
     return tools.get(name)(*args)
+
+
+_counts: dict[str, int] = {}
+
+
+def counted(key: str, value: Any) -> Any:
+    """Returns value, counting how often it ran for `key` (to observe the result cache)."""
+    _counts[key] = _counts.get(key, 0) + 1
+    return value
+
+
+def count_of(key: str) -> int:
+    """How often `counted` ran for `key`."""
+    return _counts.get(key, 0)
+
+
+def die_once(marker: str) -> str:
+    """Kills the worker the first time it runs for `marker` (a file path); then returns."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return "second try"
