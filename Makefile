@@ -95,6 +95,7 @@ bench: setup
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r $(ROOT)/bench/requirements.txt
 	cd $(ROOT) && cargo build --release -p snakebridge_bench_baselines
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/call_bench.exs
+	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/runtime_bench.exs
 
 clean:
 	rm -rf $(BUILD) $(ROOT)/priv/native $(ROOT)/deps

@@ -7,6 +7,8 @@
 # several alternating rounds, and the table quotes ratios to the same-run baselines.
 # Nothing here fails on a number.
 
+Code.require_file("support.exs", __DIR__)
+
 defmodule CallBench do
   @rounds String.to_integer(System.get_env("BENCH_ROUNDS", "3"))
   @sequential String.to_integer(System.get_env("BENCH_SEQUENTIAL", "5000"))
@@ -15,9 +17,7 @@ defmodule CallBench do
   @workers 2
 
   def run do
-    :os.set_signal(:sigchld, :default)
-    Application.put_env(:snakebridge, :start_pool, false)
-    {:ok, _} = Application.ensure_all_started(:snakebridge)
+    Bench.start()
     baselines = Path.expand("../_build/cargo/release/baselines", __DIR__)
     python = SnakeBridge.Pool.default_python()
 
@@ -79,29 +79,23 @@ defmodule CallBench do
 
     for _ <- 1..1_000, do: call.()
 
-    samples =
-      for _ <- 1..@sequential do
-        t0 = System.monotonic_time(:nanosecond)
-        call.()
-        System.monotonic_time(:nanosecond) - t0
-      end
-      |> Enum.sort()
-
+    samples = Bench.latencies(@sequential, call)
     per_caller = div(@concurrent, @callers)
-    t0 = System.monotonic_time(:nanosecond)
 
-    1..@callers
-    |> Enum.map(fn _ -> Task.async(fn -> for _ <- 1..per_caller, do: call.() end) end)
-    |> Enum.each(&Task.await(&1, :infinity))
+    elapsed_s =
+      Bench.seconds(fn ->
+        1..@callers
+        |> Enum.map(fn _ -> Task.async(fn -> for _ <- 1..per_caller, do: call.() end) end)
+        |> Enum.each(&Task.await(&1, :infinity))
+      end)
 
-    elapsed_s = (System.monotonic_time(:nanosecond) - t0) / 1.0e9
     GenServer.stop(pool)
 
     [
       {"#{name}_sequential",
        %{
-         "p50_us" => percentile(samples, 0.50) / 1000,
-         "p99_us" => percentile(samples, 0.99) / 1000,
+         "p50_us" => Bench.percentile(samples, 0.50),
+         "p99_us" => Bench.percentile(samples, 0.99),
          "throughput_per_s" => nil
        }},
       {"#{name}_concurrent",
@@ -109,36 +103,15 @@ defmodule CallBench do
     ]
   end
 
-  defp percentile(sorted, q),
-    do: Enum.at(sorted, min(length(sorted) - 1, ceil(q * length(sorted)) - 1))
-
-  defp median(values) do
-    sorted = values |> Enum.reject(&is_nil/1) |> Enum.sort()
-    if sorted == [], do: nil, else: Enum.at(sorted, div(length(sorted), 2))
-  end
-
   defp report(rounds) do
-    names = rounds |> hd() |> Map.keys() |> Enum.sort()
-
-    med =
-      Map.new(names, fn name ->
-        {name,
-         Map.new(["p50_us", "p99_us", "throughput_per_s"], fn key ->
-           {key, median(Enum.map(rounds, &get_in(&1, [name, key])))}
-         end)}
-      end)
-
+    med = Bench.medians(rounds, ["p50_us", "p99_us", "throughput_per_s"])
     IO.puts("\nmedians over #{length(rounds)} rounds")
-    IO.puts(String.pad_trailing("name", 36) <> pad("p50 µs") <> pad("p99 µs") <> pad("calls/s"))
 
-    for name <- names do
-      m = med[name]
-
-      IO.puts(
-        String.pad_trailing(name, 36) <>
-          pad(fmt(m["p50_us"])) <> pad(fmt(m["p99_us"])) <> pad(fmt(m["throughput_per_s"]))
-      )
-    end
+    Bench.table(Enum.sort(med), [
+      {"p50_us", "p50 µs"},
+      {"p99_us", "p99 µs"},
+      {"throughput_per_s", "calls/s"}
+    ])
 
     raw = med["raw_socket_sequential"]["p50_us"]
     grpcio = med["grpcio_echo_sequential"]["p50_us"]
@@ -148,20 +121,11 @@ defmodule CallBench do
 
     IO.puts("""
 
-    SnakeBridge call p50 / raw-socket p50:        #{ratio(sb, raw)}x   (target <= 2.5x)
-    SnakeBridge call p50 / grpcio echo p50:        #{ratio(sb, grpcio)}x   (target well below 1x)
-    SnakeBridge calls/s / grpcio echo calls/s:     #{ratio(sb_tp, grpcio_tp)}x   (target >= 5x)
+    SnakeBridge call p50 / raw-socket p50:        #{Bench.ratio(sb, raw)}x   (target <= 2.5x)
+    SnakeBridge call p50 / grpcio echo p50:        #{Bench.ratio(sb, grpcio)}x   (target well below 1x)
+    SnakeBridge calls/s / grpcio echo calls/s:     #{Bench.ratio(sb_tp, grpcio_tp)}x   (target >= 5x)
     """)
   end
-
-  defp ratio(a, b) when is_number(a) and is_number(b) and b > 0,
-    do: :erlang.float_to_binary(a / b, decimals: 2)
-
-  defp ratio(_, _), do: "n/a"
-  defp fmt(nil), do: "-"
-  defp fmt(x) when x >= 1000, do: x |> round() |> Integer.to_string()
-  defp fmt(x), do: :erlang.float_to_binary(x * 1.0, decimals: 1)
-  defp pad(s), do: String.pad_leading(s, 12)
 end
 
 CallBench.run()
