@@ -226,20 +226,10 @@ fn pool_call<'a>(
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let mut refs = terms::Refs::for_session(session.as_deref());
-    let payload = match encode_arguments(positional, kwargs, &mut refs) {
-        Ok(payload) => payload,
-        Err(unsupported) => {
-            return Ok((
-                atoms::error(),
-                (atoms::unsupported(), unsupported.path, unsupported.message),
-            )
-                .encode(env))
-        }
+    let (payload, refs) = match encode_call(env, positional, kwargs, session.as_deref()) {
+        Ok(encoded) => encoded,
+        Err(refusal) => return Ok(refusal),
     };
-    if let Some(reason) = refs.stale {
-        return Ok((atoms::error(), (atoms::stale_ref(), reason)).encode(env));
-    }
     let op = Op::try_from(op).map_err(|_| rustler::Error::BadArg)?;
     let runtime = runtime_or_error()?;
     let (cancel_tx, cancel_rx) = oneshot::channel();
@@ -283,7 +273,31 @@ fn pool_call<'a>(
     Ok((atoms::ok(), handle, args_bytes).encode(env))
 }
 
-pub(crate) fn encode_arguments(
+/// Encodes a call's arguments, for a call in `session` when there is one. `Err` is the
+/// term the NIF returns instead: `{:error, {:unsupported, path, message}}` or
+/// `{:error, {:stale_ref, message}}`.
+pub(crate) fn encode_call<'a>(
+    env: Env<'a>,
+    positional: Term<'a>,
+    kwargs: Term<'a>,
+    session: Option<&SessionResource>,
+) -> Result<(proto::Payload, terms::Refs), Term<'a>> {
+    let mut refs = terms::Refs::for_session(session);
+    match encode_arguments(positional, kwargs, &mut refs) {
+        Err(unsupported) => Err((
+            atoms::error(),
+            (atoms::unsupported(), unsupported.path, unsupported.message),
+        )
+            .encode(env)),
+        Ok(_) if refs.stale.is_some() => {
+            let reason = refs.stale.take().unwrap_or_default();
+            Err((atoms::error(), (atoms::stale_ref(), reason)).encode(env))
+        }
+        Ok(payload) => Ok((payload, refs)),
+    }
+}
+
+fn encode_arguments(
     args: Term,
     kwargs: Term,
     refs: &mut terms::Refs,
@@ -326,27 +340,13 @@ fn pool_broadcast<'a>(
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let mut refs = terms::Refs::default();
-    let payload = match encode_arguments(positional, kwargs, &mut refs) {
-        Ok(payload) if refs.pin.is_none() => payload,
+    let payload = match encode_call(env, positional, kwargs, None) {
+        Ok((payload, refs)) if refs.pin.is_none() => payload,
         Ok(_) => {
-            return Ok((
-                atoms::error(),
-                (
-                    atoms::unsupported(),
-                    "args",
-                    "object references live on one worker and cannot be broadcast",
-                ),
-            )
-                .encode(env))
+            let reason = "object references live on one worker and cannot be broadcast";
+            return Ok((atoms::error(), (atoms::unsupported(), "args", reason)).encode(env));
         }
-        Err(unsupported) => {
-            return Ok((
-                atoms::error(),
-                (atoms::unsupported(), unsupported.path, unsupported.message),
-            )
-                .encode(env))
-        }
+        Err(refusal) => return Ok(refusal),
     };
     let runtime = runtime_or_error()?;
     let request = CallRequest {

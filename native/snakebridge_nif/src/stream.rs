@@ -13,7 +13,7 @@ use snakebridge_core::codec;
 use snakebridge_core::worker::StreamEvent;
 use snakebridge_core::{CallRequest, Error, ErrorKind, Op};
 
-use crate::pool::{encode_arguments, PoolResource};
+use crate::pool::{encode_call, PoolResource};
 use crate::reply::Reply;
 use crate::session::SessionResource;
 use crate::{atoms, runtime, terms};
@@ -50,20 +50,10 @@ fn pool_stream<'a>(
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let mut refs = terms::Refs::for_session(session.as_deref());
-    let payload = match encode_arguments(positional, kwargs, &mut refs) {
-        Ok(payload) => payload,
-        Err(unsupported) => {
-            return Ok((
-                atoms::error(),
-                (atoms::unsupported(), unsupported.path, unsupported.message),
-            )
-                .encode(env))
-        }
+    let (payload, refs) = match encode_call(env, positional, kwargs, session.as_deref()) {
+        Ok(encoded) => encoded,
+        Err(refusal) => return Ok(refusal),
     };
-    if let Some(reason) = refs.stale {
-        return Ok((atoms::error(), (atoms::stale_ref(), reason)).encode(env));
-    }
     let op = Op::try_from(op).map_err(|_| rustler::Error::BadArg)?;
     let runtime = runtime::get().map_err(|e| rustler::Error::Term(Box::new(e)))?;
     let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
