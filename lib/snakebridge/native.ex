@@ -87,6 +87,12 @@ defmodule SnakeBridge.Native do
   def pool_stop(_pool), do: not_loaded()
   def ref_release(_ref), do: not_loaded()
   def callbacks_init(_pid), do: not_loaded()
+
+  def describe(_pool, _dir, _name, _module, _subs, _depth, _excl, _config, _force, _ms, _pid, _tag),
+    do: not_loaded()
+
+  def descriptor_load(_dir, _integration, _config), do: not_loaded()
+  def descriptor_invalidate(_dir, _integration), do: not_loaded()
   def session_checkout(_pool, _timeout_ms, _pid, _tag), do: not_loaded()
   def session_release(_session), do: not_loaded()
   def session_alive(_session), do: not_loaded()

@@ -1,13 +1,33 @@
 //! Compiles `proto/snakebridge.proto` with protox (no system `protoc` needed).
+//!
+//! Maps are generated as `BTreeMap`s so that encoding a descriptor is deterministic (its
+//! hash and its JSON file are stable), and the descriptor messages derive serde for the
+//! descriptor cache's JSON files.
+
+const DESCRIPTOR_MESSAGES: [&str; 6] = [
+    ".snakebridge.v1.DescribeLibraryResponse",
+    ".snakebridge.v1.ClassDescriptor",
+    ".snakebridge.v1.FunctionDescriptor",
+    ".snakebridge.v1.ParameterDescriptor",
+    ".snakebridge.v1.PropertyDescriptor",
+    ".snakebridge.v1.TypeDescriptor",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let proto = proto_dir.join("snakebridge.proto");
     println!("cargo:rerun-if-changed={}", proto.display());
     let fds = protox::compile([&proto], [&proto_dir])?;
-    tonic_prost_build::configure()
+    let mut config = tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(fds)?;
+        .btree_map(".");
+    for message in DESCRIPTOR_MESSAGES {
+        config = config.message_attribute(
+            message,
+            "#[derive(serde::Serialize, serde::Deserialize)] #[serde(default, deny_unknown_fields)]",
+        );
+    }
+    config.compile_fds(fds)?;
     Ok(())
 }

@@ -75,6 +75,16 @@ defmodule SnakeBridge.ValuesTest do
     assert SnakeBridge.call!("builtins", "repr", [{1, 2}]) == "(1, 2)"
   end
 
+  test "large maps and sets (hash maps in the VM) come back intact" do
+    big = Map.new(1..1_000, fn i -> {"key#{i}", i} end)
+    assert echo(big) == big
+
+    assert SnakeBridge.call!("builtins", "dict", [Enum.map(1..100, &{&1, [&1]})]) ==
+             Map.new(1..100, &{&1, [&1]})
+
+    assert echo(MapSet.new(1..500)) == MapSet.new(1..500)
+  end
+
   test "dates and times" do
     round_trips(~D[2026-11-24], "datetime.date")
     round_trips(~T[23:59:58.123456], "datetime.time")

@@ -381,6 +381,25 @@ impl Pool {
         outcomes
     }
 
+    /// Introspects a library on the least-loaded worker, within `timeout`; returns the
+    /// descriptor and the worker that made it (whose Python version it depends on).
+    pub async fn describe(
+        &self,
+        request: proto::DescribeLibraryRequest,
+        timeout: Duration,
+    ) -> Result<(proto::DescribeLibraryResponse, Arc<Worker>), Error> {
+        let deadline = Instant::now() + timeout;
+        let worker = self.inner.pick(Some(deadline)).await?;
+        match tokio::time::timeout_at(deadline, worker.describe(request)).await {
+            Ok(outcome) => Ok((outcome?, worker)),
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("introspection took longer than {} ms", timeout.as_millis()),
+            )
+            .with_worker(worker.pid())),
+        }
+    }
+
     /// Picks the worker a new session will be pinned to: the least loaded, waiting for one
     /// to start until `deadline`.
     pub async fn checkout(&self, deadline: Option<Instant>) -> Result<Arc<Worker>, Error> {

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
@@ -28,10 +29,21 @@ pub type FrameStream = Pin<Box<dyn Stream<Item = Result<proto::Frame, Error>> + 
 /// A boxed future, so that the trait stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Runs `DescribeLibrary` on the connection's worker.
+pub type Describer = Arc<
+    dyn Fn(
+            proto::DescribeLibraryRequest,
+        ) -> BoxFuture<'static, Result<proto::DescribeLibraryResponse, Error>>
+        + Send
+        + Sync,
+>;
+
 /// An open, handshaken connection to one worker.
 pub struct Connection {
     /// What the worker said about itself.
     pub handshake: proto::HandshakeResponse,
+    /// The control-plane call that introspects a library.
+    pub describe: Describer,
     /// Frames written here reach the worker in order.
     pub outbound: mpsc::UnboundedSender<proto::Frame>,
     /// Frames the worker sends.
@@ -117,6 +129,20 @@ impl Transport for GrpcTransport {
                 ));
             }
 
+            let describer = client.clone();
+            let describe: Describer = Arc::new(move |request| {
+                let mut client = describer.clone();
+                Box::pin(async move {
+                    match client.describe_library(request).await {
+                        Ok(response) => Ok(response.into_inner()),
+                        Err(status) if status.code() == tonic::Code::NotFound => Err(Error::new(
+                            ErrorKind::TargetNotFound,
+                            status.message().to_owned(),
+                        )),
+                        Err(status) => Err(status_error("describe", &status)),
+                    }
+                })
+            });
             let (outbound, rx) = mpsc::unbounded_channel();
             let inbound = client
                 .channel(UnboundedReceiverStream::new(rx))
@@ -126,6 +152,7 @@ impl Transport for GrpcTransport {
                 .map(|item| item.map_err(|status| status_error("channel", &status)));
             Ok(Connection {
                 handshake,
+                describe,
                 outbound,
                 inbound: Box::pin(inbound),
             })

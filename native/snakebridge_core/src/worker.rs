@@ -22,7 +22,7 @@ use tokio_stream::StreamExt;
 use crate::callback::Callbacks;
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
-use crate::transport::{FrameStream, Transport};
+use crate::transport::{Describer, FrameStream, Transport};
 
 /// The line a worker prints on stdout once it is listening.
 pub const READY_PREFIX: &str = "SNAKEBRIDGE_READY";
@@ -122,6 +122,7 @@ pub struct Worker {
     releases: Mutex<proto::Release>,
     release_wake: Notify,
     callbacks: Callbacks,
+    describer: Describer,
 }
 
 /// A snapshot of one worker, for observation and tests.
@@ -265,6 +266,7 @@ impl Worker {
             releases: Mutex::new(proto::Release::default()),
             release_wake: Notify::new(),
             callbacks: spec.callbacks.clone(),
+            describer: connection.describe,
         });
         tracing::debug!(slot, pid = worker.pid, "worker ready");
         let hook = Arc::new(Mutex::new(None));
@@ -319,6 +321,16 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Introspects a library in this worker (`DescribeLibrary`).
+    pub async fn describe(
+        &self,
+        request: proto::DescribeLibraryRequest,
+    ) -> Result<proto::DescribeLibraryResponse, Error> {
+        (self.describer)(request)
+            .await
+            .map_err(|e| e.with_worker(self.pid))
     }
 
     /// The worker's OS process id.

@@ -47,5 +47,6 @@ rustler::atoms! {
     snakebridge_callback,
     already_answered,
     name,
+    miss,
     __struct__,
 }

@@ -86,7 +86,7 @@ impl CallbackHandler for Handler {
             answered: AtomicBool::new(false),
         });
         let origin = terms::Origin {
-            worker: &worker,
+            worker: Some(&worker),
             pool: self.pool,
         };
         let mut message_env = OwnedEnv::new();

@@ -1,10 +1,12 @@
 //! Rustler binding of SnakeBridge's core. Only what the BEAM needs lives here: terms ⇄
-//! core values ([`terms`]), the pool NIFs ([`pool`]), object references ([`refs`]), streams ([`stream`]), sessions ([`session`]), Elixir functions called from Python ([`callbacks`]) and the tokio runtime the work runs on
+//! core values ([`terms`]), the pool NIFs ([`pool`]), object references ([`refs`]), streams ([`stream`]), sessions ([`session`]), Elixir functions called from Python ([`callbacks`]), introspection and the descriptor
+//! cache ([`describe`]) and the tokio runtime the work runs on
 //! ([`runtime`]). Every NIF returns at once; results arrive as `{tag, result}` messages
 //! sent from tokio threads.
 
 mod atoms;
 mod callbacks;
+mod describe;
 mod pool;
 mod refs;
 mod reply;

@@ -168,7 +168,10 @@ fn decode_reply(outcome: Result<snakebridge_core::Reply, Error>) -> Decoded {
 fn result_term<'a>(env: Env<'a>, outcome: &Decoded, pool: Atom) -> Term<'a> {
     match outcome {
         Ok((value, worker)) => {
-            let origin = terms::Origin { worker, pool };
+            let origin = terms::Origin {
+                worker: Some(worker),
+                pool,
+            };
             (atoms::ok(), terms::from_value(env, value, &origin)).encode(env)
         }
         Err(err) => terms::error_tuple(env, err),
@@ -262,7 +265,7 @@ fn pool_call<'a>(
         match decode_reply(outcome) {
             Ok((value, worker)) => reply.send(|env| {
                 let origin = terms::Origin {
-                    worker: &worker,
+                    worker: Some(&worker),
                     pool: pool_name,
                 };
                 (atoms::ok(), terms::from_value(env, &value, &origin), facts).encode(env)

@@ -13,6 +13,7 @@ pub fn get() -> Result<&'static Runtime, String> {
             Builder::new_multi_thread()
                 .worker_threads(2)
                 .thread_name("snakebridge-rt")
+                .thread_stack_size(16 << 20)
                 .enable_all()
                 .build()
                 .map_err(|e| format!("could not start SnakeBridge's runtime: {e}"))

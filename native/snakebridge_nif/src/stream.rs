@@ -114,7 +114,7 @@ async fn forward(
                 }
                 Some(Some(StreamEvent::Chunk(payload))) => match codec::decode_payload(&payload) {
                     Ok(value) => {
-                        let origin = terms::Origin { worker: control.worker(), pool: pool_name };
+                        let origin = terms::Origin { worker: Some(control.worker()), pool: pool_name };
                         reply.send_partial(|env| {
                             (atoms::chunk(), terms::from_value(env, &value, &origin)).encode(env)
                         });

@@ -412,8 +412,19 @@ pub fn kwargs_to_values(
 /// Where decoded object references come from: the worker that answered and the name of
 /// its pool (kept in `%SnakeBridge.Ref{}` so that later calls find the pool).
 pub struct Origin<'w> {
-    pub worker: &'w Arc<Worker>,
+    /// `None` for values that cannot hold references (descriptors, configs).
+    pub worker: Option<&'w Arc<Worker>>,
     pub pool: Atom,
+}
+
+impl Origin<'_> {
+    /// The origin of plain data; a reference in it decodes to `nil`.
+    pub fn none() -> Origin<'static> {
+        Origin {
+            worker: None,
+            pool: atoms::nil(),
+        }
+    }
 }
 
 /// Builds the term for a value.
@@ -489,12 +500,15 @@ pub fn from_value<'a>(env: Env<'a>, value: &Value, origin: &Origin) -> Term<'a> 
         // references); a malformed payload's callback decodes to nil.
         Value::Callback(_) => atoms::nil().encode(env),
         Value::Ref(r) => {
-            let resource = ResourceArc::new(RefResource::new(origin.worker, r.id));
+            let Some(worker) = origin.worker else {
+                return atoms::nil().encode(env);
+            };
+            let resource = ResourceArc::new(RefResource::new(worker, r.id));
             let fields = [
                 (atoms::resource(), resource.encode(env)),
                 (atoms::r#type(), binary(env, r.type_name.as_bytes())),
                 (atoms::repr(), binary(env, r.repr.as_bytes())),
-                (atoms::worker_pid(), origin.worker.pid().encode(env)),
+                (atoms::worker_pid(), worker.pid().encode(env)),
                 (atoms::pool(), origin.pool.encode(env)),
             ];
             elixir_struct(env, "Elixir.SnakeBridge.Ref", &fields)
@@ -509,9 +523,17 @@ fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
 }
 
 /// A map from parallel key/value arrays; on duplicate keys the last one wins.
+///
+/// Maps of more than 32 keys (hash maps in the VM) are built key by key:
+/// `enif_make_map_from_arrays` sorts them with scheduler-owned scratch memory and crashes
+/// the VM when called from a thread that is not a scheduler (OTP 25), which is where
+/// replies are built.
 fn map_from<'a>(env: Env<'a>, keys: &[Term<'a>], values: &[Term<'a>]) -> Term<'a> {
-    if let Ok(map) = Term::map_from_term_arrays(env, keys, values) {
-        return map;
+    const FLATMAP_LIMIT: usize = 32;
+    if keys.len() <= FLATMAP_LIMIT {
+        if let Ok(map) = Term::map_from_term_arrays(env, keys, values) {
+            return map;
+        }
     }
     let mut map = Term::map_new(env);
     for (k, v) in keys.iter().zip(values) {

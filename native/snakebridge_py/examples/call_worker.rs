@@ -96,7 +96,20 @@ async fn run_against_worker(python: &Path, threads: u32) -> Result<(), Error> {
         .describe_library(proto::DescribeLibraryRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(describe.code(), Code::Unimplemented);
+    assert_eq!(
+        describe.code(),
+        Code::InvalidArgument,
+        "an empty module path"
+    );
+    let described = client
+        .describe_library(proto::DescribeLibraryRequest {
+            module_path: "json".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(described.functions.contains_key("json.dumps"));
+    assert_eq!(described.descriptor_hash.len(), 32);
 
     let (frames, inbound) = mpsc::channel::<Frame>(64);
     let mut replies = client

@@ -6,12 +6,14 @@
 //! - [`call`]: one call, from frame to frame, through the agent's `dispatch` module.
 //! - [`callback`]: Elixir functions as Python callables.
 //! - [`convert`]: values ⇄ Python objects.
+//! - [`describe`]: `DescribeLibrary`, through the agent's `introspect` module.
 //! - [`registry`]: the Python objects the BEAM holds references to.
 //! - [`lifecycle`]: exiting when standard input closes or the parent dies.
 
 pub mod call;
 pub mod callback;
 pub mod convert;
+pub mod describe;
 pub mod lifecycle;
 pub mod pool;
 pub mod registry;

@@ -1,4 +1,4 @@
-//! The gRPC `Worker` service: handshake, the (not yet implemented) describe, and the
+//! The gRPC `Worker` service: handshake, describe (on a blocking thread), and the
 //! `Channel` stream whose call frames go to the thread pool.
 
 use std::sync::Arc;
@@ -78,11 +78,17 @@ impl Worker for WorkerService {
 
     async fn describe_library(
         &self,
-        _request: Request<proto::DescribeLibraryRequest>,
+        request: Request<proto::DescribeLibraryRequest>,
     ) -> Result<Response<proto::DescribeLibraryResponse>, Status> {
-        Err(Status::unimplemented(
-            "DescribeLibrary arrives with the introspection work",
-        ))
+        let request = request.into_inner();
+        // Introspection imports modules and holds the GIL for a while: never on the
+        // runtime's thread.
+        match tokio::task::spawn_blocking(move || crate::describe::describe(&request)).await {
+            Ok(described) => described.map(Response::new),
+            Err(err) => Err(Status::internal(format!(
+                "the introspection task failed: {err}"
+            ))),
+        }
     }
 
     type ChannelStream = UnboundedReceiverStream<Result<Frame, Status>>;

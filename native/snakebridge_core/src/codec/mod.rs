@@ -1,5 +1,6 @@
 //! Codecs: [`Value`] ⇄ bytes in the codec negotiated for a payload.
 
+pub mod json;
 pub mod msgpack;
 
 use crate::proto;

@@ -1,0 +1,46 @@
+defmodule Mix.Tasks.Snakebridge.Clean do
+  @shortdoc "Purges SnakeBridge's descriptor caches"
+  @moduledoc """
+  Purges SnakeBridge's caches.
+
+      mix snakebridge.clean [--all] [--cache-dir PATH]
+
+  Removes the descriptor files (`priv/snakebridge/schemas/*.json`, or `--cache-dir`) and
+  the workers' own introspection caches (`.snakebridge_cache/`). With `--all`, also the
+  venv and native builds under `_build/` that `make setup` creates.
+  """
+  use Mix.Task
+
+  @switches [all: :boolean, cache_dir: :string, help: :boolean]
+
+  @impl true
+  def run(args) do
+    case OptionParser.parse(args, strict: @switches) do
+      {opts, [], []} ->
+        if opts[:help], do: Mix.shell().info(@moduledoc), else: clean(opts)
+
+      {_, rest, invalid} ->
+        Mix.raise(
+          "unexpected arguments #{inspect(rest ++ Enum.map(invalid, &elem(&1, 0)))}; see mix help snakebridge.clean"
+        )
+    end
+  end
+
+  defp clean(opts) do
+    dir =
+      SnakeBridge.Introspection.cache_dir(cache_dir: opts[:cache_dir] || "priv/snakebridge/schemas")
+
+    files = Path.wildcard(Path.join(dir, "*.json"))
+    Enum.each(files, &File.rm!/1)
+    Mix.shell().info("removed #{length(files)} descriptor file(s) from #{dir}")
+    {:ok, removed} = File.rm_rf(".snakebridge_cache")
+    Mix.shell().info("removed #{length(removed)} worker cache entr(ies) in .snakebridge_cache")
+
+    if opts[:all] do
+      for path <- ["_build/venv", "_build/cargo", "priv/native"] do
+        File.rm_rf!(path)
+        Mix.shell().info("removed #{path}")
+      end
+    end
+  end
+end

@@ -1,0 +1,164 @@
+defmodule SnakeBridge.Introspection do
+  @moduledoc """
+  Describes a Python library: every public class (constructor, methods, properties, bases,
+  docstring) and function (parameters with kinds, defaults and types, return type,
+  generator/async flags, docstring), as introspected by a worker with `inspect` and
+  `typing`, and cached so that compiling never needs Python.
+
+  A descriptor is a map with string keys, stored as JSON under the cache directory
+  (`priv/snakebridge/schemas/<integration>.json` by default; stable key order, written
+  atomically). The entry around it records `config_hash`, `library_version`,
+  `python_version`, `cache_key` (a hash of all three) and `descriptor_hash`.
+
+  ## Options
+
+    * `:pool` - the pool whose worker introspects (default `SnakeBridge.Pool`).
+    * `:integration` - the cache's name for the descriptor (default: the module path).
+    * `:depth` - how deep to walk submodules (default 0: the module only).
+    * `:submodules` - submodules to include explicitly.
+    * `:exclude_patterns` - fnmatch patterns of dotted names to leave out.
+    * `:config` - any term the descriptor depends on (an integration's config); it is
+      hashed, and a cached descriptor made for another config is stale.
+    * `:cache_dir` - where descriptor files live (default `priv/snakebridge/schemas`).
+    * `:force` - introspect even when a fresh descriptor is cached.
+    * `:timeout` - milliseconds introspection may take (default 120 000).
+  """
+
+  alias SnakeBridge.{Error, Native, Pool}
+
+  @default_dir "priv/snakebridge/schemas"
+
+  @doc """
+  The descriptor of `module_path`, stored in the cache.
+
+  With a pool running, a worker answers: from its own cache when the config, the
+  library's version and Python's version are unchanged (fast), else by introspecting
+  again (`force: true` always introspects). Without a pool, the cached descriptor is
+  returned when it was made for the same config. Returns `{:ok, entry}` or
+  `{:error, %SnakeBridge.Error{}}`.
+  """
+  @spec describe(String.t(), keyword()) :: {:ok, map()} | {:error, Error.t()}
+  def describe(module_path, opts \\ []) when is_binary(module_path) do
+    integration = to_string(Keyword.get(opts, :integration, module_path))
+
+    case Pool.lookup(Keyword.get(opts, :pool, Pool)) do
+      {:ok, {resource, _}} ->
+        introspect(resource, module_path, integration, opts)
+
+      {:error, no_pool} ->
+        case load(integration, opts) do
+          :miss ->
+            message = "no cached descriptor of #{integration}, and " <> no_pool.message
+            {:error, %{no_pool | message: message}}
+
+          found_or_corrupt ->
+            found_or_corrupt
+        end
+    end
+  end
+
+  @doc """
+  The cached descriptor of `integration`, without Python: `{:ok, entry}`, `:miss` (none,
+  or made for another `:config`), or `{:error, %SnakeBridge.Error{}}` for a corrupt file
+  (the message names the file and the field). Options: `:cache_dir`, `:config`.
+  """
+  @spec load(String.t() | atom(), keyword()) :: {:ok, map()} | :miss | {:error, Error.t()}
+  def load(integration, opts \\ []) do
+    config = if Keyword.has_key?(opts, :config), do: config_bytes(opts), else: nil
+
+    case Native.descriptor_load(cache_dir(opts), to_string(integration), config) do
+      {:error, message} -> {:error, Error.new(:encoding, message)}
+      other -> other
+    end
+  end
+
+  @doc """
+  What changed between two descriptors (entries or bare descriptors): the dotted paths of
+  functions, classes, constructors, methods and properties that were `added`, `removed`
+  or `changed` (with the old and the new signature).
+  """
+  @spec diff(map(), map()) :: %{
+          added: [String.t()],
+          removed: [String.t()],
+          changed: [{String.t(), String.t(), String.t()}]
+        }
+  def diff(old, new) do
+    {old, new} = {signatures(old), signatures(new)}
+    old_keys = MapSet.new(Map.keys(old))
+    new_keys = MapSet.new(Map.keys(new))
+
+    common = old_keys |> MapSet.intersection(new_keys) |> Enum.sort()
+    changed = for key <- common, old[key] != new[key], do: {key, old[key], new[key]}
+
+    %{
+      added: new_keys |> MapSet.difference(old_keys) |> Enum.sort(),
+      removed: old_keys |> MapSet.difference(new_keys) |> Enum.sort(),
+      changed: changed
+    }
+  end
+
+  # Every described name and its signature, flattened: `json.dumps`, `json.JSONDecoder`,
+  # `json.JSONDecoder.__init__`, `json.JSONDecoder.decode`, `pkg.Class.prop`.
+  defp signatures(%{"descriptor" => descriptor}), do: signatures(descriptor)
+
+  defp signatures(descriptor) do
+    functions =
+      for {path, function} <- Map.get(descriptor, "functions", %{}),
+          into: %{},
+          do: {path, function["signature"]}
+
+    classes =
+      for {path, class} <- Map.get(descriptor, "classes", %{}),
+          entry <- class_signatures(path, class),
+          into: %{},
+          do: entry
+
+    Map.merge(functions, classes)
+  end
+
+  defp class_signatures(path, class) do
+    bases = "class(" <> Enum.join(class["bases"] || [], ", ") <> ")"
+    constructor = class["constructor"] || %{}
+    methods = for {name, m} <- class["methods"] || %{}, do: {"#{path}.#{name}", m["signature"]}
+
+    properties =
+      for p <- class["properties"] || [],
+          do:
+            {"#{path}.#{p["name"]}",
+             if(p["readonly"], do: "property (read-only)", else: "property")}
+
+    [{path, bases}, {"#{path}.__init__", constructor["signature"]} | methods ++ properties]
+  end
+
+  @doc false
+  def cache_dir(opts), do: Keyword.get(opts, :cache_dir, @default_dir) |> Path.expand()
+
+  defp config_bytes(opts),
+    do: :erlang.term_to_binary(Keyword.get(opts, :config), [:deterministic])
+
+  defp introspect(resource, module_path, integration, opts) do
+    tag = make_ref()
+    timeout = Keyword.get(opts, :timeout, 120_000)
+
+    :ok =
+      Native.describe(
+        resource,
+        cache_dir(opts),
+        integration,
+        module_path,
+        Enum.map(Keyword.get(opts, :submodules, []), &to_string/1),
+        Keyword.get(opts, :depth, 0),
+        Keyword.get(opts, :exclude_patterns, []),
+        config_bytes(opts),
+        Keyword.get(opts, :force, false),
+        timeout,
+        self(),
+        tag
+      )
+
+    receive do
+      {^tag, {:ok, entry}} -> {:ok, entry}
+      {^tag, {:error, error}} -> {:error, Error.from_native(error, module_path)}
+    end
+  end
+end
