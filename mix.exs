@@ -115,7 +115,7 @@ defmodule SnakeBridge.MixProject do
 
   def application do
     [
-      extra_applications: [:logger],
+      extra_applications: [:logger, :crypto],
       mod: {SnakeBridge.Application, []}
     ]
   end

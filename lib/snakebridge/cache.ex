@@ -12,6 +12,7 @@ defmodule SnakeBridge.Cache do
   @spec invalidate!(atom() | String.t(), keyword()) :: boolean()
   def invalidate!(integration, opts \\ []) do
     dir = SnakeBridge.Introspection.cache_dir(opts)
+    SnakeBridge.Introspection.forget(Path.join(dir, "#{integration}.json"))
 
     case SnakeBridge.Native.descriptor_invalidate(dir, to_string(integration)) do
       {:ok, removed?} -> removed?

@@ -64,12 +64,53 @@ defmodule SnakeBridge.Introspection do
   """
   @spec load(String.t() | atom(), keyword()) :: {:ok, map()} | :miss | {:error, Error.t()}
   def load(integration, opts \\ []) do
-    config = if Keyword.has_key?(opts, :config), do: config_bytes(opts), else: nil
+    file = Path.join(cache_dir(opts), "#{integration}.json")
 
-    case Native.descriptor_load(cache_dir(opts), to_string(integration), config) do
-      {:error, message} -> {:error, Error.new(:encoding, message)}
-      other -> other
+    # A loaded descriptor is kept in :persistent_term (reads copy nothing), valid while its
+    # file is the same (inode, size, modification time: every write is a rename, so a new
+    # inode); otherwise the core reads, validates and converts the file again.
+    entry =
+      with {:ok, stat} <- File.stat(file, time: :posix),
+           {^stat, entry} <- :persistent_term.get({__MODULE__, file}, nil) do
+        {:ok, entry}
+      else
+        _ -> load_file(file, to_string(integration), opts)
+      end
+
+    case entry do
+      {:ok, entry} -> if config_matches?(entry, opts), do: {:ok, entry}, else: :miss
+      miss_or_error -> miss_or_error
     end
+  end
+
+  defp load_file(file, integration, opts) do
+    case Native.descriptor_load(cache_dir(opts), integration, nil) do
+      {:ok, entry} ->
+        with {:ok, stat} <- File.stat(file, time: :posix) do
+          :persistent_term.put({__MODULE__, file}, {stat, entry})
+        end
+
+        {:ok, entry}
+
+      {:error, message} ->
+        {:error, Error.new(:encoding, message)}
+
+      :miss ->
+        :miss
+    end
+  end
+
+  defp config_matches?(entry, opts) do
+    not Keyword.has_key?(opts, :config) or
+      entry["config_hash"] ==
+        :crypto.hash(:sha256, config_bytes(opts)) |> Base.encode16(case: :lower)
+  end
+
+  @doc false
+  # Drops the memo of a descriptor file (after it was invalidated or rewritten).
+  def forget(file) do
+    :persistent_term.erase({__MODULE__, file})
+    :ok
   end
 
   @doc """
@@ -157,8 +198,12 @@ defmodule SnakeBridge.Introspection do
       )
 
     receive do
-      {^tag, {:ok, entry}} -> {:ok, entry}
-      {^tag, {:error, error}} -> {:error, Error.from_native(error, module_path)}
+      {^tag, {:ok, entry}} ->
+        forget(Path.join(cache_dir(opts), "#{integration}.json"))
+        {:ok, entry}
+
+      {^tag, {:error, error}} ->
+        {:error, Error.from_native(error, module_path)}
     end
   end
 end

@@ -1,0 +1,94 @@
+defmodule SnakeBridge.MixTasksTest do
+  use ExUnit.Case, async: false
+
+  import ExUnit.CaptureIO
+
+  @moduletag :tmp_dir
+
+  test "every task answers --help" do
+    for task <- [
+          Mix.Tasks.Snakebridge.Discover,
+          Mix.Tasks.Snakebridge.Diff,
+          Mix.Tasks.Snakebridge.Clean,
+          Mix.Tasks.Snakebridge.Setup
+        ] do
+      assert capture_io(fn -> task.run(["--help"]) end) =~ "mix snakebridge."
+    end
+  end
+
+  test "setup --check reports what the venv lacks, and setup installs nothing twice", %{
+    tmp_dir: dir
+  } do
+    venv = Path.dirname(Path.dirname(SnakeBridge.Pool.default_python()))
+
+    assert capture_io(fn ->
+             Mix.Tasks.Snakebridge.Setup.run(["--venv", venv, "--deps", "numpy", "--check"])
+           end) =~
+             "are installed"
+
+    output =
+      capture_io(fn ->
+        assert catch_exit(
+                 Mix.Tasks.Snakebridge.Setup.run(["--venv", venv, "--deps", "numpy>=999", "--check"])
+               ) == {:shutdown, 1}
+      end)
+
+    assert output =~ "missing: numpy>=999"
+
+    assert capture_io(fn -> Mix.Tasks.Snakebridge.Setup.run(["--venv", venv, "--deps", "numpy"]) end) =~
+             "are installed"
+
+    assert dir
+  end
+
+  test "diff exits 0 when nothing changed and 1 when the API did", %{tmp_dir: dir} do
+    cache = Path.join(dir, "schemas")
+    module = Path.join(SnakeBridge.TestPool.fixtures_path(), "sb_diff_generated.py")
+    on_exit(fn -> File.rm(module) end)
+
+    # Version 1, described by a worker of its own (a fresh process imports it).
+    File.write!(
+      module,
+      "def kept(x):\n    pass\n\ndef changed(a):\n    pass\n\ndef removed():\n    pass\n"
+    )
+
+    name = :"diff_pool_#{System.unique_integer([:positive])}"
+    start_supervised!({SnakeBridge.TestPool, name: name, size: 1})
+    {:ok, _} = SnakeBridge.Introspection.describe("sb_diff_generated", pool: name, cache_dir: cache)
+    stop_supervised!(name)
+
+    # Version 2; the default pool's worker has never imported the module.
+    File.write!(
+      module,
+      "def kept(x):\n    pass\n\ndef changed(a, b=1):\n    pass\n\ndef added():\n    pass\n"
+    )
+
+    output =
+      capture_io(fn ->
+        assert catch_exit(
+                 Mix.Tasks.Snakebridge.Diff.run(["sb_diff_generated", "--cache-dir", cache])
+               ) ==
+                 {:shutdown, 1}
+      end)
+
+    assert output =~ "+ sb_diff_generated.added"
+    assert output =~ "- sb_diff_generated.removed"
+    assert output =~ "~ sb_diff_generated.changed: (a) -> (a, b=1)"
+    refute output =~ "sb_diff_generated.kept"
+
+    {:ok, _} = SnakeBridge.Introspection.describe("json", cache_dir: cache)
+
+    assert capture_io(fn -> Mix.Tasks.Snakebridge.Diff.run(["json", "--cache-dir", cache]) end) =~
+             "json: no differences"
+  end
+
+  test "clean removes descriptor files", %{tmp_dir: dir} do
+    cache = Path.join(dir, "schemas")
+    {:ok, _} = SnakeBridge.Introspection.describe("math", cache_dir: cache)
+
+    assert capture_io(fn -> Mix.Tasks.Snakebridge.Clean.run(["--cache-dir", cache]) end) =~
+             "removed 1"
+
+    assert Path.wildcard(Path.join(cache, "*.json")) == []
+  end
+end
