@@ -224,5 +224,15 @@ defmodule SnakeBridge.IntrospectionTest do
     assert_raise Mix.Error, ~r/exists/, fn ->
       Mix.Tasks.Snakebridge.Discover.run(["json", "--output", output, "--cache-dir", cache])
     end
+
+    assert_raise Mix.Error, ~r/failed/, fn ->
+      ExUnit.CaptureIO.capture_io(fn ->
+        Mix.Tasks.Snakebridge.Discover.run([
+          "no_such_module_xyz",
+          "--output",
+          Path.join(dir, "x.exs")
+        ])
+      end)
+    end
   end
 end

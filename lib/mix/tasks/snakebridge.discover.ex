@@ -5,13 +5,16 @@ defmodule Mix.Tasks.Snakebridge.Discover do
   descriptor in the cache.
 
       mix snakebridge.discover MODULE [--depth N] [--submodules a,b] [--exclude PATTERN,...]
-                                      [--output PATH] [--cache-dir PATH] [--force]
+                                      [--output PATH] [--cache-dir PATH] [--prefix MODULE]
+                                      [--force]
 
     * `--depth N` - walk submodules N levels deep (default 0).
     * `--submodules a,b` - submodules to include explicitly.
     * `--exclude p,q` - fnmatch patterns of dotted names to leave out.
     * `--output PATH` - where the config goes (default `config/snakebridge/MODULE.exs`).
     * `--cache-dir PATH` - where descriptors go (default `priv/snakebridge/schemas`).
+    * `--prefix MODULE` - the Elixir namespace of the generated modules (default: the
+      Python module camelized, e.g. `Dspy`).
     * `--force` - introspect again even if nothing changed, and overwrite an existing
       config.
 
@@ -25,6 +28,7 @@ defmodule Mix.Tasks.Snakebridge.Discover do
     exclude: :string,
     output: :string,
     cache_dir: :string,
+    prefix: :string,
     force: :boolean,
     help: :boolean
   ]
@@ -63,6 +67,7 @@ defmodule Mix.Tasks.Snakebridge.Discover do
     ]
 
     Mix.shell().info("Introspecting #{module} (depth #{describe_opts[:depth]}) ...")
+    progress(module, describe_opts)
 
     {micros, result} =
       :timer.tc(fn -> SnakeBridge.Introspection.describe(module, describe_opts) end)
@@ -79,13 +84,58 @@ defmodule Mix.Tasks.Snakebridge.Discover do
     report(entry, micros)
     File.mkdir_p!(Path.dirname(output))
 
+    prefix = if opts[:prefix], do: [module_prefix: opts[:prefix]], else: []
+
     File.write!(
       output,
-      SnakeBridge.Config.Formatter.format(entry, describe_opts ++ [module_path: module])
+      SnakeBridge.Config.Formatter.format(entry, prefix ++ describe_opts ++ [module_path: module])
     )
 
     Mix.shell().info("Wrote #{output} and #{Path.join(cache_dir, module <> ".json")}")
   end
+
+  # Walks the modules one by one on one worker, printing each as it is described.
+  defp progress(module, opts) do
+    args = [module, opts[:submodules], opts[:depth], opts[:exclude_patterns]]
+
+    SnakeBridge.Session.with_session(fn session ->
+      case SnakeBridge.call("snakebridge_agent.introspect", "module_names", args, [],
+             session: session,
+             timeout: 120_000
+           ) do
+        {:ok, names} ->
+          total = length(names)
+
+          names
+          |> Enum.with_index(1)
+          |> Enum.each(fn {name, index} ->
+            {micros, described} =
+              :timer.tc(fn ->
+                SnakeBridge.call(
+                  "snakebridge_agent.introspect",
+                  "describe",
+                  [name, [], 0, opts[:exclude_patterns]],
+                  [],
+                  session: session,
+                  timeout: 120_000
+                )
+              end)
+
+            Mix.shell().info(
+              "  [#{index}/#{total}] #{name}: #{summary(described)} (#{div(micros, 1000)} ms)"
+            )
+          end)
+
+        {:error, error} ->
+          Mix.raise("introspection of #{module} failed: #{Exception.message(error)}")
+      end
+    end)
+  end
+
+  defp summary({:ok, %{"classes" => classes, "functions" => functions}}),
+    do: "#{map_size(classes)} classes, #{map_size(functions)} functions"
+
+  defp summary({:error, error}), do: "failed: #{error.message}"
 
   # One line per module: what it holds.
   defp report(%{"descriptor" => descriptor} = entry, micros) do

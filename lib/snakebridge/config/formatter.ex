@@ -94,7 +94,7 @@ defmodule SnakeBridge.Config.Formatter do
   end
 
   defp elixir_name(python_name) do
-    name = python_name |> String.trim_leading("_") |> Macro.underscore()
+    name = python_name |> String.trim("_") |> Macro.underscore()
     String.to_atom(if name == "", do: python_name, else: name)
   end
 

@@ -119,6 +119,14 @@ def describe_cached(
     return out
 
 
+def module_names(
+    module_path: str, submodules: list[str], depth: int, exclude_patterns: list[str]
+) -> list[str]:
+    """The modules `describe` walks for these arguments, in order (importing them)."""
+    describer = _Describer(module_path, list(submodules), depth, list(exclude_patterns))
+    return [module.__name__ for module in describer.modules(_import_top(module_path))]
+
+
 def canonical_json(result: dict) -> str:
     """The result as sorted JSON text, without insignificant whitespace."""
     return json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
