@@ -11,6 +11,7 @@
 //! - [`pool`]: N workers, dispatch, deadlines, replacement of crashed workers.
 //! - [`auth`]: the per-run token.
 //! - [`cache`]: answers of cacheable calls.
+//! - [`config`]: the schema and validation of integration configs.
 //! - [`descriptor`]: the descriptor cache (what introspection learned, hot and on disk).
 //! - [`stats`]: a pool's counters.
 //! - [`callback`]: Python calling functions that live in the BEAM.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod cache;
 pub mod callback;
 pub mod codec;
+pub mod config;
 pub mod descriptor;
 pub mod error;
 pub mod pool;

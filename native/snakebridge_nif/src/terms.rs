@@ -47,6 +47,9 @@ pub struct Refs {
     /// Functions are kept for as long as the pool lives (worker init calls: every worker
     /// gets a callable for the same function), not until Python drops them.
     pub permanent_callbacks: bool,
+    /// Functions stand for themselves without being kept for Python (a config that is
+    /// only validated).
+    pub inert_callbacks: bool,
 }
 
 impl Refs {
@@ -57,7 +60,7 @@ impl Refs {
             Some(session) => Refs {
                 pin: Some(session.worker().clone()),
                 stale: session.unusable().map(str::to_owned),
-                permanent_callbacks: false,
+                ..Refs::default()
             },
         }
     }
@@ -123,10 +126,7 @@ pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, U
         TermType::Tuple => {
             let items = get_tuple(term).map_err(|_| Unsupported::at(path, "bad tuple"))?;
             if is_elixir_mfa(&items) {
-                return Ok(Value::Callback(callbacks::register(
-                    term,
-                    refs.permanent_callbacks,
-                )));
+                return Ok(function_value(term, refs));
             }
             seq(&items, path, refs).map(Value::Tuple)
         }
@@ -137,11 +137,18 @@ pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, U
             path,
             "a reference cannot be sent to Python",
         )),
-        TermType::Fun => Ok(Value::Callback(callbacks::register(
-            term,
-            refs.permanent_callbacks,
-        ))),
+        TermType::Fun => Ok(function_value(term, refs)),
         TermType::Unknown => Err(Unsupported::at(path, "a term of unknown type")),
+    }
+}
+
+/// A function among the arguments: kept for Python to call (unless the value is only
+/// being inspected).
+fn function_value(term: Term, refs: &Refs) -> Value {
+    if refs.inert_callbacks {
+        Value::Callback(0)
+    } else {
+        Value::Callback(callbacks::register(term, refs.permanent_callbacks))
     }
 }
 
