@@ -38,11 +38,39 @@ Demo.show("datetime.date.fromisoformat(\"2026-11-24\")", fn ->
   SnakeBridge.call("datetime", "date.fromisoformat", ["2026-11-24"])
 end)
 
-Demo.show("collections.Counter(\"abracadabra\") as dict", fn ->
-  SnakeBridge.call("builtins", "dict", [
-    SnakeBridge.call!("collections", "Counter", ["abracadabra"])
-  ])
+Demo.show("collections.Counter(\"abracadabra\")", fn ->
+  SnakeBridge.call("collections", "Counter", ["abracadabra"])
 end)
+
+IO.puts("\nLive objects, streams and callbacks:")
+{:ok, path} = SnakeBridge.call("pathlib", "PurePosixPath", ["/srv/data/report.csv"])
+IO.puts("  #{inspect(path)}  suffix=#{SnakeBridge.get_attr!(path, :suffix)}")
+first = SnakeBridge.stream("itertools", "count", [1]) |> Enum.take(5)
+IO.puts("  itertools.count(1) |> Enum.take(5) = #{inspect(first)}")
+sorted = SnakeBridge.call!("builtins", "sorted", [["ccc", "a", "bb"]], key: &String.length/1)
+IO.puts("  sorted(key=&String.length/1) = #{inspect(sorted)}")
+
+IO.puts("\nDescribing a library (introspection through a worker, cached as JSON):")
+cache_dir = Path.join(System.tmp_dir!(), "snakebridge-demo-schemas")
+
+{micros, {:ok, entry}} =
+  :timer.tc(fn -> SnakeBridge.Introspection.describe("json", cache_dir: cache_dir, depth: 1) end)
+
+descriptor = entry["descriptor"]
+dumps = descriptor["functions"]["json.dumps"]
+
+IO.puts(
+  "  json #{entry["library_version"]}: #{map_size(descriptor["classes"])} classes, " <>
+    "#{map_size(descriptor["functions"])} functions in #{div(micros, 1000)} ms"
+)
+
+IO.puts("  json.dumps#{dumps["signature"]}")
+IO.puts("  #{dumps["docstring"] |> String.split("\n") |> hd()}")
+
+{micros, {:ok, _}} =
+  :timer.tc(fn -> SnakeBridge.Introspection.load("json", cache_dir: cache_dir) end)
+
+IO.puts("  loaded again from the cache in #{micros} µs, without Python")
 
 IO.puts("\nErrors are values:")
 {:error, error} = SnakeBridge.call("math", "sqrt", [-1])
