@@ -4,7 +4,8 @@ defmodule SnakeBridge.Config do
 
   A config is a map (written by hand or by `mix snakebridge.discover`, usually as
   `config/snakebridge/<module>.exs`) with the keys of the seed's DSPy example:
-  `python_module` (required), `integration_id`, `version`, `description`,
+  `python_module` (required), `integration_id`, `elixir_module` (the namespace of the
+  generated modules), `version`, `description`,
   `introspection` (`enabled`, `cache_path`, `discovery_depth`, `submodules`,
   `exclude_patterns`), `classes` (`python_path`, `elixir_module`, `description`,
   `extends`, `singleton`, `constructor` with `args`/`session_aware`/`timeout`, `methods`

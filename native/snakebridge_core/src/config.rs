@@ -11,8 +11,10 @@ use crate::value::Value;
 /// What a key's value must be.
 #[derive(Debug, Clone, Copy)]
 enum Kind {
-    /// A string or an atom.
+    /// A non-empty string or an atom.
     Name,
+    /// Any string (documentation, possibly empty).
+    Text,
     Bool,
     /// A non-negative integer.
     Count,
@@ -52,7 +54,7 @@ const CONSTRUCTOR: &Schema = &[
 const METHOD: &Schema = &[
     ("name", Kind::Name, true),
     ("elixir_name", Kind::Name, false),
-    ("description", Kind::Name, false),
+    ("description", Kind::Text, false),
     ("streaming", Kind::Bool, false),
     ("args", Kind::Any, false),
     ("returns", Kind::Any, false),
@@ -69,7 +71,7 @@ const PROPERTY: &Schema = &[
 const CLASS: &Schema = &[
     ("python_path", Kind::Name, true),
     ("elixir_module", Kind::Name, false),
-    ("description", Kind::Name, false),
+    ("description", Kind::Text, false),
     ("extends", Kind::Name, false),
     ("singleton", Kind::Bool, false),
     ("constructor", Kind::Map(CONSTRUCTOR), false),
@@ -81,7 +83,7 @@ const CLASS: &Schema = &[
 const FUNCTION: &Schema = &[
     ("python_path", Kind::Name, true),
     ("elixir_name", Kind::Name, false),
-    ("description", Kind::Name, false),
+    ("description", Kind::Text, false),
     ("args", Kind::Any, false),
     ("pure", Kind::Bool, false),
     ("cacheable", Kind::Bool, false),
@@ -92,7 +94,7 @@ const FUNCTION: &Schema = &[
 const TOOL: &Schema = &[
     ("python_name", Kind::Name, true),
     ("function", Kind::Function, true),
-    ("description", Kind::Name, false),
+    ("description", Kind::Text, false),
 ];
 
 const TOOLS: &Schema = &[
@@ -135,8 +137,10 @@ const INIT_CALL: &Schema = &[
 const CONFIG: &Schema = &[
     ("python_module", Kind::Name, true),
     ("integration_id", Kind::Name, false),
+    // The Elixir namespace of the generated modules (default: the module camelized).
+    ("elixir_module", Kind::Name, false),
     ("version", Kind::Name, false),
-    ("description", Kind::Name, false),
+    ("description", Kind::Text, false),
     ("introspection", Kind::Map(INTROSPECTION), false),
     ("classes", Kind::ListOf(CLASS), false),
     ("functions", Kind::ListOf(FUNCTION), false),
@@ -255,6 +259,11 @@ fn check(value: &Value, kind: Kind, path: &str, errors: &mut Vec<ConfigError>) {
     };
     match kind {
         Kind::Any => {}
+        Kind::Text => {
+            if !matches!(value, Value::Str(_)) {
+                fail("a string");
+            }
+        }
         Kind::Name => {
             if !matches!(value, Value::Str(s) if !s.is_empty()) {
                 fail("a non-empty string or atom");

@@ -12,6 +12,7 @@
 //! - [`auth`]: the per-run token.
 //! - [`cache`]: answers of cacheable calls.
 //! - [`config`]: the schema and validation of integration configs.
+//! - [`plan`]: the Elixir modules and functions a config generates.
 //! - [`descriptor`]: the descriptor cache (what introspection learned, hot and on disk).
 //! - [`stats`]: a pool's counters.
 //! - [`callback`]: Python calling functions that live in the BEAM.
@@ -23,6 +24,7 @@ pub mod codec;
 pub mod config;
 pub mod descriptor;
 pub mod error;
+pub mod plan;
 pub mod pool;
 pub mod proto;
 pub mod stats;

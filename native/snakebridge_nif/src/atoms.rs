@@ -48,5 +48,6 @@ rustler::atoms! {
     already_answered,
     name,
     miss,
+    no_descriptor,
     __struct__,
 }

@@ -23,7 +23,7 @@ use crate::{atoms, runtime, terms};
 static CACHES: LazyLock<Mutex<HashMap<PathBuf, Arc<DescriptorCache>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-fn cache(dir: &str) -> Arc<DescriptorCache> {
+pub(crate) fn cache(dir: &str) -> Arc<DescriptorCache> {
     let dir = PathBuf::from(dir);
     let mut caches = CACHES.lock().unwrap_or_else(|p| p.into_inner());
     Arc::clone(
