@@ -863,9 +863,18 @@ class _Describer:
                 continue
         try:
             returns = _type("CLASS", _qualified_name(cls))
-            described = self.describe_function(
-                cls, "__init__", f"{path}.__init__", "KIND_METHOD", owner=cls, return_type=returns
-            )
+            init = getattr(cls, "__init__", None)
+            if type(cls).__call__ is not type.__call__ and inspect.isfunction(init):
+                # A metaclass `__call__` (e.g. `(*args, **kwargs)`) hides the real
+                # constructor from `inspect.signature(cls)`: describe `__init__` instead.
+                described = self.describe_function(
+                    init, "__init__", f"{path}.__init__", "KIND_METHOD",
+                    drop_first=True, owner=cls, return_type=returns,
+                )
+            else:
+                described = self.describe_function(
+                    cls, "__init__", f"{path}.__init__", "KIND_METHOD", owner=cls, return_type=returns
+                )
         except Exception as exc:
             self.warn(f"cannot describe the constructor of {path}: {_error(exc)}")
             return self.describe_function(lambda *args, **kwargs: None, "__init__", f"{path}.__init__", "KIND_METHOD")
