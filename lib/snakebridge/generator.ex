@@ -160,7 +160,7 @@ defmodule SnakeBridge.Generator do
 
     case kind do
       "getter" ->
-        call = quote(do: Runtime.get_attr(unquote(ref), unquote(f["target"]), unquote(opts)))
+        call = runtime(:get_attr, [ref, f["target"], opts])
 
         spec =
           quote(
@@ -174,10 +174,7 @@ defmodule SnakeBridge.Generator do
       "setter" ->
         [value_type] = arg_types
 
-        call =
-          quote(
-            do: Runtime.set_attr(unquote(ref), unquote(f["target"]), unquote(value), unquote(opts))
-          )
+        call = runtime(:set_attr, [ref, f["target"], value, opts])
 
         spec =
           quote(
@@ -198,30 +195,8 @@ defmodule SnakeBridge.Generator do
         ]
 
       "method" ->
-        call =
-          if streaming,
-            do:
-              quote(
-                do:
-                  Runtime.stream_method(
-                    unquote(ref),
-                    unquote(f["target"]),
-                    unquote(call_args),
-                    unquote(kwargs),
-                    unquote(timed)
-                  )
-              ),
-            else:
-              quote(
-                do:
-                  Runtime.call_method(
-                    unquote(ref),
-                    unquote(f["target"]),
-                    unquote(call_args),
-                    unquote(kwargs),
-                    unquote(timed)
-                  )
-              )
+        fun = if streaming, do: :stream_method, else: :call_method
+        call = runtime(fun, [ref, f["target"], call_args, kwargs, timed])
 
         spec_args =
           [quote(do: SnakeBridge.Ref.t()) | arg_types] ++
@@ -243,17 +218,7 @@ defmodule SnakeBridge.Generator do
       "constructor" ->
         {module, class} = split(f["target"])
 
-        call =
-          quote(
-            do:
-              Runtime.create_instance(
-                unquote(module),
-                unquote(class),
-                unquote(call_args),
-                unquote(kwargs),
-                unquote(timed)
-              )
-          )
+        call = runtime(:create_instance, [module, class, call_args, kwargs, timed])
 
         spec_args = arg_types ++ [quote(do: keyword() | map()), quote(do: keyword())]
 
@@ -273,35 +238,16 @@ defmodule SnakeBridge.Generator do
       "function" ->
         {module, function} = split(f["target"])
 
-        call =
-          if streaming,
-            do:
-              quote(
-                do:
-                  Runtime.stream(
-                    unquote(module),
-                    unquote(function),
-                    unquote(call_args),
-                    unquote(kwargs),
-                    unquote(timed)
-                  )
-              ),
-            else:
-              quote(
-                do:
-                  Runtime.call(
-                    unquote(module),
-                    unquote(function),
-                    unquote(call_args),
-                    unquote(kwargs),
-                    unquote(timed)
-                  )
-              )
+        fun = if streaming, do: :stream, else: :call
+        call = runtime(fun, [module, function, call_args, kwargs, timed])
 
         spec_args = arg_types ++ [quote(do: keyword() | map()), quote(do: keyword())]
         callable(name, bang, args, spec_args, returns, streaming, call, f["doc"], kwargs, opts)
     end
   end
+
+  # A call of `SnakeBridge.Runtime.fun(args...)`.
+  defp runtime(fun, args), do: quote(do: Runtime.unquote(fun)(unquote_splicing(args)))
 
   # `opts` with the configured timeout as default.
   defp timed_opts(opts, nil), do: opts

@@ -1,33 +1,52 @@
-//! Config validation NIF: the Elixir config term is checked by the core's schema.
+//! Config NIFs: the Elixir config term is checked by the core's schema, and planned into
+//! the modules the generator writes.
 
 use rustler::{Encoder, Env, Term};
 
-use snakebridge_core::config;
+use snakebridge_core::config::{self, ConfigError};
 use snakebridge_core::value::Path;
+use snakebridge_core::Value;
 
 use crate::{atoms, terms};
 
-/// `:ok`, or `{:error, [{path, message}]}` with every problem of the config.
-#[rustler::nif]
-fn config_validate<'a>(env: Env<'a>, config: Term<'a>) -> Term<'a> {
+/// The config as a value, or the problems that keep it from being one. Functions in it
+/// (result transforms, tools) are only inspected, not kept for Python.
+fn config_value(config: Term) -> Result<Value, Vec<ConfigError>> {
     let mut refs = terms::Refs {
         inert_callbacks: true,
         ..terms::Refs::default()
     };
-    let value = match terms::to_value(config, &mut Path::root("config"), &mut refs) {
-        Ok(value) => value,
-        Err(unsupported) => {
-            let problem = (unsupported.path, unsupported.message);
-            return (atoms::error(), vec![problem]).encode(env);
-        }
-    };
+    terms::to_value(config, &mut Path::root("config"), &mut refs).map_err(|unsupported| {
+        vec![ConfigError {
+            path: unsupported.path,
+            message: unsupported.message,
+        }]
+    })
+}
+
+/// `{:error, [{path, message}]}`.
+fn problems(env: Env<'_>, errors: Vec<ConfigError>) -> Term<'_> {
+    let problems: Vec<(String, String)> = errors.into_iter().map(|e| (e.path, e.message)).collect();
+    (atoms::error(), problems).encode(env)
+}
+
+/// The config's value, validated.
+fn valid_config(config: Term) -> Result<Value, Vec<ConfigError>> {
+    let value = config_value(config)?;
     let errors = config::validate(&value);
     if errors.is_empty() {
-        atoms::ok().encode(env)
+        Ok(value)
     } else {
-        let problems: Vec<(String, String)> =
-            errors.into_iter().map(|e| (e.path, e.message)).collect();
-        (atoms::error(), problems).encode(env)
+        Err(errors)
+    }
+}
+
+/// `:ok`, or `{:error, [{path, message}]}` with every problem of the config.
+#[rustler::nif]
+fn config_validate<'a>(env: Env<'a>, config: Term<'a>) -> Term<'a> {
+    match valid_config(config) {
+        Ok(_) => atoms::ok().encode(env),
+        Err(errors) => problems(env, errors),
     }
 }
 
@@ -41,37 +60,19 @@ fn generator_plan<'a>(
     dir: String,
     integration: String,
 ) -> Term<'a> {
-    let mut refs = terms::Refs {
-        inert_callbacks: true,
-        ..terms::Refs::default()
-    };
-    let value = match terms::to_value(config, &mut Path::root("config"), &mut refs) {
+    let value = match valid_config(config) {
         Ok(value) => value,
-        Err(unsupported) => {
-            return (
-                atoms::error(),
-                vec![(unsupported.path, unsupported.message)],
-            )
-                .encode(env)
-        }
+        Err(errors) => return problems(env, errors),
     };
-    let problems = |errors: Vec<config::ConfigError>| {
-        let problems: Vec<(String, String)> =
-            errors.into_iter().map(|e| (e.path, e.message)).collect();
-        (atoms::error(), problems).encode(env)
-    };
-    let errors = config::validate(&value);
-    if !errors.is_empty() {
-        return problems(errors);
-    }
     let entry = match crate::describe::cache(&dir).load(&integration, None) {
         Ok(Some(entry)) => entry,
         Ok(None) => return (atoms::error(), atoms::no_descriptor()).encode(env),
         Err(err) => {
-            return problems(vec![config::ConfigError {
+            let error = ConfigError {
                 path: "descriptor".into(),
                 message: err.to_string(),
-            }])
+            };
+            return problems(env, vec![error]);
         }
     };
     match snakebridge_core::plan::plan(&value, &entry.descriptor) {
@@ -80,6 +81,6 @@ fn generator_plan<'a>(
             terms::from_value(env, &plan, &terms::Origin::none()),
         )
             .encode(env),
-        Err(errors) => problems(errors),
+        Err(errors) => problems(env, errors),
     }
 }
