@@ -31,8 +31,6 @@ defmodule SnakeBridge.Generator do
   `priv/snakebridge/schemas`); when it is missing, run `mix snakebridge.discover`.
   """
 
-  alias SnakeBridge.Runtime
-
   defmacro __using__(opts) do
     source =
       case Macro.expand(Keyword.fetch!(opts, :config), __CALLER__) do
@@ -247,7 +245,8 @@ defmodule SnakeBridge.Generator do
   end
 
   # A call of `SnakeBridge.Runtime.fun(args...)`.
-  defp runtime(fun, args), do: quote(do: Runtime.unquote(fun)(unquote_splicing(args)))
+  defp runtime(fun, args),
+    do: quote(do: SnakeBridge.Runtime.unquote(fun)(unquote_splicing(args)))
 
   # `opts` with the configured timeout as default.
   defp timed_opts(opts, nil), do: opts

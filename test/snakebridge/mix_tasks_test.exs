@@ -10,7 +10,8 @@ defmodule SnakeBridge.MixTasksTest do
           Mix.Tasks.Snakebridge.Discover,
           Mix.Tasks.Snakebridge.Diff,
           Mix.Tasks.Snakebridge.Clean,
-          Mix.Tasks.Snakebridge.Setup
+          Mix.Tasks.Snakebridge.Setup,
+          Mix.Tasks.Snakebridge.Gen
         ] do
       assert capture_io(fn -> task.run(["--help"]) end) =~ "mix snakebridge."
     end
@@ -90,5 +91,39 @@ defmodule SnakeBridge.MixTasksTest do
              "removed 1"
 
     assert Path.wildcard(Path.join(cache, "*.json")) == []
+  end
+end
+
+defmodule SnakeBridge.GenTaskTest do
+  use ExUnit.Case, async: false
+
+  import ExUnit.CaptureIO
+
+  @moduletag :tmp_dir
+
+  test "mix snakebridge.gen writes source that compiles to working modules", %{tmp_dir: dir} do
+    config = Path.join(dir, "json.exs")
+
+    File.write!(config, """
+    %{
+      python_module: "json",
+      elixir_module: SnakeBridge.GenTest.JSON,
+      introspection: %{cache_path: "test/fixtures/schemas"},
+      functions: [%{python_path: "json.dumps"}]
+    }
+    """)
+
+    output = Path.join(dir, "lib")
+    log = capture_io(fn -> Mix.Tasks.Snakebridge.Gen.run([config, "--output", output]) end)
+    file = Path.join(output, "snake_bridge/gen_test/json.ex")
+    assert log =~ file
+    source = File.read!(file)
+    assert source =~ "defmodule SnakeBridge.GenTest.JSON do"
+    assert source =~ "Python: `json.dumps(obj, *"
+
+    [{module, _}] = Code.compile_file(file)
+    assert apply(module, :dumps!, [[1]]) == "[1]"
+
+    assert_raise Mix.Error, ~r/--output/, fn -> Mix.Tasks.Snakebridge.Gen.run([config]) end
   end
 end
