@@ -46,10 +46,10 @@ impl RefResource {
         if self.released.load(Ordering::Acquire) {
             return Some("the object was released");
         }
-        match self.worker.upgrade() {
-            Some(worker) if worker.is_alive() => None,
-            _ => Some("the worker holding the object died; the object is gone"),
+        if !worker_alive(&self.worker) {
+            return Some("the worker holding the object died; the object is gone");
         }
+        None
     }
 
     /// Releases the object in its worker (once; later calls do nothing).
@@ -60,6 +60,11 @@ impl RefResource {
             }
         }
     }
+}
+
+/// Whether a worker something is pinned to (an object, a session) still runs.
+pub fn worker_alive(worker: &Weak<Worker>) -> bool {
+    worker.upgrade().is_some_and(|w| w.is_alive())
 }
 
 impl Drop for RefResource {

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use snakebridge_core::{auth, Worker};
 
 use crate::pool::PoolResource;
+use crate::refs::worker_alive;
 use crate::reply::Reply;
 use crate::{atoms, runtime, terms};
 
@@ -44,10 +45,10 @@ impl SessionResource {
         if self.released.load(Ordering::Acquire) {
             return Some("the session was released");
         }
-        match self.worker.upgrade() {
-            Some(worker) if worker.is_alive() => None,
-            _ => Some("the session's worker died; its objects are gone"),
+        if !worker_alive(&self.worker) {
+            return Some("the session's worker died; its objects are gone");
         }
+        None
     }
 
     fn release(&self) {

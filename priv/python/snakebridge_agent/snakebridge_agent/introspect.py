@@ -686,14 +686,7 @@ class _Describer:
     def signature(self, target: Any, path: str, drop_first: bool, owner: type | None, name: str):
         """(parameters, return type, signature text) of `target`, with the fallbacks."""
         namespace = _namespace_of(target)
-        sig = None
-        try:
-            sig = inspect.signature(target, eval_str=True)
-        except Exception:
-            try:
-                sig = inspect.signature(target)
-            except Exception:
-                sig = None
+        sig = _signature_or_none(target)
         if sig is None:
             sig = self.text_signature(target)
         if sig is not None:
@@ -915,13 +908,7 @@ class _Describer:
             getter = getattr(raw, "fget", None)
         prop_type = dict(_ANY)
         if getter is not None:
-            try:
-                sig = inspect.signature(getter, eval_str=True)
-            except Exception:
-                try:
-                    sig = inspect.signature(getter)
-                except Exception:
-                    sig = None
+            sig = _signature_or_none(getter)
             if sig is not None:
                 prop_type = type_descriptor(sig.return_annotation, _namespace_of(getter))
         return {
@@ -940,6 +927,18 @@ class _Unparsed:
 
     def __repr__(self) -> str:
         return self.text
+
+
+def _signature_or_none(obj: Any) -> inspect.Signature | None:
+    """`inspect.signature(obj)` with string annotations evaluated when they can be, else
+    as written; None when Python cannot tell the signature."""
+    try:
+        return inspect.signature(obj, eval_str=True)
+    except Exception:
+        try:
+            return inspect.signature(obj)
+        except Exception:
+            return None
 
 
 def _signature_text(sig: inspect.Signature) -> str:
