@@ -115,7 +115,7 @@ defmodule SnakeBridge.MixProject do
 
   def application do
     [
-      extra_applications: [:logger, :crypto],
+      extra_applications: [:logger, :crypto, :eex],
       mod: {SnakeBridge.Application, []}
     ]
   end

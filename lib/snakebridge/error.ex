@@ -16,6 +16,8 @@ defmodule SnakeBridge.Error do
     * `:worker_crashed` - the worker running the call died; `exit_status` (exit code, or
       minus the signal number) and `stderr_tail` say how. The pool replaces the worker.
     * `:worker_start_failed` - a worker could not start (bad interpreter, import error).
+    * `:invalid_config` - an integration's config cannot be used (for example a
+      `{:system, "ENV_VAR"}` whose variable is not set when the pool starts).
     * `:no_workers` - no live worker before the deadline (all were restarting).
     * `:pool_closed` / `:no_pool` - the pool was stopped / was never started.
     * `:encoding` - a value could not be converted.
@@ -42,6 +44,7 @@ defmodule SnakeBridge.Error do
           | :timeout
           | :worker_crashed
           | :worker_start_failed
+          | :invalid_config
           | :no_workers
           | :pool_closed
           | :no_pool

@@ -38,8 +38,21 @@ defmodule SnakeBridge.Generator do
         literal -> literal |> Code.eval_quoted([], __CALLER__) |> elem(0)
       end
 
-    {config, file} = load_config(source)
-    modules = build(config, Keyword.get(opts, :cache_dir), file)
+    # A bad config, or a descriptor that lacks what it names, is a compile error that
+    # points at the config (its file, or the config module's source).
+    {config, file} =
+      try do
+        load_config(source)
+      rescue
+        e in ArgumentError -> compile_error(e, source, __CALLER__)
+      end
+
+    modules =
+      try do
+        build(config, Keyword.get(opts, :cache_dir), file)
+      rescue
+        e in ArgumentError -> compile_error(e, source, __CALLER__)
+      end
 
     external = if file, do: quote(do: @external_resource(unquote(file))), else: nil
 
@@ -49,13 +62,30 @@ defmodule SnakeBridge.Generator do
     end
   end
 
+  defp compile_error(error, source, caller) do
+    {file, line} =
+      cond do
+        is_binary(source) ->
+          {Path.expand(source), 1}
+
+        is_atom(source) and source != nil ->
+          {to_string(source.module_info(:compile)[:source] || caller.file), 1}
+
+        true ->
+          {caller.file, caller.line}
+      end
+
+    reraise CompileError, [file: file, line: line, description: error.message], []
+  end
+
   @doc """
   Generates and loads the config's modules at run time (for dev and test): the same
-  modules `use SnakeBridge.Generator` defines. Returns the module names.
+  modules `use SnakeBridge.Generator` defines, replacing loaded versions (purge + reload).
+  Returns the module names.
 
   Options: `:cache_dir` overrides where the descriptor is read.
   """
-  @spec generate_and_load(map() | module() | Path.t(), keyword()) :: [module()]
+  @spec generate_and_load(SnakeBridge.Config.source(), keyword()) :: [module()]
   def generate_and_load(config, opts \\ []) do
     for {:defmodule, _, [name | _]} = definition <- quoted(config, opts) do
       :code.purge(name)
@@ -69,63 +99,132 @@ defmodule SnakeBridge.Generator do
   The generated modules as quoted `defmodule` forms, for tools that write or inspect the
   source (`Macro.to_string/1`). Options as for `generate_and_load/2`.
   """
-  @spec quoted(map() | module() | Path.t(), keyword()) :: [Macro.t()]
+  @spec quoted(SnakeBridge.Config.source(), keyword()) :: [Macro.t()]
   def quoted(config, opts \\ []) do
     {config, file} = load_config(config)
     build(config, opts[:cache_dir], file)
   end
 
   @doc false
-  def load_config(path) when is_binary(path) do
-    {config, _} = Code.eval_file(path)
-    {config, Path.expand(path)}
+  # The composed, validated config and the manifest file it came from (or nil).
+  def load_config(source) do
+    config = SnakeBridge.Config.load!(source)
+    {config, if(is_binary(source), do: Path.expand(source))}
   end
 
-  def load_config(module) when is_atom(module) do
-    Code.ensure_compiled!(module)
-    {module.config(), nil}
-  end
-
-  def load_config(config) when is_map(config), do: {config, nil}
-
-  defp build(config, cache_dir, file) do
-    config = Map.new(config)
-    SnakeBridge.Config.validate!(config, file || "config")
+  defp build(%SnakeBridge.Config{} = config, cache_dir, file) do
     python_module = to_string(config.python_module)
-    integration = to_string(Map.get(config, :integration_id, python_module))
+    integration = to_string(config.integration_id || python_module)
 
     dir =
       Path.expand(
-        cache_dir || get_in(config, [:introspection, :cache_path]) || "priv/snakebridge/schemas"
+        cache_dir || get_in(config.introspection || %{}, [:cache_path]) ||
+          "priv/snakebridge/schemas"
       )
 
-    case SnakeBridge.Native.generator_plan(config, dir, integration) do
+    case SnakeBridge.Native.generator_plan(SnakeBridge.Config.to_map(config), dir, integration) do
       {:ok, plan} ->
-        Enum.map(plan, &module_ast/1)
+        transforms =
+          for class <- config.classes || [],
+              transform = class[:result_transform],
+              into: %{},
+              do: {to_string(class.python_path), transform_ast(transform, class.python_path)}
+
+        Enum.map(plan, &module_ast(&1, transforms))
 
       {:error, :no_descriptor} ->
-        raise ArgumentError,
-              "no cached descriptor of #{integration} in #{dir}: run mix snakebridge.discover #{python_module}"
+        introspect!(config, python_module, integration, dir)
+        build(config, cache_dir, file)
 
       {:error, problems} ->
-        lines = Enum.map_join(problems, "\n", fn {path, message} -> "  #{path}: #{message}" end)
-        raise ArgumentError, "invalid SnakeBridge config #{file || integration}:\n#{lines}"
+        raise ArgumentError,
+              SnakeBridge.Config.describe_problems(file || integration, problems)
     end
   end
 
-  defp module_ast(%{"module" => module, "moduledoc" => doc} = plan) do
+  # No cached descriptor: introspect with a temporary worker (once; later compiles read
+  # the file it writes), unless the config disabled introspection.
+  defp introspect!(config, python_module, integration, dir) do
+    introspection = config.introspection || %{}
+
+    if Map.get(introspection, :enabled) == false do
+      raise ArgumentError,
+            "no cached descriptor of #{integration} in #{Path.relative_to_cwd(dir)}, and " <>
+              "introspection is disabled in its config: run mix snakebridge.discover #{python_module}"
+    end
+
+    IO.puts(
+      :stderr,
+      "SnakeBridge: no cached descriptor of #{integration} in #{Path.relative_to_cwd(dir)}; " <>
+        "introspecting #{python_module} with a temporary Python worker (once: commit the file to skip this)"
+    )
+
+    case SnakeBridge.Introspection.describe_once(python_module,
+           integration: integration,
+           cache_dir: dir,
+           depth: Map.get(introspection, :discovery_depth, 0),
+           submodules: Enum.map(Map.get(introspection, :submodules, []), &to_string/1),
+           exclude_patterns: Enum.map(Map.get(introspection, :exclude_patterns, []), &to_string/1)
+         ) do
+      {:ok, _entry} ->
+        :ok
+
+      {:error, error} ->
+        raise ArgumentError,
+              "could not introspect #{python_module} for #{integration}: #{Exception.message(error)}"
+    end
+  end
+
+  # A class's `result_transform` must survive being written into code: a remote capture
+  # (`&MyApp.Transforms.prediction/1`) or `{module, function, 1}`.
+  defp transform_ast({m, f, 1}, _class) when is_atom(m) and is_atom(f),
+    do: quote(do: &(unquote(m).unquote(f) / 1))
+
+  defp transform_ast(fun, class) when is_function(fun, 1) do
+    case Function.info(fun, :type) do
+      {:type, :external} ->
+        info = Function.info(fun)
+        transform_ast({info[:module], info[:name], 1}, class)
+
+      _ ->
+        raise ArgumentError,
+              "result_transform of #{class} must be a remote capture such as &MyApp.T.fun/1 " <>
+                "or {module, function, 1}: an anonymous function cannot be generated into code"
+    end
+  end
+
+  defp transform_ast(other, class),
+    do:
+      raise(
+        ArgumentError,
+        "result_transform of #{class} must be a 1-arity function, got #{inspect(other)}"
+      )
+
+  defp module_ast(%{"module" => module, "moduledoc" => doc} = plan, transforms) do
     name = String.to_atom(module)
-    functions = Enum.flat_map(plan["functions"], &function_ast/1)
+    context = %{integration: plan["integration"], transform: transforms[plan["python"]]}
+    functions = Enum.flat_map(plan["functions"], &function_ast(&1, context))
+
+    type =
+      if plan["kind"] == "class" do
+        quote do
+          @typedoc unquote(
+                     "A live `#{plan["python"]}` object in a Python worker (see `SnakeBridge.Ref`)."
+                   )
+          @type t :: SnakeBridge.Ref.t()
+        end
+      end
 
     quote do
       defmodule unquote(name) do
         @moduledoc unquote(doc)
+        unquote(type)
         unquote_splicing(functions)
       end
     end
   end
 
-  defp function_ast(%{"kind" => kind} = f) do
+  defp function_ast(%{"kind" => kind} = f, context) do
     name = String.to_atom(f["name"])
     bang = String.to_atom(f["name"] <> "!")
     required = Enum.map(f["args"], &Macro.var(String.to_atom(&1), nil))
@@ -153,12 +252,12 @@ defmodule SnakeBridge.Generator do
     value = Macro.var(:value, nil)
     kwargs = Macro.var(:kwargs, nil)
     opts = Macro.var(:opts, nil)
-    timed = timed_opts(opts, f["timeout"])
+    timed = default_opts(opts, f, context.integration)
     streaming = f["streaming"]
 
     case kind do
       "getter" ->
-        call = runtime(:get_attr, [ref, f["target"], opts])
+        call = runtime(:get_attr, [ref, f["target"], timed])
 
         spec =
           quote(
@@ -172,7 +271,7 @@ defmodule SnakeBridge.Generator do
       "setter" ->
         [value_type] = arg_types
 
-        call = runtime(:set_attr, [ref, f["target"], value, opts])
+        call = runtime(:set_attr, [ref, f["target"], value, timed])
 
         spec =
           quote(
@@ -194,7 +293,10 @@ defmodule SnakeBridge.Generator do
 
       "method" ->
         fun = if streaming, do: :stream_method, else: :call_method
-        call = runtime(fun, [ref, f["target"], call_args, kwargs, timed])
+
+        call =
+          runtime(fun, [ref, f["target"], call_args, kwargs, timed])
+          |> transformed(context.transform, streaming)
 
         spec_args =
           [quote(do: SnakeBridge.Ref.t()) | arg_types] ++
@@ -244,13 +346,39 @@ defmodule SnakeBridge.Generator do
     end
   end
 
+  # The class's result_transform applied to a method's result (to each element of a stream).
+  defp transformed(call, nil, _streaming), do: call
+
+  defp transformed(call, transform, true),
+    do: quote(do: Stream.map(unquote(call), unquote(transform)))
+
+  defp transformed(call, transform, false) do
+    quote do
+      case unquote(call) do
+        {:ok, result} -> {:ok, unquote(transform).(result)}
+        error -> error
+      end
+    end
+  end
+
   # A call of `SnakeBridge.Runtime.fun(args...)`.
   defp runtime(fun, args),
     do: quote(do: SnakeBridge.Runtime.unquote(fun)(unquote_splicing(args)))
 
-  # `opts` with the configured timeout as default.
-  defp timed_opts(opts, nil), do: opts
-  defp timed_opts(opts, ms), do: quote(do: Keyword.put_new(unquote(opts), :timeout, unquote(ms)))
+  # `opts` over the configured defaults: the integration (telemetry, result cache), the
+  # timeout, `cache` for a cacheable function and `idempotent` for a pure one.
+  defp default_opts(opts, f, integration) do
+    defaults =
+      [
+        integration: integration,
+        timeout: f["timeout"],
+        cache: f["cache"],
+        idempotent: f["idempotent"] || nil
+      ]
+      |> Enum.reject(fn {_key, value} -> is_nil(value) end)
+
+    quote(do: Keyword.merge(unquote(defaults), unquote(opts)))
+  end
 
   defp split(dotted) do
     [name | module] = dotted |> String.split(".") |> Enum.reverse()

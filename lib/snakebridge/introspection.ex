@@ -58,6 +58,39 @@ defmodule SnakeBridge.Introspection do
   end
 
   @doc """
+  Like `describe/2`, but with a temporary one-worker pool of its own, started for this
+  call and stopped after it: for compile time, when no pool runs and the descriptor is
+  not cached yet. The worker uses the Python and `python_path` of the application's
+  `:pool` config. Options as for `describe/2` (`:pool` is ignored).
+  """
+  @spec describe_once(String.t(), keyword()) :: {:ok, map()} | {:error, Error.t()}
+  def describe_once(module_path, opts \\ []) when is_binary(module_path) do
+    # As the application does: worker processes cannot be waited for otherwise.
+    :os.set_signal(:sigchld, :default)
+    name = :"snakebridge_introspection_#{System.unique_integer([:positive])}"
+    pool = Application.get_env(:snakebridge, :pool, [])
+
+    pool_opts =
+      [name: name, size: 1, threads: 1]
+      |> Keyword.merge(Keyword.take(pool, [:python, :python_path, :env, :startup_timeout]))
+
+    case Pool.start(pool_opts) do
+      {:ok, pid} ->
+        try do
+          describe(module_path, Keyword.put(opts, :pool, name))
+        after
+          GenServer.stop(pid)
+        end
+
+      {:error, %Error{} = error} ->
+        {:error, error}
+
+      {:error, other} ->
+        {:error, Error.new(:worker_start_failed, "cannot start a worker: #{inspect(other)}")}
+    end
+  end
+
+  @doc """
   The cached descriptor of `integration`, without Python: `{:ok, entry}`, `:miss` (none,
   or made for another `:config`), or `{:error, %SnakeBridge.Error{}}` for a corrupt file
   (the message names the file and the field). Options: `:cache_dir`, `:config`.

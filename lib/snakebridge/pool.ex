@@ -33,6 +33,11 @@ defmodule SnakeBridge.Pool do
       `{"dspy", "configure", [], lm: lm}`). A failing init call fails the worker's start.
     * `:tools` - Elixir functions exported to Python by name, `[{python_name, fun}]`:
       every worker registers them as `snakebridge_agent.tools.<python_name>`.
+    * `:integrations` - integration configs (config modules, manifest paths or configs;
+      see `SnakeBridge.Config`) whose worker setup the pool applies: each one's `init`
+      calls run after the pool's own, and its `bidirectional_tools` are exported like
+      `:tools`. Their `{:system, "ENV_VAR"}` values are resolved when the pool starts;
+      an unset variable fails the start with an `:invalid_config` error.
 
   ## Examples
 
@@ -61,6 +66,7 @@ defmodule SnakeBridge.Pool do
           | {:max_message_size, pos_integer()}
           | {:init, [{String.t() | atom(), String.t() | atom(), list(), keyword() | map()}]}
           | {:tools, [{String.t(), function()}]}
+          | {:integrations, [SnakeBridge.Config.source()]}
 
   @doc """
   Starts a pool and links it to the caller. Returns once every worker is ready, or
@@ -70,6 +76,16 @@ defmodule SnakeBridge.Pool do
   def start_link(opts \\ []) do
     opts = validate!(opts)
     GenServer.start_link(__MODULE__, opts, name: opts[:name])
+  end
+
+  @doc """
+  Like `start_link/1`, but the pool is not linked to the caller: for a pool that lives
+  for one task (stop it with `stop/1`).
+  """
+  @spec start([option()]) :: GenServer.on_start()
+  def start(opts \\ []) do
+    opts = validate!(opts)
+    GenServer.start(__MODULE__, opts, name: opts[:name])
   end
 
   @doc false
@@ -128,6 +144,17 @@ defmodule SnakeBridge.Pool do
   @impl true
   def init(opts) do
     Process.flag(:trap_exit, true)
+
+    case integration_setup(opts[:integrations]) do
+      {:ok, init, tools} ->
+        start_pool(opts, native_init(opts[:init], opts[:tools]) ++ native_init([], tools) ++ init)
+
+      {:error, error} ->
+        {:stop, error}
+    end
+  end
+
+  defp start_pool(opts, init) do
     tag = make_ref()
 
     native_options = %{
@@ -139,7 +166,7 @@ defmodule SnakeBridge.Pool do
       max_message_size: opts[:max_message_size],
       env: opts[:env],
       python_path: opts[:python_path],
-      init: native_init(opts[:init], opts[:tools])
+      init: init
     }
 
     :ok = Native.pool_start(native_options, self(), tag)
@@ -165,6 +192,16 @@ defmodule SnakeBridge.Pool do
     :ok
   end
 
+  # The integrations' init calls (secrets resolved now) and tools.
+  defp integration_setup(configs) do
+    Enum.reduce_while(configs, {:ok, [], []}, fn config, {:ok, init, tools} ->
+      case SnakeBridge.Config.pool_setup(config) do
+        {:ok, setup} -> {:cont, {:ok, init ++ setup.init, tools ++ setup.tools}}
+        {:error, message} -> {:halt, {:error, Error.new(:invalid_config, message)}}
+      end
+    end)
+  end
+
   defp native_init(calls, tools) do
     init =
       for {module, function, args, kwargs} <- calls,
@@ -186,7 +223,8 @@ defmodule SnakeBridge.Pool do
       python_path: [],
       max_message_size: 64 * 1024 * 1024,
       init: [],
-      tools: []
+      tools: [],
+      integrations: []
     ]
 
     opts = Keyword.merge(defaults, opts)
@@ -203,6 +241,9 @@ defmodule SnakeBridge.Pool do
       Enum.map(env, fn {k, v} -> {to_string(k), to_string(v)} end)
     end)
     |> Keyword.update!(:python_path, fn paths -> Enum.map(paths, &Path.expand/1) end)
+    |> Keyword.update!(:integrations, fn configs ->
+      Enum.map(configs, &SnakeBridge.Config.load!/1)
+    end)
   end
 
   defp valid?(:name, name), do: is_atom(name)
@@ -223,5 +264,6 @@ defmodule SnakeBridge.Pool do
       is_list(tools) and
         Enum.all?(tools, &match?({name, fun} when is_binary(name) and is_function(fun), &1))
 
+  defp valid?(:integrations, configs), do: is_list(configs)
   defp valid?(_key, _value), do: false
 end

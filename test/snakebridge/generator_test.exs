@@ -112,11 +112,40 @@ defmodule SnakeBridge.GeneratorTest do
       assert_raise ArgumentError, fn ->
         Generator.generate_and_load(%{
           python_module: "json",
-          introspection: %{cache_path: Path.join(dir, "none")}
+          introspection: %{enabled: false, cache_path: Path.join(dir, "none")}
         })
       end
 
+    assert error.message =~ "introspection is disabled"
     assert error.message =~ "mix snakebridge.discover json"
+  end
+
+  test "a missing descriptor is introspected once, by a temporary worker", %{tmp_dir: dir} do
+    cache = Path.join(dir, "fresh")
+
+    config = %{
+      python_module: "json",
+      elixir_module: SnakeBridge.Test.FreshJSON,
+      introspection: %{cache_path: cache},
+      functions: [%{python_path: "json.dumps"}]
+    }
+
+    workers = SnakeBridge.Pool.workers()
+
+    message =
+      ExUnit.CaptureIO.capture_io(:stderr, fn ->
+        assert [SnakeBridge.Test.FreshJSON] = Generator.generate_and_load(config)
+      end)
+
+    assert message =~ "introspecting json with a temporary Python worker"
+    assert File.exists?(Path.join(cache, "json.json"))
+    assert apply(SnakeBridge.Test.FreshJSON, :dumps!, [[1]]) == "[1]"
+    # The temporary pool is gone; the application's pool is untouched.
+    assert SnakeBridge.Pool.workers() == workers
+
+    # The second time, the file is read: no Python, no message.
+    assert ExUnit.CaptureIO.capture_io(:stderr, fn -> Generator.generate_and_load(config) end) ==
+             ""
   end
 end
 

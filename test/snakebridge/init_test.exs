@@ -89,6 +89,55 @@ defmodule SnakeBridge.InitTest do
              SnakeBridge.broadcast("sb_fixtures", "fail", ["no"], [], pool: :broadcast_pool)
   end
 
+  test "a pool applies its integrations' init calls (secrets, nested calls) and tools" do
+    System.put_env("SB_INIT_TEST_SECRET", "s3cret")
+
+    config = %SnakeBridge.Config{
+      python_module: "sb_fixtures",
+      init: [
+        %{
+          python_path: "sb_fixtures.set_global",
+          args: [
+            %{
+              secret: {:system, "SB_INIT_TEST_SECRET"},
+              joined: {:call, "os.path.join", ["a", {:call, "builtins.str.upper", ["b"], []}], %{}}
+            }
+          ]
+        }
+      ],
+      bidirectional_tools: %{
+        enabled: true,
+        export_to_python: [%{python_name: "shout", function: {String, :upcase, 1}}]
+      }
+    }
+
+    start_supervised!({TestPool, name: :integration_pool, size: 2, integrations: [config]})
+
+    assert on_each_worker(:integration_pool, "get_global", []) |> Map.values() ==
+             List.duplicate(%{"secret" => "s3cret", "joined" => "a/B"}, 2)
+
+    assert SnakeBridge.call!("sb_fixtures", "call_tool", ["shout", "hi"], [],
+             pool: :integration_pool
+           ) == "HI"
+  end
+
+  test "an unset secret fails the pool's start with a clear error" do
+    config = %{
+      python_module: "sb_fixtures",
+      init: [%{python_path: "sb_fixtures.set_global", args: [{:system, "SB_INIT_TEST_UNSET"}]}]
+    }
+
+    assert {:error, %Error{reason: :invalid_config, message: message}} =
+             SnakeBridge.Pool.start(name: :unset_secret_pool, integrations: [config])
+
+    assert message ==
+             "sb_fixtures: init[0].args[0]: the environment variable SB_INIT_TEST_UNSET is not set"
+
+    assert_raise ArgumentError, ~r/invalid SnakeBridge config.*colour: unknown key/s, fn ->
+      SnakeBridge.Pool.start(integrations: [%{python_module: "x", colour: 1}])
+    end
+  end
+
   test "bad init and tools options are refused" do
     assert_raise ArgumentError, ~r/:init/, fn -> SnakeBridge.Pool.start_link(init: [:nope]) end
     assert_raise ArgumentError, ~r/:tools/, fn -> SnakeBridge.Pool.start_link(tools: [{"x", 1}]) end

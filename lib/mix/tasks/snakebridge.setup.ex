@@ -58,13 +58,20 @@ defmodule Mix.Tasks.Snakebridge.Setup do
   defp split(nil), do: []
   defp split(text), do: String.split(text, ",", trim: true)
 
-  # `python_deps` of every config manifest under config/snakebridge/.
+  # `python_deps` of every config manifest under config/snakebridge/ (composed: a
+  # mixin's deps count too).
   defp config_deps do
-    for file <- Path.wildcard("config/snakebridge/*.exs"),
-        {config, _} = Code.eval_file(file),
-        is_map(config),
-        dep <- Map.get(config, :python_deps, []),
-        do: to_string(dep)
+    case SnakeBridge.Config.Loader.load_all() do
+      {:ok, configs} ->
+        for {_path, config} <- configs, dep <- config.python_deps || [], do: to_string(dep)
+
+      {:error, failures} ->
+        Mix.raise(
+          Enum.map_join(failures, "\n", fn {path, problems} ->
+            SnakeBridge.Config.describe_problems(Path.relative_to_cwd(path), problems)
+          end)
+        )
+    end
   end
 
   defp check(python, deps) do

@@ -41,7 +41,6 @@ defmodule SnakeBridge.Config.Formatter do
             python_path: path,
             elixir_module: Module.concat([prefix | relative_parts(path, module_path)]),
             description: summary(class["docstring"]),
-            constructor: %{args: parameter_names(class["constructor"])},
             methods:
               for {name, method} <- Enum.sort(class["methods"] || %{}) do
                 %{
@@ -66,8 +65,7 @@ defmodule SnakeBridge.Config.Formatter do
           %{
             python_path: path,
             elixir_name: elixir_name(function["name"]),
-            description: summary(function["docstring"]),
-            args: parameter_names(function)
+            description: summary(function["docstring"])
           }
         end
     }
@@ -96,12 +94,6 @@ defmodule SnakeBridge.Config.Formatter do
   defp elixir_name(python_name) do
     name = python_name |> String.trim("_") |> Macro.underscore()
     String.to_atom(if name == "", do: python_name, else: name)
-  end
-
-  defp parameter_names(nil), do: []
-
-  defp parameter_names(function) do
-    for p <- function["parameters"] || [], do: p["name"]
   end
 
   defp summary(nil), do: ""

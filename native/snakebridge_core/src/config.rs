@@ -6,6 +6,7 @@
 //! error at once, each with the path of the offending part in the config's own terms:
 //! `classes[3].methods[1].timeout`.
 
+use crate::types::Types;
 use crate::value::Value;
 
 /// What a key's value must be.
@@ -28,6 +29,10 @@ enum Kind {
     Function,
     /// Anything (checked where it is used).
     Any,
+    /// A type (see [`crate::types::Types::config`]).
+    Type,
+    /// A map of parameter names to types.
+    Types,
     /// A map with the given schema.
     Map(&'static Schema),
     /// A list of maps with the given schema.
@@ -46,7 +51,7 @@ const INTROSPECTION: &Schema = &[
 ];
 
 const CONSTRUCTOR: &Schema = &[
-    ("args", Kind::Any, false),
+    ("args", Kind::Types, false),
     ("session_aware", Kind::Bool, false),
     ("timeout", Kind::Timeout, false),
 ];
@@ -56,15 +61,15 @@ const METHOD: &Schema = &[
     ("elixir_name", Kind::Name, false),
     ("description", Kind::Text, false),
     ("streaming", Kind::Bool, false),
-    ("args", Kind::Any, false),
-    ("returns", Kind::Any, false),
+    ("args", Kind::Types, false),
+    ("returns", Kind::Type, false),
     ("timeout", Kind::Timeout, false),
 ];
 
 const PROPERTY: &Schema = &[
     ("name", Kind::Name, true),
     ("elixir_name", Kind::Name, false),
-    ("type", Kind::Any, false),
+    ("type", Kind::Type, false),
     ("readonly", Kind::Bool, false),
 ];
 
@@ -84,7 +89,8 @@ const FUNCTION: &Schema = &[
     ("python_path", Kind::Name, true),
     ("elixir_name", Kind::Name, false),
     ("description", Kind::Text, false),
-    ("args", Kind::Any, false),
+    ("args", Kind::Types, false),
+    ("returns", Kind::Type, false),
     ("pure", Kind::Bool, false),
     ("cacheable", Kind::Bool, false),
     ("timeout", Kind::Timeout, false),
@@ -318,6 +324,31 @@ fn check(value: &Value, kind: Kind, path: &str, errors: &mut Vec<ConfigError>) {
                 fail("a function or a {module, function, arity} tuple");
             }
         }
+        Kind::Type => {
+            if let Err(message) = Types::default().config(value) {
+                errors.push(ConfigError {
+                    path: path.to_owned(),
+                    message,
+                });
+            }
+        }
+        Kind::Types => match map_entries(value) {
+            Some(entries) => {
+                for (name, t) in entries {
+                    match name {
+                        Value::Str(name) => check(t, Kind::Type, &join(path, name), errors),
+                        other => errors.push(ConfigError {
+                            path: path.to_owned(),
+                            message: format!(
+                                "parameter names must be atoms or strings, got {}",
+                                describe(other)
+                            ),
+                        }),
+                    }
+                }
+            }
+            None => fail("a map of parameter names to types"),
+        },
         Kind::Map(schema) => check_map(value, schema, path, errors),
         Kind::ListOf(schema) => match value {
             Value::List(items) => {

@@ -16,7 +16,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::proto::DescribeLibraryResponse;
+use crate::proto::{DescribeLibraryRequest, DescribeLibraryResponse};
 
 /// Version of the file format; files of another version are re-introspected.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -78,6 +78,24 @@ pub fn cache_key(config: &[u8], library_version: &str, python_version: &str) -> 
 /// The hex SHA-256 of a config's bytes.
 pub fn config_hash(config: &[u8]) -> String {
     hex(&Sha256::digest(config))
+}
+
+/// The key a worker caches a describe under: the config's hash and everything else the
+/// answer depends on (module, submodules, depth, exclusions), so that two requests for
+/// one module with different depths never share an answer.
+pub fn request_key(config: &[u8], request: &DescribeLibraryRequest) -> String {
+    let mut hasher = Sha256::new();
+    let depth = request.depth.to_be_bytes();
+    let parts = [config, request.module_path.as_bytes(), &depth]
+        .into_iter()
+        .chain(request.submodules.iter().map(|s| s.as_bytes()))
+        .chain([b"|".as_slice()])
+        .chain(request.exclude_patterns.iter().map(|s| s.as_bytes()));
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hex(&hasher.finalize())
 }
 
 /// A hash of the descriptor's content (deterministic: maps are ordered), ignoring the
@@ -301,6 +319,27 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn request_keys_differ_with_what_the_answer_depends_on() {
+        let request = DescribeLibraryRequest {
+            module_path: "json".into(),
+            ..Default::default()
+        };
+        let deeper = DescribeLibraryRequest {
+            depth: 1,
+            ..request.clone()
+        };
+        let with_sub = DescribeLibraryRequest {
+            submodules: vec!["decoder".into()],
+            ..request.clone()
+        };
+        let key = request_key(b"c", &request);
+        assert_eq!(key, request_key(b"c", &request));
+        assert_ne!(key, request_key(b"c", &deeper));
+        assert_ne!(key, request_key(b"c", &with_sub));
+        assert_ne!(key, request_key(b"d", &request));
     }
 
     #[test]

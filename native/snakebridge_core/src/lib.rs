@@ -13,6 +13,7 @@
 //! - [`cache`]: answers of cacheable calls.
 //! - [`config`]: the schema and validation of integration configs.
 //! - [`plan`]: the Elixir modules and functions a config generates.
+//! - [`types`]: the typespecs of the generated `@spec`s.
 //! - [`descriptor`]: the descriptor cache (what introspection learned, hot and on disk).
 //! - [`stats`]: a pool's counters.
 //! - [`callback`]: Python calling functions that live in the BEAM.
@@ -29,6 +30,7 @@ pub mod pool;
 pub mod proto;
 pub mod stats;
 pub mod transport;
+pub mod types;
 pub mod value;
 pub mod worker;
 

@@ -8,15 +8,18 @@
 //! `constructor`, `method`, `getter`, `setter`), `target` (what to call in Python), `args`
 //! (Elixir names of the required positional parameters), `varargs` (the Elixir name of a
 //! list standing for `*args`, or nil), `doc`, `arg_types` and
-//! `return_type` (Elixir typespec source), `streaming`, and `timeout` (ms, or nil).
+//! `return_type` (Elixir typespec source, see [`crate::types`]), `streaming`, `timeout`
+//! (ms, or nil), `idempotent` (a `pure` function) and `cache` (nil, `true` or a TTL in ms,
+//! for a `cacheable` function). A module also has `kind` (`functions` or `class`) and
+//! `integration` (the config's `integration_id`, else its `python_module`).
 
 use std::collections::HashSet;
 
 use crate::config::ConfigError;
 use crate::proto::{
-    parameter_descriptor::Kind as ParamKind, type_descriptor::Kind as TypeKind,
-    DescribeLibraryResponse, FunctionDescriptor, TypeDescriptor,
+    parameter_descriptor::Kind as ParamKind, DescribeLibraryResponse, FunctionDescriptor,
 };
+use crate::types::Types;
 use crate::value::Value;
 
 /// Words that cannot name an Elixir function or variable.
@@ -58,40 +61,6 @@ pub fn elixir_name(python: &str) -> String {
         out.push('_');
     }
     out
-}
-
-/// The Elixir typespec (source) for a type descriptor.
-pub fn typespec(t: Option<&TypeDescriptor>) -> String {
-    let Some(t) = t else {
-        return "term()".into();
-    };
-    let arg = |i: usize| typespec(t.args.get(i));
-    match TypeKind::try_from(t.kind).unwrap_or(TypeKind::Any) {
-        TypeKind::Any | TypeKind::Literal => "term()".into(),
-        TypeKind::Primitive => match t.name.as_str() {
-            "int" => "integer()".into(),
-            "float" => "float()".into(),
-            "str" => "String.t()".into(),
-            "bool" => "boolean()".into(),
-            "bytes" | "bytearray" => "binary()".into(),
-            "None" | "NoneType" => "nil".into(),
-            _ => "term()".into(),
-        },
-        TypeKind::List => format!("[{}]", arg(0)),
-        TypeKind::Dict => format!("%{{optional({}) => {}}}", arg(0), arg(1)),
-        TypeKind::Tuple => "tuple()".into(),
-        TypeKind::Set => "MapSet.t()".into(),
-        TypeKind::Optional => format!("{} | nil", arg(0)),
-        TypeKind::Union => {
-            let parts: Vec<String> = t.args.iter().map(|a| typespec(Some(a))).collect();
-            if parts.is_empty() {
-                "term()".into()
-            } else {
-                parts.join(" | ")
-            }
-        }
-        TypeKind::Class => "SnakeBridge.Ref.t()".into(),
-    }
 }
 
 fn s(text: &str) -> Value {
@@ -171,7 +140,30 @@ fn doc(python: &str, f: &FunctionDescriptor, description: Option<&str>) -> Strin
 
 /// The required positional parameters (Elixir names, made unique) with their types, and
 /// the Elixir name of the `*args` list when the function takes one.
-fn positional(f: &FunctionDescriptor) -> (Vec<Value>, Vec<Value>, Value) {
+fn positional(
+    f: &FunctionDescriptor,
+    ctx: &mut Ctx,
+    entry: Option<&Value>,
+    path: &str,
+) -> (Vec<Value>, Vec<Value>, Value) {
+    let configured: &[(Value, Value)] = match entry.and_then(|e| field(e, "args")) {
+        Some(Value::Map(entries)) => entries,
+        _ => &[],
+    };
+    let takes_any = f
+        .parameters
+        .iter()
+        .any(|p| ParamKind::try_from(p.kind) == Ok(ParamKind::VarKeyword));
+    for (key, _) in configured {
+        if let Value::Str(key) = key {
+            if !takes_any && !f.parameters.iter().any(|p| &p.name == key) {
+                ctx.error(
+                    format!("{path}.args.{key}"),
+                    format!("{} has no parameter {key:?}", ctx.python),
+                );
+            }
+        }
+    }
     let mut seen = Names::default();
     for taken in ["kwargs", "opts", "ref", "value"] {
         seen.claim(taken.into());
@@ -183,7 +175,14 @@ fn positional(f: &FunctionDescriptor) -> (Vec<Value>, Vec<Value>, Value) {
         match ParamKind::try_from(p.kind).unwrap_or(ParamKind::PositionalOrKeyword) {
             ParamKind::PositionalOnly | ParamKind::PositionalOrKeyword if p.required => {
                 names.push(Value::Str(seen.claim(elixir_name(&p.name))));
-                types.push(Value::Str(typespec(p.annotation.as_ref())));
+                let spec = match configured
+                    .iter()
+                    .find(|(k, _)| matches!(k, Value::Str(k) if *k == p.name))
+                {
+                    Some((_, t)) => ctx.config_type(t, &format!("{path}.args.{}", p.name)),
+                    None => ctx.types.spec(p.annotation.as_ref()),
+                };
+                types.push(Value::Str(spec));
             }
             ParamKind::VarPositional => {
                 varargs = Value::Str(seen.claim(elixir_name(&p.name)));
@@ -194,8 +193,36 @@ fn positional(f: &FunctionDescriptor) -> (Vec<Value>, Vec<Value>, Value) {
     (names, types, varargs)
 }
 
+/// What planning a config needs besides the config: the typespecs and the errors found.
+struct Ctx<'a> {
+    types: &'a Types,
+    errors: Vec<ConfigError>,
+    /// The Python name of what is being planned, for messages.
+    python: String,
+}
+
+impl Ctx<'_> {
+    fn error(&mut self, path: String, message: String) {
+        self.errors.push(ConfigError { path, message });
+    }
+
+    /// The typespec of a config type, or `term()` and an error at `path`.
+    fn config_type(&mut self, t: &Value, path: &str) -> String {
+        match self.types.config(t) {
+            Ok(spec) => spec,
+            Err(message) => {
+                self.error(path.to_owned(), message);
+                "term()".into()
+            }
+        }
+    }
+}
+
+/// One generated function of `kind`, for `f` configured by `entry` (at `path` in the
+/// config).
 #[allow(clippy::too_many_arguments)]
 fn function(
+    ctx: &mut Ctx,
     names: &mut Names,
     wanted: &str,
     kind: &str,
@@ -203,11 +230,17 @@ fn function(
     python: &str,
     f: &FunctionDescriptor,
     entry: Option<&Value>,
+    path: &str,
     streaming: bool,
 ) -> Value {
     let name = names.claim(wanted.to_owned());
-    let (args, arg_types, varargs) = positional(f);
+    ctx.python = python.to_owned();
+    let (args, arg_types, varargs) = positional(f, ctx, entry, path);
     let description = entry.and_then(|e| text(e, "description"));
+    let return_type = match entry.and_then(|e| field(e, "returns")) {
+        Some(t) => ctx.config_type(t, &format!("{path}.returns")),
+        None => ctx.types.spec(f.return_type.as_ref()),
+    };
     map(vec![
         ("name", Value::Str(name)),
         ("kind", s(kind)),
@@ -215,24 +248,73 @@ fn function(
         ("args", Value::List(args)),
         ("arg_types", Value::List(arg_types)),
         ("varargs", varargs),
-        ("return_type", Value::Str(typespec(f.return_type.as_ref()))),
+        ("return_type", Value::Str(return_type)),
         ("doc", Value::Str(doc(python, f, description))),
         ("streaming", Value::Bool(streaming)),
         ("timeout", entry.map(timeout).unwrap_or(Value::Nil)),
+        // `pure: true`: safe to retry.
+        (
+            "idempotent",
+            Value::Bool(entry.is_some_and(|e| flag(e, "pure"))),
+        ),
+        ("cache", Value::Nil),
     ])
 }
 
+/// The result-cache policy of a `cacheable: true` function: `true`, or the config's
+/// `caching.ttl`; nil when not cacheable or caching is disabled.
+fn cache_policy(config: &Value, entry: &Value) -> Value {
+    let caching = field(config, "caching");
+    let disabled = matches!(
+        caching.and_then(|c| field(c, "enabled")),
+        Some(Value::Bool(false))
+    );
+    if !flag(entry, "cacheable") || disabled {
+        return Value::Nil;
+    }
+    match caching.and_then(|c| field(c, "ttl")) {
+        Some(Value::Int(ms)) => Value::Int(*ms),
+        _ => Value::Bool(true),
+    }
+}
+
+/// The Elixir module of each configured class, in config order.
+fn class_modules(config: &Value, prefix: &str, python_module: &str) -> Vec<(String, String)> {
+    items(config, "classes")
+        .iter()
+        .map(|entry| {
+            let path = text(entry, "python_path").unwrap_or_default();
+            let module = text(entry, "elixir_module")
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    let relative = path
+                        .strip_prefix(&format!("{python_module}."))
+                        .unwrap_or(path);
+                    format!("{prefix}.{}", camelize(relative))
+                });
+            (path.to_owned(), module)
+        })
+        .collect()
+}
+
 /// The plan for a (validated) config against its library's descriptor, or the config's
-/// references that the descriptor does not have.
+/// references that the descriptor does not have (and its types that are not types).
 pub fn plan(
     config: &Value,
     descriptor: &DescribeLibraryResponse,
 ) -> Result<Value, Vec<ConfigError>> {
     let python_module = text(config, "python_module").unwrap_or_default();
+    let integration = text(config, "integration_id").unwrap_or(python_module);
     let prefix = text(config, "elixir_module")
         .map(str::to_owned)
         .unwrap_or_else(|| format!("Elixir.{}", camelize(python_module)));
-    let mut errors = Vec::new();
+    let class_modules = class_modules(config, &prefix, python_module);
+    let types = Types::new(class_modules.iter().cloned());
+    let mut ctx = Ctx {
+        types: &types,
+        errors: Vec::new(),
+        python: String::new(),
+    };
     let mut modules = Vec::new();
 
     // Module-level functions live in the prefix module.
@@ -241,17 +323,18 @@ pub fn plan(
     for (i, entry) in items(config, "functions").iter().enumerate() {
         let path = text(entry, "python_path").unwrap_or_default();
         let Some(f) = descriptor.functions.get(path) else {
-            errors.push(ConfigError {
-                path: format!("functions[{i}].python_path"),
-                message: format!("{path:?} is not in the descriptor of {python_module}"),
-            });
+            ctx.error(
+                format!("functions[{i}].python_path"),
+                format!("{path:?} is not in the descriptor of {python_module}"),
+            );
             continue;
         };
         let wanted = text(entry, "elixir_name")
             .map(str::to_owned)
             .unwrap_or_else(|| elixir_name(&f.name));
         let streaming = flag(entry, "streaming") || f.is_generator || f.is_async_generator;
-        functions.push(function(
+        let mut planned = function(
+            &mut ctx,
             &mut names,
             &wanted,
             "function",
@@ -259,12 +342,17 @@ pub fn plan(
             path,
             f,
             Some(entry),
+            &format!("functions[{i}]"),
             streaming,
-        ));
+        );
+        set_field(&mut planned, "cache", cache_policy(config, entry));
+        functions.push(planned);
     }
     modules.push(map(vec![
         ("module", Value::Str(prefix.clone())),
+        ("kind", s("functions")),
         ("python", s(python_module)),
+        ("integration", s(integration)),
         (
             "moduledoc",
             Value::Str(
@@ -279,28 +367,25 @@ pub fn plan(
         ("functions", Value::List(functions)),
     ]));
 
-    for (i, entry) in items(config, "classes").iter().enumerate() {
-        let path = text(entry, "python_path").unwrap_or_default();
+    for (i, (entry, (path, module))) in items(config, "classes")
+        .iter()
+        .zip(&class_modules)
+        .enumerate()
+    {
+        let path = path.as_str();
         let Some(class) = descriptor.classes.get(path) else {
-            errors.push(ConfigError {
-                path: format!("classes[{i}].python_path"),
-                message: format!("{path:?} is not in the descriptor of {python_module}"),
-            });
+            ctx.error(
+                format!("classes[{i}].python_path"),
+                format!("{path:?} is not in the descriptor of {python_module}"),
+            );
             continue;
         };
-        let module = text(entry, "elixir_module")
-            .map(str::to_owned)
-            .unwrap_or_else(|| {
-                let relative = path
-                    .strip_prefix(&format!("{python_module}."))
-                    .unwrap_or(path);
-                format!("{prefix}.{}", camelize(relative))
-            });
         let mut names = Names::default();
         let mut functions = Vec::new();
         let constructor = class.constructor.clone().unwrap_or_default();
         let ctor_entry = field(entry, "constructor");
-        functions.push(function(
+        let mut create = function(
+            &mut ctx,
             &mut names,
             "create",
             "constructor",
@@ -308,16 +393,19 @@ pub fn plan(
             path,
             &constructor,
             ctor_entry,
+            &format!("classes[{i}].constructor"),
             false,
-        ));
+        );
+        set_field(&mut create, "return_type", Value::Str(types.class(path)));
+        functions.push(create);
         let configured = items(entry, "methods");
         for (j, m) in configured.iter().enumerate() {
             let name = text(m, "name").unwrap_or_default();
             let Some(f) = class.methods.get(name) else {
-                errors.push(ConfigError {
-                    path: format!("classes[{i}].methods[{j}].name"),
-                    message: format!("{path} has no method {name:?}"),
-                });
+                ctx.error(
+                    format!("classes[{i}].methods[{j}].name"),
+                    format!("{path} has no method {name:?}"),
+                );
                 continue;
             };
             let wanted = text(m, "elixir_name")
@@ -326,6 +414,7 @@ pub fn plan(
             let streaming = flag(m, "streaming") || f.is_generator || f.is_async_generator;
             let python = format!("{path}.{name}");
             functions.push(function(
+                &mut ctx,
                 &mut names,
                 &wanted,
                 "method",
@@ -333,30 +422,36 @@ pub fn plan(
                 &python,
                 f,
                 Some(m),
+                &format!("classes[{i}].methods[{j}]"),
                 streaming,
             ));
         }
         for (j, p) in items(entry, "properties").iter().enumerate() {
             let name = text(p, "name").unwrap_or_default();
             let Some(property) = class.properties.iter().find(|q| q.name == name) else {
-                errors.push(ConfigError {
-                    path: format!("classes[{i}].properties[{j}].name"),
-                    message: format!("{path} has no property {name:?}"),
-                });
+                ctx.error(
+                    format!("classes[{i}].properties[{j}].name"),
+                    format!("{path} has no property {name:?}"),
+                );
                 continue;
             };
             let wanted = text(p, "elixir_name")
                 .map(str::to_owned)
                 .unwrap_or_else(|| elixir_name(name));
             let readonly = property.readonly || flag(p, "readonly");
-            let spec = typespec(property.r#type.as_ref());
+            let spec = match field(p, "type") {
+                Some(t) => ctx.config_type(t, &format!("classes[{i}].properties[{j}].type")),
+                None => types.spec(property.r#type.as_ref()),
+            };
             let getter = FunctionDescriptor {
                 signature: String::new(),
                 docstring: property.docstring.clone(),
                 ..Default::default()
             };
             let python = format!("{path}.{name}");
+            let property_path = format!("classes[{i}].properties[{j}]");
             let mut get = function(
+                &mut ctx,
                 &mut names,
                 &wanted,
                 "getter",
@@ -364,12 +459,14 @@ pub fn plan(
                 &python,
                 &getter,
                 Some(p),
+                &property_path,
                 false,
             );
             set_field(&mut get, "return_type", Value::Str(spec.clone()));
             functions.push(get);
             if !readonly {
                 let mut set = function(
+                    &mut ctx,
                     &mut names,
                     &format!("set_{wanted}"),
                     "setter",
@@ -377,6 +474,7 @@ pub fn plan(
                     &python,
                     &getter,
                     Some(p),
+                    &property_path,
                     false,
                 );
                 set_field(&mut set, "arg_types", Value::List(vec![Value::Str(spec)]));
@@ -394,16 +492,18 @@ pub fn plan(
                 }
             });
         modules.push(map(vec![
-            ("module", Value::Str(module)),
+            ("module", Value::Str(module.clone())),
+            ("kind", s("class")),
             ("python", s(path)),
+            ("integration", s(integration)),
             ("moduledoc", Value::Str(moduledoc)),
             ("functions", Value::List(functions)),
         ]));
     }
-    if errors.is_empty() {
+    if ctx.errors.is_empty() {
         Ok(Value::List(modules))
     } else {
-        Err(errors)
+        Err(ctx.errors)
     }
 }
 
@@ -451,27 +551,6 @@ mod tests {
         assert_eq!(elixir_name("2fa"), "py_2fa");
         assert_eq!(elixir_name("module_info"), "module_info_");
         assert_eq!(camelize("dspy.chain_of_thought"), "Dspy.ChainOfThought");
-    }
-
-    #[test]
-    fn type_descriptors_become_typespecs() {
-        let int = TypeDescriptor {
-            kind: TypeKind::Primitive as i32,
-            name: "int".into(),
-            ..Default::default()
-        };
-        let list = TypeDescriptor {
-            kind: TypeKind::List as i32,
-            args: vec![int.clone()],
-            ..Default::default()
-        };
-        let optional = TypeDescriptor {
-            kind: TypeKind::Optional as i32,
-            args: vec![list],
-            ..Default::default()
-        };
-        assert_eq!(typespec(Some(&optional)), "[integer()] | nil");
-        assert_eq!(typespec(None), "term()");
     }
 
     #[test]

@@ -64,19 +64,18 @@ fn describe<'a>(
     let runtime = runtime::get().map_err(|e| rustler::Error::Term(Box::new(e)))?;
     let config_hash = descriptor::config_hash(config.as_slice());
     let config = config.as_slice().to_vec();
-    let request = DescribeLibraryRequest {
+    let mut request = DescribeLibraryRequest {
         library_id: integration.clone(),
         module_path,
         submodules,
         depth,
-        // Without it the worker cannot answer from its own cache: it introspects again.
-        config_hash: if force {
-            Vec::new()
-        } else {
-            config_hash.as_bytes().to_vec()
-        },
+        config_hash: Vec::new(),
         exclude_patterns,
     };
+    // Without it the worker cannot answer from its own cache: it introspects again.
+    if !force {
+        request.config_hash = descriptor::request_key(&config, &request).into_bytes();
+    }
     let pool = pool.pool.clone();
     let reply = Reply::new(pid, tag);
     runtime.spawn(async move {

@@ -21,6 +21,7 @@ __all__ = [
     "TargetNotFound",
     "call",
     "call_method",
+    "call_nested",
     "describe_exception",
     "get_attr",
     "iterate",
@@ -50,6 +51,34 @@ def call(target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if function is None:
         function = resolve(target)
     return _settle(function(*args, **kwargs))
+
+
+NESTED_CALL = "__snakebridge_call__"
+
+
+def call_nested(target: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Calls `target` after replacing every nested call in its arguments by its result.
+
+    A nested call is a dict `{"__snakebridge_call__": path, "args": [...], "kwargs": {...}}`
+    (an integration config's `{:call, path, args, kwargs}`), made depth-first, so a worker's
+    init can run `dspy.configure(lm=dspy.LM(...))` in one step.
+    """
+    return call(target, tuple(_build(arg) for arg in args), {k: _build(v) for k, v in kwargs.items()})
+
+
+def _build(value: Any) -> Any:
+    """`value` with its nested calls made."""
+    if isinstance(value, dict):
+        if NESTED_CALL in value:
+            args = value.get("args", [])
+            kwargs = value.get("kwargs", {})
+            return call_nested(value[NESTED_CALL], list(args), dict(kwargs))
+        return {key: _build(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_build(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(_build(item) for item in value)
+    return value
 
 
 def _settle(result: Any) -> Any:
