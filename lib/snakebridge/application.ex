@@ -7,6 +7,9 @@ defmodule SnakeBridge.Application do
         pool: [size: 2, threads: 4, timeout: 30_000, env: %{"OMP_NUM_THREADS" => "1"}]
 
   See `SnakeBridge.Pool` for every pool option.
+
+  In development, `config :snakebridge, watch: true` (or a keyword list of options) also
+  starts `SnakeBridge.Watcher`, which reloads generated modules when their config changes.
   """
 
   use Application
@@ -24,12 +27,19 @@ defmodule SnakeBridge.Application do
         []
       end
 
-    children = [
-      {Task.Supervisor, name: SnakeBridge.CallbackTasks},
-      SnakeBridge.Callbacks,
-      SnakeBridge.Session.Manager
-      | pools
-    ]
+    watcher =
+      case Application.get_env(:snakebridge, :watch) do
+        opts when is_list(opts) -> [{SnakeBridge.Watcher, opts}]
+        enabled when enabled in [nil, false] -> []
+        _enabled -> [SnakeBridge.Watcher]
+      end
+
+    children =
+      [
+        {Task.Supervisor, name: SnakeBridge.CallbackTasks},
+        SnakeBridge.Callbacks,
+        SnakeBridge.Session.Manager
+      ] ++ pools ++ watcher
 
     Supervisor.start_link(children, strategy: :one_for_one, name: SnakeBridge.Supervisor)
   end

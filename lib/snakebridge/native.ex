@@ -101,4 +101,6 @@ defmodule SnakeBridge.Native do
   def callbacks_count, do: not_loaded()
   def callback_reply(_reply, _result), do: not_loaded()
   def ref_alive(_ref), do: not_loaded()
+  def watch_start(_dirs, _pid), do: not_loaded()
+  def watch_stop(_watcher), do: not_loaded()
 end

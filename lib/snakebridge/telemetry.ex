@@ -18,6 +18,7 @@ defmodule SnakeBridge.Telemetry do
 
     * `[:snakebridge, :stream, :chunk]` - one element of a stream was consumed.
     * `[:snakebridge, :session, :checkout | :return | :timeout]` - see `SnakeBridge.Session`.
+    * `[:snakebridge, :watcher, :reload]` - a config reloaded in dev; see `SnakeBridge.Watcher`.
   """
 
   @doc false

@@ -17,6 +17,7 @@
 //! - [`descriptor`]: the descriptor cache (what introspection learned, hot and on disk).
 //! - [`stats`]: a pool's counters.
 //! - [`callback`]: Python calling functions that live in the BEAM.
+//! - [`watch`]: the dev-mode watcher of config manifests (debounced batches of changed files).
 
 pub mod auth;
 pub mod cache;
@@ -32,6 +33,7 @@ pub mod stats;
 pub mod transport;
 pub mod types;
 pub mod value;
+pub mod watch;
 pub mod worker;
 
 pub use error::{Error, ErrorKind};

@@ -1,8 +1,9 @@
 //! Rustler binding of SnakeBridge's core. Only what the BEAM needs lives here: terms ⇄
 //! core values ([`terms`]), the pool NIFs ([`pool`]), object references ([`refs`]), streams ([`stream`]), sessions ([`session`]), Elixir functions called from Python ([`callbacks`]), introspection and the descriptor
-//! cache ([`describe`]), config validation ([`config`]) and the tokio runtime the work runs on
-//! ([`runtime`]). Every NIF returns at once; results arrive as `{tag, result}` messages
-//! sent from tokio threads.
+//! cache ([`describe`]), config validation ([`config`]), the dev-mode config watcher
+//! ([`watch`]) and the tokio runtime the work runs on ([`runtime`]). Every NIF returns at
+//! once; results arrive as `{tag, result}` messages sent from tokio threads (the watcher's
+//! from its own thread).
 
 mod atoms;
 mod callbacks;
@@ -15,5 +16,6 @@ mod runtime;
 mod session;
 mod stream;
 mod terms;
+mod watch;
 
 rustler::init!("Elixir.SnakeBridge.Native");
