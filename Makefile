@@ -90,6 +90,8 @@ test-path-dep:
 
 demo: setup
 	cd $(ROOT) && mix run examples/stdlib.exs
+	@echo
+	cd $(ROOT) && mix run examples/dspy/demo.exs
 
 bench: setup
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r $(ROOT)/bench/requirements.txt

@@ -327,7 +327,7 @@ defmodule SnakeBridge.Generator do
           bang,
           args,
           spec_args,
-          quote(do: SnakeBridge.Ref.t()),
+          returns,
           false,
           call,
           f["doc"],

@@ -1,76 +1,163 @@
+Code.require_file("../../examples/dspy/dspy_config.exs", __DIR__)
+
 defmodule SnakeBridge.DSPyTest do
   @moduledoc """
-  The first proof: modules generated for DSPy run real DSPy offline, with
-  `dspy.utils.DummyLM` as the language model.
+  The first proof: the modules `examples/dspy/dspy_config.exs` generates run real DSPy
+  offline, with `dspy.utils.DummyLM` as the language model.
   """
   use ExUnit.Case, async: false
 
-  @moduletag :tmp_dir
   @moduletag timeout: 180_000
 
   setup_all do
     dir = Path.join(System.tmp_dir!(), "snakebridge-dspy-#{System.unique_integer([:positive])}")
-
-    {:ok, _} =
-      SnakeBridge.Introspection.describe("dspy",
-        cache_dir: dir,
-        submodules: ["utils"],
-        timeout: 120_000
-      )
-
-    config = %{
-      python_module: "dspy",
-      elixir_module: DSPyGen,
-      introspection: %{cache_path: dir, submodules: ["utils"]},
-      functions: [%{python_path: "dspy.configure"}],
-      classes: [
-        %{python_path: "dspy.Predict", methods: [%{name: "__call__", elixir_name: :call}]},
-        %{python_path: "dspy.ChainOfThought", methods: [%{name: "__call__", elixir_name: :call}]},
-        %{python_path: "dspy.Example", methods: [%{name: "with_inputs"}, %{name: "inputs"}]},
-        %{python_path: "dspy.utils.DummyLM"}
-      ]
-    }
-
-    modules = SnakeBridge.Generator.generate_and_load(config)
     on_exit(fn -> File.rm_rf(dir) end)
-    %{modules: modules}
+
+    # No descriptor is cached in `dir`: the generator introspects DSPy with a temporary
+    # worker. The modules are compiled to .beam files so their docs and specs can be read.
+    quoted =
+      ExUnit.CaptureIO.with_io(:stderr, fn ->
+        SnakeBridge.Generator.quoted(DSPyConfig, cache_dir: dir)
+      end)
+      |> then(fn {quoted, stderr} ->
+        assert stderr =~ "introspecting dspy with a temporary Python worker"
+        quoted
+      end)
+
+    modules =
+      for {:defmodule, _, [name | _]} = definition <- quoted do
+        :code.purge(name)
+        :code.delete(name)
+        [{^name, binary}] = Code.compile_quoted(definition)
+        File.write!(Path.join(dir, "#{name}.beam"), binary)
+        name
+      end
+
+    %{modules: modules, beam: &Path.join(dir, "#{&1}.beam")}
   end
 
+  # The generated modules do not exist when this file compiles: call them through apply/3.
   defp run(module, function, args), do: apply(module, function, args)
 
-  test "the generated modules exist with their functions", %{modules: modules} do
-    assert DSPyGen.Predict in modules
-    assert DSPyGen.Utils.DummyLM in modules
-    assert function_exported?(DSPyGen.Predict, :call, 4)
-    assert function_exported?(DSPyGen, :configure!, 2)
+  defp spec_source(beam, name, arity) do
+    {:ok, specs} = Code.Typespec.fetch_specs(File.read!(beam))
+    {_, [spec | _]} = List.keyfind(specs, {name, arity}, 0)
+    Code.Typespec.spec_to_quoted(name, spec) |> Macro.to_string() |> String.replace(~r/\s+/, " ")
   end
 
-  test "Predict and ChainOfThought answer through DummyLM; Prediction fields are readable" do
+  test "DSPyConfig generates a module per class and one for the functions", %{modules: modules} do
+    for module <-
+          [DSPy, DSPy.Predict, DSPy.ChainOfThought, DSPy.ReAct, DSPy.Prediction] ++
+            [DSPy.Example, DSPy.LM, DSPy.Tool, DSPy.Utils.DummyLM] do
+      assert module in modules
+    end
+
+    # Python signatures decide the arities: Predict(signature, ...), ReAct(signature, tools, ...).
+    assert function_exported?(DSPy.Predict, :create, 1)
+    assert function_exported?(DSPy.Predict, :create, 3)
+    assert function_exported?(DSPy.ReAct, :create, 2)
+    assert function_exported?(DSPy.Predict, :call, 4)
+    assert function_exported?(DSPy, :configure!, 2)
+    # ChainOfThought extends Predict in the config: it inherits `call` and the stream.
+    assert function_exported?(DSPy.ChainOfThought, :call, 2)
+    assert function_exported?(DSPy.ChainOfThought, :named_predictors, 3)
+    refute function_exported?(DSPy.ChainOfThought, :named_predictors!, 3)
+  end
+
+  test "docs carry the Python docstring and signature; specs the configured types", %{beam: beam} do
+    {:docs_v1, _, :elixir, _, %{"en" => moduledoc}, _, docs} = Code.fetch_docs(beam.(DSPy.Predict))
+    assert moduledoc != ""
+
+    {_, _, _, %{"en" => call_doc}, _} =
+      Enum.find(docs, &match?({{:function, :call, 4}, _, _, _, _}, &1))
+
+    assert call_doc =~ "Python: `dspy.Predict.__call__("
+    assert Enum.any?(docs, &match?({{:type, :t, 0}, _, _, %{"en" => _}, _}, &1))
+
+    assert spec_source(beam.(DSPy.Predict), :call, 4) =~
+             "{:ok, DSPy.Prediction.t()} | {:error, SnakeBridge.Error.t()}"
+
+    assert spec_source(beam.(DSPy.Predict), :create, 3) =~
+             "create(String.t(), keyword() | map(), keyword()) :: {:ok, t()}"
+
+    # The module's own t() reads back as local.
+    assert spec_source(beam.(DSPy.ReAct), :create, 4) =~ "create(String.t(), [DSPy.Tool.t()],"
+    assert spec_source(beam.(DSPy.Prediction), :keys, 3) =~ "{:ok, [String.t()]}"
+    assert spec_source(beam.(DSPy.Predict), :named_predictors, 3) =~ ":: Enumerable.t()"
+  end
+
+  test "Predict, ChainOfThought and ReAct answer through DummyLM; Predictions are readable" do
     SnakeBridge.Session.with_session(fn session ->
       opts = [session: session]
-      answers = [%{"answer" => "Paris"}, %{"reasoning" => "2 and 2 make 4", "answer" => "4"}]
-      {:ok, lm} = run(DSPyGen.Utils.DummyLM, :create, [answers, [], opts])
-      {:ok, _} = run(DSPyGen, :configure, [[lm: lm], opts])
 
-      {:ok, predict} = run(DSPyGen.Predict, :create, ["question -> answer", [], opts])
+      answers = [
+        %{"answer" => "Paris"},
+        %{"reasoning" => "2 and 2 make 4", "answer" => "4"},
+        %{
+          "next_thought" => "Ask the tool",
+          "next_tool_name" => "weather",
+          "next_tool_args" => %{"city" => "Paris"}
+        },
+        %{"next_thought" => "Done", "next_tool_name" => "finish", "next_tool_args" => %{}},
+        %{"reasoning" => "The tool said so", "answer" => "Sunny"}
+      ]
+
+      {:ok, lm} = run(DSPy.Utils.DummyLM, :create, [answers, [], opts])
+      {:ok, _} = run(DSPy, :configure, [[lm: lm], opts])
+
+      {:ok, predict} = run(DSPy.Predict, :create, ["question -> answer", [], opts])
 
       {:ok, prediction} =
-        run(DSPyGen.Predict, :call, [predict, [], [question: "Capital of France?"], opts])
+        run(DSPy.Predict, :call, [predict, [], [question: "Capital of France?"], opts])
 
       assert %SnakeBridge.Ref{type: "dspy.primitives.prediction.Prediction"} = prediction
-      assert SnakeBridge.get_attr!(prediction, :answer) == "Paris"
+      assert run(DSPy.Prediction, :get!, [prediction, "answer", [], opts]) == "Paris"
 
-      {:ok, cot} = run(DSPyGen.ChainOfThought, :create, ["question -> answer", [], opts])
-      thought = run(DSPyGen.ChainOfThought, :call!, [cot, [], [question: "2+2?"], opts])
+      cot = run(DSPy.ChainOfThought, :create!, ["question -> answer", [], opts])
+      thought = run(DSPy.ChainOfThought, :call!, [cot, [], [question: "2+2?"], opts])
       assert SnakeBridge.get_attr!(thought, :answer) == "4"
       assert SnakeBridge.get_attr!(thought, :reasoning) == "2 and 2 make 4"
+      assert run(DSPy.Prediction, :keys!, [thought, [], opts]) == ["reasoning", "answer"]
+
+      # The tool is an Elixir function that DSPy calls from Python.
+      test_pid = self()
+
+      weather = fn %{"city" => city} ->
+        send(test_pid, {:tool_called, city})
+        "sunny in #{city}"
+      end
+
+      tool_kwargs = [name: "weather", desc: "Weather", args: %{"city" => %{"type" => "string"}}]
+      tool = run(DSPy.Tool, :create!, [weather, tool_kwargs, opts])
+      react = run(DSPy.ReAct, :create!, ["question -> answer", [tool], [], opts])
+      result = run(DSPy.ReAct, :call!, [react, [], [question: "Weather in Paris?"], opts])
+      assert_received {:tool_called, "Paris"}
+      assert SnakeBridge.get_attr!(result, :answer) == "Sunny"
+      assert SnakeBridge.get_attr!(result, :trajectory)["observation_0"] == "sunny in Paris"
     end)
   end
 
+  test "a streaming: true method yields a lazy Elixir Stream" do
+    cot = run(DSPy.ChainOfThought, :create!, ["question -> answer"])
+    stream = run(DSPy.ChainOfThought, :named_predictors, [cot])
+    assert is_function(stream, 2) or is_struct(stream, Stream)
+
+    assert [{"predict", %SnakeBridge.Ref{type: "dspy.predict.predict.Predict"}}] =
+             Enum.to_list(stream)
+
+    example = run(DSPy.Example, :create!, [[question: "q?", answer: "a"]])
+    assert run(DSPy.Example, :items, [example]) |> Enum.take(1) == [{"question", "q?"}]
+  end
+
   test "Examples carry their fields and inputs" do
-    {:ok, example} = run(DSPyGen.Example, :create, [[question: "q?", answer: "a"]])
-    {:ok, with_inputs} = run(DSPyGen.Example, :with_inputs, [example, ["question"]])
-    {:ok, inputs} = run(DSPyGen.Example, :inputs, [with_inputs])
-    assert SnakeBridge.call_method!(inputs, "keys") == ["question"]
+    example = run(DSPy.Example, :create!, [[question: "q?", answer: "a"]])
+    inputs = example |> then(&run(DSPy.Example, :with_inputs!, [&1, ["question"]]))
+    inputs = run(DSPy.Example, :inputs!, [inputs])
+    assert run(DSPy.Example, :to_map!, [inputs]) == %{"question" => "q?"}
+
+    labels =
+      run(DSPy.Example, :labels!, [run(DSPy.Example, :with_inputs!, [example, ["question"]])])
+
+    assert run(DSPy.Example, :to_map!, [labels]) == %{"answer" => "a"}
   end
 end
