@@ -46,6 +46,36 @@ defmodule SnakeBridge.Config do
   class path such as `"dspy.Prediction"` (the generated module's `t()` when the config
   generates that class).
 
+  ## What the options do
+
+    * `version` - the library version the config was written for: `"3"` or `"3.4"`
+      accepts 3.4.1. Generating against a descriptor of another version is an error.
+    * `cacheable: true` (functions) - calls are answered from the pool's result cache,
+      kept for `caching.ttl` milliseconds (forever without one); `caching: %{enabled:
+      false}` turns this off for the whole config. `pure: true` marks a function safe to
+      retry (`idempotent: true`). `timeout` is the function's default `:timeout`.
+    * `streaming: true` - the generated function returns a lazy `Stream` over the
+      iterable the Python function or method returns (generators always do).
+    * `singleton: true` (classes) - the module gets `instance/1`: the pool's one shared
+      object of the class (see `SnakeBridge.Runtime.singleton/3`). The constructor must
+      take no required parameters.
+    * `result_transform` (classes) - a 1-arity remote capture (`&MyApp.T.fun/1`) or
+      `{module, function, 1}` applied to every method result of the class (to each
+      element of a stream).
+    * `session: %{mode: :pooled}` - every generated call without a `:session` option
+      joins the caller's current session (`SnakeBridge.Session.with_session/2`), so
+      Python state stays on one worker. `constructor: %{session_aware: true}` does the
+      same for one class's constructor. The default, `:ephemeral`, runs each call on any
+      worker.
+    * `telemetry` - `enabled: false` emits no events for the config's calls; `prefix:
+      [:my_app, :dspy]` replaces their `[:snakebridge]` prefix.
+    * `init`, `bidirectional_tools` - applied by a pool started with
+      `integrations: [config]` (see `SnakeBridge.Pool`). In `init` arguments, a value
+      `{:call, "dspy.LM", args, kwargs}` is made by the worker (the result of that call).
+    * `python_deps` - installed by `mix snakebridge.setup`.
+    * `grpc`, `serialization` and `allowed_modules` are validated and kept for the data
+      plane and the security layer; they do not change generated code.
+
   ## Composition: `extends` and `mixins`
 
   `extends` names one base config and `mixins` a list of partial configs, each a config

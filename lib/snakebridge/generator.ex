@@ -17,9 +17,9 @@ defmodule SnakeBridge.Generator do
     * a module-level function `f(required..., kwargs \\\\ [], opts \\\\ [])` returning
       `{:ok, result} | {:error, %SnakeBridge.Error{}}`, and `f!` returning the result or
       raising; a generator function returns a lazy `Stream` instead;
-    * per class: `create(required..., kwargs \\\\ [], opts \\\\ [])` returning a
+    * per class: `@type t`, `create(required..., kwargs \\\\ [], opts \\\\ [])` returning a
       `%SnakeBridge.Ref{}`, methods taking the ref first, property getters and (unless
-      read-only) `set_<property>` setters;
+      read-only) `set_<property>` setters, and `instance/1` for a singleton;
     * `@moduledoc`/`@doc` from the Python docstrings with the Python signature, and
       `@spec`s from the type descriptors.
 
@@ -27,8 +27,14 @@ defmodule SnakeBridge.Generator do
   SnakeBridge's options (`:timeout`, `:session`, `:pool`, ...) in `opts`. A configured
   `timeout` becomes the function's default `:timeout`.
 
+  The config's options that change calls (caching, sessions, telemetry, transforms) are
+  described in `SnakeBridge.Config`.
+
   The descriptor is read from the config's `introspection.cache_path` (default
-  `priv/snakebridge/schemas`); when it is missing, run `mix snakebridge.discover`.
+  `priv/snakebridge/schemas`). When it is missing, a temporary Python worker introspects
+  the library once and writes it there (unless `introspection: %{enabled: false}`); commit
+  the file so that compiling needs no Python. A bad config, or one naming what the
+  library lacks, is a compile error pointing at the config.
   """
 
   defmacro __using__(opts) do
@@ -130,7 +136,18 @@ defmodule SnakeBridge.Generator do
               into: %{},
               do: {to_string(class.python_path), transform_ast(transform, class.python_path)}
 
-        Enum.map(plan, &module_ast(&1, transforms))
+        context = %{
+          telemetry: telemetry_option(config.telemetry),
+          pooled: match?(%{mode: mode} when mode in [:pooled, "pooled"], config.session),
+          session_aware:
+            for(
+              class <- config.classes || [],
+              get_in(class, [:constructor, :session_aware]) == true,
+              do: to_string(class.python_path)
+            )
+        }
+
+        Enum.map(plan, &module_ast(&1, transforms, context))
 
       {:error, :no_descriptor} ->
         introspect!(config, python_module, integration, dir)
@@ -200,9 +217,24 @@ defmodule SnakeBridge.Generator do
         "result_transform of #{class} must be a 1-arity function, got #{inspect(other)}"
       )
 
-  defp module_ast(%{"module" => module, "moduledoc" => doc} = plan, transforms) do
+  # The `:telemetry` call option of a config's `telemetry` (nil: the default).
+  defp telemetry_option(%{enabled: false}), do: false
+  defp telemetry_option(%{prefix: [_ | _] = prefix}), do: Enum.map(prefix, &to_atom/1)
+  defp telemetry_option(_), do: nil
+
+  defp to_atom(name) when is_atom(name), do: name
+  defp to_atom(name) when is_binary(name), do: String.to_atom(name)
+
+  defp module_ast(%{"module" => module, "moduledoc" => doc} = plan, transforms, context) do
     name = String.to_atom(module)
-    context = %{integration: plan["integration"], transform: transforms[plan["python"]]}
+
+    context =
+      Map.merge(context, %{
+        integration: plan["integration"],
+        transform: transforms[plan["python"]],
+        session_aware: plan["python"] in context.session_aware
+      })
+
     functions = Enum.flat_map(plan["functions"], &function_ast(&1, context))
 
     type =
@@ -252,7 +284,7 @@ defmodule SnakeBridge.Generator do
     value = Macro.var(:value, nil)
     kwargs = Macro.var(:kwargs, nil)
     opts = Macro.var(:opts, nil)
-    timed = default_opts(opts, f, context.integration)
+    timed = default_opts(opts, f, kind, context)
     streaming = f["streaming"]
 
     case kind do
@@ -335,6 +367,19 @@ defmodule SnakeBridge.Generator do
           opts
         )
 
+      "instance" ->
+        {module, class} = split(f["target"])
+        call = runtime(:singleton, [module, class, timed])
+
+        spec =
+          quote(
+            do:
+              unquote(name)(keyword()) ::
+                {:ok, unquote(returns)} | {:error, SnakeBridge.Error.t()}
+          )
+
+        [definition(name, bang, [], [quote(do: unquote(opts) \\ [])], spec, call, f["doc"])]
+
       "function" ->
         {module, function} = split(f["target"])
 
@@ -366,18 +411,26 @@ defmodule SnakeBridge.Generator do
     do: quote(do: SnakeBridge.Runtime.unquote(fun)(unquote_splicing(args)))
 
   # `opts` over the configured defaults: the integration (telemetry, result cache), the
-  # timeout, `cache` for a cacheable function and `idempotent` for a pure one.
-  defp default_opts(opts, f, integration) do
+  # timeout, `cache` for a cacheable function, `idempotent` for a pure one, the config's
+  # `telemetry`; and the caller's current session for a pooled config or a session-aware
+  # constructor.
+  defp default_opts(opts, f, kind, context) do
     defaults =
       [
-        integration: integration,
+        integration: context.integration,
         timeout: f["timeout"],
         cache: f["cache"],
-        idempotent: f["idempotent"] || nil
+        idempotent: f["idempotent"] || nil,
+        telemetry: context.telemetry
       ]
       |> Enum.reject(fn {_key, value} -> is_nil(value) end)
 
-    quote(do: Keyword.merge(unquote(defaults), unquote(opts)))
+    merged = quote(do: Keyword.merge(unquote(defaults), unquote(opts)))
+    join = context.pooled or (kind == "constructor" and context.session_aware)
+
+    if join and kind != "instance",
+      do: quote(do: SnakeBridge.Session.join_current(unquote(merged))),
+      else: merged
   end
 
   defp split(dotted) do
@@ -420,19 +473,13 @@ defmodule SnakeBridge.Generator do
       unquote(plain_definition(name, args, trailing, spec, call, doc))
 
       @doc unquote(
-             "Like `#{name}/#{arity}`, but returns the result or raises (`SnakeBridge.PythonError` for a Python exception)."
+             "Like `#{name}/#{arity}`, but returns the result or raises (`SnakeBridge.PythonError` for a Python exception; see `SnakeBridge.Runtime.unwrap!/2`)."
            )
       def unquote(bang)(unquote_splicing(args ++ trailing)) do
-        case unquote(name)(unquote_splicing(args ++ plain)) do
-          {:ok, result} ->
-            result
-
-          {:error, %SnakeBridge.Error{reason: :python_exception, python: %_{} = exception}} ->
-            raise exception
-
-          {:error, error} ->
-            raise error
-        end
+        SnakeBridge.Runtime.unwrap!(
+          unquote(name)(unquote_splicing(args ++ plain)),
+          unquote(List.last(plain))
+        )
       end
     end
   end

@@ -23,6 +23,8 @@ defmodule SnakeBridge.Runtime do
     * `:cache` - `true`/`:infinity` or a TTL in milliseconds: answer from the pool's
       result cache when the same target was called with the same arguments (for pure
       functions). Calls involving objects (refs, sessions) always run. Default `false`.
+    * `:telemetry` - `false` emits no telemetry events for the call; a list of atoms
+      replaces the `[:snakebridge]` prefix of its event names (default `true`).
     * `:integration` - the name telemetry and the result cache file the call under
       (default: the pool's name).
     * `:idempotent` - `true` lets the call be retried, with exponential backoff from
@@ -72,6 +74,34 @@ defmodule SnakeBridge.Runtime do
           {:ok, Ref.t()} | {:error, Error.t()}
   def create_instance(module, class, args \\ [], kwargs \\ [], opts \\ []),
     do: call(module, class, args, kwargs, Keyword.put(opts, :as, :ref))
+
+  @doc """
+  The pool's one shared instance of `module.class` (a config's `singleton: true`): created
+  with no arguments on first use and kept; created again when its worker has died. It
+  never belongs to a session (`:session` is ignored), so no session's end releases it.
+  Two processes asking at once for the first time may both create one; one is kept and
+  the other is released by garbage collection.
+  """
+  @spec singleton(module_name(), String.t(), keyword()) :: {:ok, Ref.t()} | {:error, Error.t()}
+  def singleton(module, class, opts \\ []) do
+    opts = Keyword.delete(opts, :session)
+    key = {__MODULE__, :singleton, Keyword.get(opts, :pool, Pool), target(module, class)}
+
+    case :persistent_term.get(key, nil) do
+      %Ref{} = ref ->
+        if Ref.alive?(ref), do: {:ok, ref}, else: new_singleton(key, module, class, opts)
+
+      nil ->
+        new_singleton(key, module, class, opts)
+    end
+  end
+
+  defp new_singleton(key, module, class, opts) do
+    with {:ok, ref} <- create_instance(module, class, [], [], opts) do
+      :persistent_term.put(key, ref)
+      {:ok, ref}
+    end
+  end
 
   @doc """
   Calls method `name` of the object behind `ref`: `obj.name(*args, **kwargs)`.
@@ -186,6 +216,7 @@ defmodule SnakeBridge.Runtime do
           handle: handle,
           timeout: timeout,
           label: label,
+          telemetry: Telemetry.prefix(opts),
           batch: max(div(window, 2), 1),
           consumed: 0,
           done: false
@@ -214,7 +245,7 @@ defmodule SnakeBridge.Runtime do
             consumed
           end
 
-        Telemetry.emit([:stream, :chunk], %{count: 1}, %{target: state.label})
+        Telemetry.emit([:stream, :chunk], %{count: 1}, %{target: state.label}, state.telemetry)
         {[value], %{state | consumed: consumed}}
 
       {^tag, :done} ->
@@ -352,17 +383,24 @@ defmodule SnakeBridge.Runtime do
   defp name(value, what),
     do: raise(ArgumentError, "expected a Python #{what} name, got: #{inspect(value)}")
 
-  defp unwrap!(result, opts \\ [])
-  defp unwrap!({:ok, value}, _opts), do: value
+  @doc """
+  The value of `{:ok, value}`; otherwise raises: the `SnakeBridge.PythonError` of a Python
+  exception (or its Elixir counterpart with `errors: :elixir` in `opts`, see
+  `SnakeBridge.PythonError.to_elixir/1`), else the `SnakeBridge.Error`. The bang variants
+  (`call!/5`, generated `f!` functions) are this over their tuple-returning twins.
+  """
+  @spec unwrap!(result(), keyword()) :: term()
+  def unwrap!(result, opts \\ [])
+  def unwrap!({:ok, value}, _opts), do: value
 
-  defp unwrap!({:error, %Error{reason: :python_exception, python: %_{} = exception}}, opts) do
+  def unwrap!({:error, %Error{reason: :python_exception, python: %_{} = exception}}, opts) do
     case Keyword.get(opts, :errors, :python) do
       :python -> raise exception
       :elixir -> raise SnakeBridge.PythonError.to_elixir(exception)
     end
   end
 
-  defp unwrap!({:error, error}, _opts), do: raise(error)
+  def unwrap!({:error, error}, _opts), do: raise(error)
 
   # The pool a call goes to: its session's, else `:pool`, else the default pool.
   defp pool(opts) do
@@ -436,8 +474,9 @@ defmodule SnakeBridge.Runtime do
       cache = cache_policy(opts, pool)
       ms = timeout_ms(timeout)
       meta = call_metadata(pool, label, opts)
+      prefix = Telemetry.prefix(opts)
       started = System.monotonic_time()
-      Telemetry.emit([:call, :start], %{system_time: System.system_time()}, meta)
+      Telemetry.emit([:call, :start], %{system_time: System.system_time()}, meta, prefix)
       tag = make_ref()
 
       native =
@@ -459,23 +498,25 @@ defmodule SnakeBridge.Runtime do
         rescue
           exception ->
             duration = System.monotonic_time() - started
-            Telemetry.emit([:call, :exception], %{duration: duration}, Map.put(meta, :kind, :error))
+            meta = Map.put(meta, :kind, :error)
+            Telemetry.emit([:call, :exception], %{duration: duration}, meta, prefix)
             reraise exception, __STACKTRACE__
         end
 
       case native do
         {:ok, handle, args_bytes} ->
           {result, facts} = await(tag, handle, timeout, label)
-          report_stop(result, facts, args_bytes, started, meta)
+          report_stop(result, facts, args_bytes, started, meta, prefix)
           result
 
         {:error, {:unsupported, path, message}} ->
-          Telemetry.emit([:call, :exception], %{duration: System.monotonic_time() - started}, meta)
+          duration = System.monotonic_time() - started
+          Telemetry.emit([:call, :exception], %{duration: duration}, meta, prefix)
           raise ArgumentError, "cannot send #{path} to Python (calling #{label}): #{message}"
 
         {:error, {:stale_ref, message}} ->
           result = {:error, Error.new(:stale_ref, message, label)}
-          report_stop(result, {0, 0, false}, 0, started, meta)
+          report_stop(result, {0, 0, false}, 0, started, meta, prefix)
           result
       end
     end
@@ -532,7 +573,7 @@ defmodule SnakeBridge.Runtime do
     end
   end
 
-  defp report_stop(result, {result_bytes, queue_us, cache_hit}, args_bytes, started, meta) do
+  defp report_stop(result, {result_bytes, queue_us, cache_hit}, args_bytes, started, meta, prefix) do
     measurements = %{
       duration: System.monotonic_time() - started,
       payload_bytes: args_bytes + result_bytes,
@@ -548,7 +589,8 @@ defmodule SnakeBridge.Runtime do
     Telemetry.emit(
       [:call, :stop],
       measurements,
-      %{meta | cache_hit: cache_hit} |> Map.put(:result, outcome)
+      %{meta | cache_hit: cache_hit} |> Map.put(:result, outcome),
+      prefix
     )
   end
 

@@ -26,6 +26,8 @@ defmodule SnakeBridge.Session do
 
   alias SnakeBridge.{Error, Native, Pool, Telemetry}
 
+  @current {__MODULE__, :current}
+
   @enforce_keys [:id, :pool, :resource, :worker_pid]
   defstruct [:id, :pool, :resource, :worker_pid]
 
@@ -91,19 +93,42 @@ defmodule SnakeBridge.Session do
   @doc """
   Runs `fun` with a new session and releases the session afterwards, even when `fun`
   raises. Options as for `checkout/1`. Raises `SnakeBridge.Error` if no session can be had.
+
+  While `fun` runs, the session is the process's current session (`current/0`): the
+  functions generated for a config with `session: %{mode: :pooled}`, and the constructors
+  marked `session_aware: true`, join it when they are given no `:session` option.
   """
   @spec with_session(keyword(), (t() -> result)) :: result when result: term()
   def with_session(opts \\ [], fun) when is_function(fun, 1) do
     case checkout(opts) do
       {:ok, session} ->
+        previous = Process.put(@current, session)
+
         try do
           fun.(session)
         after
+          if previous, do: Process.put(@current, previous), else: Process.delete(@current)
           release(session)
         end
 
       {:error, error} ->
         raise error
+    end
+  end
+
+  @doc """
+  The session of the innermost `with_session/2` running in the calling process, or nil.
+  """
+  @spec current() :: t() | nil
+  def current, do: Process.get(@current)
+
+  @doc false
+  # `opts` with the current session, unless they name one (generated calls that join it).
+  @spec join_current(keyword()) :: keyword()
+  def join_current(opts) do
+    case not Keyword.has_key?(opts, :session) and current() do
+      %__MODULE__{} = session -> Keyword.put(opts, :session, session)
+      _ -> opts
     end
   end
 

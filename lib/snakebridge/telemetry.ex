@@ -22,14 +22,27 @@ defmodule SnakeBridge.Telemetry do
   """
 
   @doc false
-  @spec emit([atom()], map(), map()) :: :ok
-  def emit(event, measurements, metadata) do
-    if enabled?() do
+  # `prefix` replaces `[:snakebridge]` (a call's `:telemetry` option); nil emits nothing.
+  @spec emit([atom()], map(), map(), [atom()] | nil) :: :ok
+  def emit(event, measurements, metadata, prefix \\ [:snakebridge]) do
+    if prefix != nil and enabled?() do
       # Called through apply/3: :telemetry is optional and absent at compile time.
-      apply(:telemetry, :execute, [[:snakebridge | event], measurements, metadata])
+      apply(:telemetry, :execute, [prefix ++ event, measurements, metadata])
     end
 
     :ok
+  end
+
+  @doc false
+  # The event prefix a call's `:telemetry` option asks for: `false` none, a list of atoms
+  # that prefix, anything else (unset, `true`) the default.
+  @spec prefix(keyword()) :: [atom()] | nil
+  def prefix(opts) do
+    case Keyword.get(opts, :telemetry, true) do
+      false -> nil
+      [_ | _] = prefix -> prefix
+      _ -> [:snakebridge]
+    end
   end
 
   @doc "Whether events are emitted (`:telemetry` is loaded)."

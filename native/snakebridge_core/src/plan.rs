@@ -316,6 +316,17 @@ pub fn plan(
         python: String::new(),
     };
     let mut modules = Vec::new();
+    if let Some(wanted) = text(config, "version") {
+        if !version_matches(wanted, &descriptor.version) {
+            ctx.error(
+                "version".into(),
+                format!(
+                    "the config is for {python_module} {wanted}, the descriptor is of {python_module} {} (introspect again, or update the config)",
+                    descriptor.version
+                ),
+            );
+        }
+    }
 
     // Module-level functions live in the prefix module.
     let mut names = Names::default();
@@ -397,7 +408,37 @@ pub fn plan(
             false,
         );
         set_field(&mut create, "return_type", Value::Str(types.class(path)));
+        let required =
+            matches!(field(&create, "args"), Some(Value::List(args)) if !args.is_empty());
         functions.push(create);
+        if flag(entry, "singleton") {
+            if required {
+                ctx.error(
+                    format!("classes[{i}].singleton"),
+                    format!(
+                        "{path} cannot be a singleton: its constructor has required parameters"
+                    ),
+                );
+            }
+            // `instance(opts)`: the pool's one shared object of the class.
+            let mut instance = function(
+                &mut ctx,
+                &mut names,
+                "instance",
+                "instance",
+                path,
+                path,
+                &FunctionDescriptor {
+                    docstring: format!("The shared `{path}` object of the pool (`singleton: true`): created with the constructor's defaults on first use, and again after its worker died."),
+                    ..Default::default()
+                },
+                ctor_entry,
+                &format!("classes[{i}].constructor"),
+                false,
+            );
+            set_field(&mut instance, "return_type", Value::Str(types.class(path)));
+            functions.push(instance);
+        }
         let configured = items(entry, "methods");
         for (j, m) in configured.iter().enumerate() {
             let name = text(m, "name").unwrap_or_default();
@@ -507,6 +548,13 @@ pub fn plan(
     }
 }
 
+/// Whether a library version satisfies the version a config names: equal, or `wanted`
+/// is a prefix of it at a dot (`3` and `3.4` match `3.4.1`).
+fn version_matches(wanted: &str, actual: &str) -> bool {
+    let wanted = wanted.trim_start_matches(['=', 'v', ' ']);
+    actual == wanted || actual.starts_with(&format!("{wanted}."))
+}
+
 fn set_field(value: &mut Value, key: &str, new: Value) {
     if let Value::Map(entries) = value {
         for (k, v) in entries.iter_mut() {
@@ -551,6 +599,15 @@ mod tests {
         assert_eq!(elixir_name("2fa"), "py_2fa");
         assert_eq!(elixir_name("module_info"), "module_info_");
         assert_eq!(camelize("dspy.chain_of_thought"), "Dspy.ChainOfThought");
+    }
+
+    #[test]
+    fn versions_match_by_dotted_prefix() {
+        assert!(version_matches("3", "3.4.1"));
+        assert!(version_matches("3.4", "3.4.1"));
+        assert!(version_matches("3.4.1", "3.4.1"));
+        assert!(!version_matches("3.4", "3.40.0"));
+        assert!(!version_matches("2.6", "3.4.1"));
     }
 
     #[test]

@@ -205,3 +205,26 @@ def die_once(marker: str) -> str:
         open(marker, "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
     return "second try"
+
+
+class Counter:
+    """A counter that lives in a worker (generated classes in tests)."""
+
+    def __init__(self, start: int = 0) -> None:
+        self.value = start
+
+    def add(self, n: int) -> int:
+        """Adds `n` and returns the new value."""
+        self.value += n
+        return self.value
+
+    def worker(self) -> int:
+        """The pid of the worker the counter lives in."""
+        return os.getpid()
+
+
+class Named:
+    """An object that needs a name to be made."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
