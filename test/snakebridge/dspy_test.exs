@@ -72,6 +72,14 @@ defmodule SnakeBridge.DSPyTest do
       Enum.find(docs, &match?({{:function, :call, 4}, _, _, _, _}, &1))
 
     assert call_doc =~ "Python: `dspy.Predict.__call__("
+
+    # Google-style sections read as Markdown: headings and lists, not indented code.
+    {:docs_v1, _, :elixir, _, %{"en" => cot_doc}, _, _} =
+      Code.fetch_docs(beam.(DSPy.ChainOfThought))
+
+    assert cot_doc =~ "### Args\n\n* `signature` - "
+    assert cot_doc =~ "```python\n>>> import dspy"
+    refute cot_doc =~ "\n    signature:"
     assert Enum.any?(docs, &match?({{:type, :t, 0}, _, _, %{"en" => _}, _}, &1))
 
     assert spec_source(beam.(DSPy.Predict), :call, 4) =~

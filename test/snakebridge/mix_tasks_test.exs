@@ -126,4 +126,19 @@ defmodule SnakeBridge.GenTaskTest do
 
     assert_raise Mix.Error, ~r/--output/, fn -> Mix.Tasks.Snakebridge.Gen.run([config]) end
   end
+
+  test "mix snakebridge.gen takes a config module too", %{tmp_dir: dir} do
+    output = Path.join(dir, "lib")
+
+    capture_io(fn ->
+      Mix.Tasks.Snakebridge.Gen.run(["SnakeBridge.Test.JSONConfig", "--output", output])
+    end)
+
+    source = File.read!(Path.join(output, "snake_bridge/gen_test/module_json.ex"))
+    assert source =~ "def loads(s, kwargs \\\\ [], opts \\\\ [])"
+
+    assert_raise Mix.Error, ~r/no config module SnakeBridge.Test.Nope/, fn ->
+      Mix.Tasks.Snakebridge.Gen.run(["SnakeBridge.Test.Nope", "--output", output])
+    end
+  end
 end

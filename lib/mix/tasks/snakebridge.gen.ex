@@ -6,13 +6,16 @@ defmodule Mix.Tasks.Snakebridge.Gen do
 
       mix snakebridge.gen CONFIG --output DIR [--cache-dir PATH]
 
-    * `CONFIG` - a config file (`config/snakebridge/dspy.exs`).
+    * `CONFIG` - a config manifest (`config/snakebridge/dspy.exs`) or a config module of
+      the project (`MyApp.DSPyConfig`, see `SnakeBridge.Config`; the project is compiled
+      first).
     * `--output DIR` - where the files go, one per module (`DIR/dspy/predict.ex` for
       `Dspy.Predict`).
     * `--cache-dir PATH` - where the descriptor is read (default: the config's
       `introspection.cache_path`, else `priv/snakebridge/schemas`).
 
-  Needs no Python: the descriptor comes from the cache (`mix snakebridge.discover`).
+  The descriptor comes from the cache (`mix snakebridge.discover`); when it is missing, a
+  temporary Python worker introspects the library once, as at compile time.
   """
   use Mix.Task
 
@@ -36,11 +39,11 @@ defmodule Mix.Tasks.Snakebridge.Gen do
   end
 
   defp gen(config, opts) do
-    unless File.exists?(config), do: Mix.raise("no config file #{config}")
+    source = source(config)
 
     modules =
       try do
-        SnakeBridge.Generator.quoted(config, cache_dir: opts[:cache_dir])
+        SnakeBridge.Generator.quoted(source, cache_dir: opts[:cache_dir])
       rescue
         error in ArgumentError -> Mix.raise(Exception.message(error))
       end
@@ -56,6 +59,26 @@ defmodule Mix.Tasks.Snakebridge.Gen do
 
       File.write!(file, source)
       Mix.shell().info("wrote #{file}")
+    end
+  end
+
+  # A manifest path, or a config module (an alias such as MyApp.DSPyConfig).
+  defp source(config) do
+    cond do
+      File.regular?(config) ->
+        config
+
+      config =~ ~r/^[A-Z][A-Za-z0-9_]*(\.[A-Z][A-Za-z0-9_]*)*$/ ->
+        Mix.Task.run("compile")
+        module = Module.concat([config])
+
+        unless Code.ensure_loaded?(module),
+          do: Mix.raise("no config module #{config} in this project")
+
+        module
+
+      true ->
+        Mix.raise("no config file #{config}")
     end
   end
 end

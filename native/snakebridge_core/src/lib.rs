@@ -14,6 +14,7 @@
 //! - [`config`]: the schema and validation of integration configs.
 //! - [`plan`]: the Elixir modules and functions a config generates.
 //! - [`types`]: the typespecs of the generated `@spec`s.
+//! - [`docstring`]: Python docstrings as Markdown for the generated docs.
 //! - [`descriptor`]: the descriptor cache (what introspection learned, hot and on disk).
 //! - [`stats`]: a pool's counters.
 //! - [`callback`]: Python calling functions that live in the BEAM.
@@ -25,6 +26,7 @@ pub mod callback;
 pub mod codec;
 pub mod config;
 pub mod descriptor;
+pub mod docstring;
 pub mod error;
 pub mod plan;
 pub mod pool;

@@ -16,6 +16,7 @@
 use std::collections::HashSet;
 
 use crate::config::ConfigError;
+use crate::docstring;
 use crate::proto::{
     parameter_descriptor::Kind as ParamKind, DescribeLibraryResponse, FunctionDescriptor,
 };
@@ -124,11 +125,14 @@ impl Names {
 }
 
 /// The Markdown doc of a function: the Python signature, then the docstring.
-fn doc(python: &str, f: &FunctionDescriptor, description: Option<&str>) -> String {
+fn doc(python: &str, kind: &str, f: &FunctionDescriptor, description: Option<&str>) -> String {
     let mut doc = String::new();
     match description.filter(|d| !d.is_empty()) {
         Some(description) => doc.push_str(description),
-        None if !f.docstring.is_empty() => doc.push_str(&f.docstring),
+        None if !f.docstring.is_empty() => doc.push_str(&docstring::to_markdown(&f.docstring)),
+        None if kind == "constructor" => doc.push_str(&format!(
+            "Creates a `{python}` object; the module documentation describes its parameters."
+        )),
         None => doc.push_str(&format!("Calls `{python}`.")),
     }
     doc.push_str(&format!(
@@ -249,7 +253,7 @@ fn function(
         ("arg_types", Value::List(arg_types)),
         ("varargs", varargs),
         ("return_type", Value::Str(return_type)),
-        ("doc", Value::Str(doc(python, f, description))),
+        ("doc", Value::Str(doc(python, kind, f, description))),
         ("streaming", Value::Bool(streaming)),
         ("timeout", entry.map(timeout).unwrap_or(Value::Nil)),
         // `pure: true`: safe to retry.
@@ -529,7 +533,7 @@ pub fn plan(
                 if class.docstring.is_empty() {
                     format!("The Python class `{path}`.")
                 } else {
-                    class.docstring.clone()
+                    docstring::to_markdown(&class.docstring)
                 }
             });
         modules.push(map(vec![
