@@ -60,7 +60,14 @@ defmodule SnakeBridge.Generator do
         e in ArgumentError -> compile_error(e, source, __CALLER__)
       end
 
-    external = if file, do: quote(do: @external_resource(unquote(file))), else: nil
+    # Recompiled when the config changes: its file is an external resource; a config
+    # module is required (a compile-time dependency).
+    external =
+      cond do
+        file -> quote(do: @external_resource(unquote(file)))
+        is_atom(source) -> quote(do: require(unquote(source)))
+        true -> nil
+      end
 
     quote do
       unquote(external)

@@ -24,14 +24,19 @@ defmodule SnakeBridge.DSPyTest do
         quoted
       end)
 
-    modules =
-      for {:defmodule, _, [name | _]} = definition <- quoted do
-        :code.purge(name)
-        :code.delete(name)
-        [{^name, binary}] = Code.compile_quoted(definition)
-        File.write!(Path.join(dir, "#{name}.beam"), binary)
-        name
-      end
+    {modules, warnings} =
+      ExUnit.CaptureIO.with_io(:stderr, fn ->
+        for {:defmodule, _, [name | _]} = definition <- quoted do
+          :code.purge(name)
+          :code.delete(name)
+          [{^name, binary}] = Code.compile_quoted(definition)
+          File.write!(Path.join(dir, "#{name}.beam"), binary)
+          name
+        end
+      end)
+
+    # The generated code compiles without a warning (as --warnings-as-errors needs).
+    assert warnings == ""
 
     %{modules: modules, beam: &Path.join(dir, "#{&1}.beam")}
   end

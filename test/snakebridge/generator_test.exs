@@ -160,4 +160,19 @@ defmodule SnakeBridge.GeneratorMacroTest do
     {:docs_v1, _, _, _, _, _, docs} = Code.fetch_docs(SnakeBridge.Test.JSON)
     assert Enum.any?(docs, &match?({{:function, :loads, 3}, _, _, %{"en" => _}, _}, &1))
   end
+
+  test "use SnakeBridge.Generator takes a config module, and depends on it at compile time" do
+    assert SnakeBridge.GenTest.ModuleJSON.loads!("[1]") == [1]
+
+    # A bad config module is a compile error pointing at the config module's source.
+    source = """
+    defmodule SnakeBridge.Test.BadUse do
+      use SnakeBridge.Generator, config: %{python_module: "json", functions: [%{python_path: "json.x", pure: :yes}]}
+    end
+    """
+
+    error = assert_raise CompileError, fn -> Code.compile_string(source, "bad_use.ex") end
+    assert error.file =~ "bad_use.ex"
+    assert error.description =~ "functions[0].pure: expected a boolean"
+  end
 end

@@ -83,6 +83,30 @@ defmodule SnakeBridge.WatcherTest do
     refute_received {:snakebridge_reloaded, ^notes, _}
   end
 
+  test "a changed partial regenerates the manifests that may include it", %{tmp_dir: dir} do
+    partial = Path.join(dir, "_common.exs")
+    File.write!(partial, ~s(%{functions: [%{python_path: "json.dumps"}]}))
+    path = Path.join(dir, "watched_json.exs")
+
+    File.write!(path, """
+    %{
+      python_module: "json",
+      elixir_module: #{inspect(@module)},
+      introspection: %{cache_path: #{inspect(@schemas)}},
+      mixins: ["_common.exs"]
+    }
+    """)
+
+    watcher = start_supervised!({Watcher, dirs: [dir], name: nil})
+    :ok = Watcher.subscribe(watcher)
+
+    File.write!(partial, ~s(%{functions: [%{python_path: "json.loads"}]}))
+    assert_receive {:snakebridge_reloaded, ^path, {:ok, [@module]}}, 5_000
+    refute_received {:snakebridge_reloaded, ^partial, _}
+    assert function_exported?(@module, :loads, 1)
+    refute function_exported?(@module, :dumps, 1)
+  end
+
   test "a directory that does not exist is an error naming it", %{tmp_dir: dir} do
     missing = Path.join(dir, "no_such_dir")
 
