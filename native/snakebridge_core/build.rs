@@ -2,7 +2,7 @@
 //!
 //! Maps are generated as `BTreeMap`s so that encoding a descriptor is deterministic (its
 //! hash and its JSON file are stable), and the descriptor messages derive serde for the
-//! descriptor cache's JSON files.
+//! descriptor cache's JSON files. A payload's out-of-band buffers are `bytes::Bytes`.
 
 const DESCRIPTOR_MESSAGES: [&str; 6] = [
     ".snakebridge.v1.DescribeLibraryResponse",
@@ -21,7 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .btree_map(".");
+        .btree_map(".")
+        // Out-of-band buffers (tensor data) are `Bytes`: decoding a frame slices them out
+        // of the received message without copying.
+        .bytes(".snakebridge.v1.Payload.buffers");
     for message in DESCRIPTOR_MESSAGES {
         config = config.message_attribute(
             message,

@@ -41,6 +41,7 @@ pub mod worker;
 pub use error::{Error, ErrorKind};
 
 /// The big-integer crate of [`Value::BigInt`], so bindings use the same release.
+pub use bytes;
 pub use num_bigint;
 pub use pool::{CallRequest, Op, Pool, PoolConfig, Reply};
 pub use value::Value;

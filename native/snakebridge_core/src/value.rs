@@ -4,6 +4,7 @@
 //! one from an Erlang term, the worker builds one from a Python object, and the codecs turn
 //! it into bytes and back. The variants are the rows of the value table in `DESIGN.md`.
 
+use bytes::Bytes;
 use num_bigint::BigInt;
 
 /// Deepest nesting a value may have. Deeper values are refused with an error naming the
@@ -48,6 +49,135 @@ pub enum Value {
     Ref(ObjectRef),
     /// An Elixir function (towards Python only): a callable that runs it in the BEAM.
     Callback(u64),
+    /// `%SnakeBridge.Tensor{}` (or `Nx.Tensor`) / `numpy.ndarray`: a dense array whose data
+    /// travels out of band, beside the encoded value.
+    Tensor(Tensor),
+}
+
+/// The element type of a [`Tensor`]: the types numpy and Nx share, plus `bool`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DType {
+    Bool,
+    U8,
+    U16,
+    U32,
+    U64,
+    S8,
+    S16,
+    S32,
+    S64,
+    F16,
+    BF16,
+    F32,
+    F64,
+    C64,
+    C128,
+}
+
+impl DType {
+    /// Every dtype, for tests and listings.
+    pub const ALL: [DType; 15] = [
+        DType::Bool,
+        DType::U8,
+        DType::U16,
+        DType::U32,
+        DType::U64,
+        DType::S8,
+        DType::S16,
+        DType::S32,
+        DType::S64,
+        DType::F16,
+        DType::BF16,
+        DType::F32,
+        DType::F64,
+        DType::C64,
+        DType::C128,
+    ];
+
+    /// numpy's name of the dtype (`"float32"`), also its name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::Bool => "bool",
+            DType::U8 => "uint8",
+            DType::U16 => "uint16",
+            DType::U32 => "uint32",
+            DType::U64 => "uint64",
+            DType::S8 => "int8",
+            DType::S16 => "int16",
+            DType::S32 => "int32",
+            DType::S64 => "int64",
+            DType::F16 => "float16",
+            DType::BF16 => "bfloat16",
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+            DType::C64 => "complex64",
+            DType::C128 => "complex128",
+        }
+    }
+
+    /// The dtype numpy names `name`.
+    pub fn from_name(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// Nx's type of the dtype: kind and bits (`{:f, 32}`); `bool` is `{:bool, 8}`.
+    pub fn nx(self) -> (&'static str, u32) {
+        let kind = match self {
+            DType::Bool => "bool",
+            DType::U8 | DType::U16 | DType::U32 | DType::U64 => "u",
+            DType::S8 | DType::S16 | DType::S32 | DType::S64 => "s",
+            DType::F16 | DType::F32 | DType::F64 => "f",
+            DType::BF16 => "bf",
+            DType::C64 | DType::C128 => "c",
+        };
+        (kind, self.size() as u32 * 8)
+    }
+
+    /// The dtype of Nx's type `{kind, bits}`.
+    pub fn from_nx(kind: &str, bits: u32) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.nx() == (kind, bits))
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::Bool | DType::U8 | DType::S8 => 1,
+            DType::U16 | DType::S16 | DType::F16 | DType::BF16 => 2,
+            DType::U32 | DType::S32 | DType::F32 => 4,
+            DType::U64 | DType::S64 | DType::F64 | DType::C64 => 8,
+            DType::C128 => 16,
+        }
+    }
+}
+
+/// A dense, C-ordered (row-major) array in the machine's byte order, as Nx lays out its
+/// binaries and numpy its contiguous arrays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    pub dtype: DType,
+    pub shape: Vec<u64>,
+    /// `shape`'s product times the dtype's size bytes.
+    pub data: Bytes,
+}
+
+impl Tensor {
+    /// A tensor, or an error when `data` does not hold exactly the elements of `shape`.
+    pub fn new(dtype: DType, shape: Vec<u64>, data: Bytes) -> Result<Tensor, String> {
+        let expected = shape
+            .iter()
+            .try_fold(1u64, |n, d| n.checked_mul(*d))
+            .and_then(|n| n.checked_mul(dtype.size() as u64));
+        match expected {
+            Some(n) if n == data.len() as u64 => Ok(Tensor { dtype, shape, data }),
+            Some(n) => Err(format!(
+                "a {} tensor of shape {:?} needs {n} bytes of data, got {}",
+                dtype.name(),
+                shape,
+                data.len()
+            )),
+            None => Err(format!("shape {shape:?} is too large")),
+        }
+    }
 }
 
 /// A reference to a Python object that stays in its worker. From Python the type name and
@@ -99,6 +229,7 @@ impl Value {
             Value::DateTime(..) => "datetime",
             Value::Ref(_) => "object reference",
             Value::Callback(_) => "callback",
+            Value::Tensor(_) => "tensor",
         }
     }
 
@@ -178,6 +309,21 @@ mod tests {
         path.pop();
         assert_eq!(path.to_string(), "args[1]");
         assert_eq!(Path::default().to_string(), "value");
+    }
+
+    #[test]
+    fn tensors_check_their_data_against_their_shape() {
+        let data = Bytes::from(vec![0u8; 24]);
+        assert!(Tensor::new(DType::F32, vec![2, 3], data.clone()).is_ok());
+        assert!(Tensor::new(DType::F64, vec![2, 3], data.clone())
+            .unwrap_err()
+            .contains("needs 48 bytes"));
+        assert!(Tensor::new(DType::U8, vec![u64::MAX, 2], data).is_err());
+        for dtype in DType::ALL {
+            assert_eq!(DType::from_name(dtype.name()), Some(dtype));
+            let (kind, bits) = dtype.nx();
+            assert_eq!(DType::from_nx(kind, bits), Some(dtype));
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! from its own thread).
 
 mod atoms;
+mod buffers;
 mod callbacks;
 mod config;
 mod describe;

@@ -11,9 +11,12 @@ use rustler::{Atom, BigInt, Binary, Encoder, Env, NewBinary, Term, TermType};
 use std::sync::{Arc, Weak};
 
 use rustler::ResourceArc;
-use snakebridge_core::value::{Date, ObjectRef, Path, Segment, Time, Value, MAX_DEPTH};
+use snakebridge_core::value::{
+    DType, Date, ObjectRef, Path, Segment, Tensor, Time, Value, MAX_DEPTH,
+};
 use snakebridge_core::{Error, Worker};
 
+use crate::buffers;
 use crate::refs::RefResource;
 use crate::session::SessionResource;
 use crate::{atoms, callbacks};
@@ -319,6 +322,28 @@ fn struct_value(
                 .map(|bin| Value::Bytes(bin.as_slice().to_vec()))
                 .map_err(|_| Unsupported::at(path, "%SnakeBridge.Bytes{} data must be a binary"))
         }
+        "Elixir.SnakeBridge.Tensor" => {
+            let data = field(term, atoms::data(), path)?;
+            tensor_value(term, data, path)
+        }
+        "Elixir.Nx.Tensor" => {
+            // Only the binary backend's data is in the BEAM; other backends (EXLA, ...)
+            // must transfer first.
+            let backend = field(term, atoms::data(), path)?;
+            match struct_name(backend).as_deref() {
+                Some("Elixir.Nx.BinaryBackend") => {
+                    let data = field(backend, atoms::state(), path)?;
+                    tensor_value(term, data, path)
+                }
+                other => Err(Unsupported::at(
+                    path,
+                    format!(
+                        "an Nx tensor on the {} backend cannot be sent to Python: call Nx.backend_transfer(tensor, Nx.BinaryBackend) first",
+                        other.unwrap_or("unknown").trim_start_matches("Elixir.")
+                    ),
+                )),
+            }
+        }
         "Elixir.MapSet" => {
             let map = field(term, atoms::map(), path)?;
             let iter =
@@ -365,6 +390,40 @@ fn struct_value(
             ),
         )),
     }
+}
+
+/// A tensor from the `type` (`{:f, 32}`) and `shape` (`{2, 3}`) fields of `term` and its
+/// data binary; a large binary is not copied.
+fn tensor_value(term: Term, data: Term, path: &Path) -> Result<Value, Unsupported> {
+    let ty = field(term, atoms::r#type(), path)?;
+    let dtype = get_tuple(ty)
+        .ok()
+        .and_then(|parts| match parts.as_slice() {
+            [kind, bits] => Some((kind.atom_to_string().ok()?, bits.decode::<u32>().ok()?)),
+            _ => None,
+        })
+        .and_then(|(kind, bits)| DType::from_nx(&kind, bits))
+        .ok_or_else(|| {
+            Unsupported::at(
+                path,
+                "tensor type must be one of {:u, 8..64}, {:s, 8..64}, {:f, 16 | 32 | 64}, {:bf, 16}, {:c, 64 | 128}, {:bool, 8}",
+            )
+        })?;
+    let shape = field(term, atoms::shape(), path)?;
+    let shape: Vec<u64> = get_tuple(shape)
+        .ok()
+        .and_then(|dims| dims.iter().map(|d| d.decode::<u64>().ok()).collect())
+        .ok_or_else(|| {
+            Unsupported::at(
+                path,
+                "tensor shape must be a tuple of non-negative integers",
+            )
+        })?;
+    let bin = Binary::from_term(data)
+        .map_err(|_| Unsupported::at(path, "tensor data must be a binary"))?;
+    Tensor::new(dtype, shape, buffers::bytes_of(data, &bin))
+        .map(Value::Tensor)
+        .map_err(|message| Unsupported::at(path, message))
 }
 
 /// Converts keyword arguments (a keyword list or a map with atom or string keys).
@@ -506,6 +565,19 @@ pub fn from_value<'a>(env: Env<'a>, value: &Value, origin: &Origin) -> Term<'a> 
         // Python never sends callbacks back (its callables of Elixir functions cross as
         // references); a malformed payload's callback decodes to nil.
         Value::Callback(_) => atoms::nil().encode(env),
+        Value::Tensor(t) => {
+            let (kind, bits) = t.dtype.nx();
+            let kind = Atom::from_str(env, kind)
+                .map(|a| a.encode(env))
+                .unwrap_or_else(|_| atoms::nil().encode(env));
+            let dims: Vec<Term> = t.shape.iter().map(|d| d.encode(env)).collect();
+            let fields = [
+                (atoms::r#type(), make_tuple(env, &[kind, bits.encode(env)])),
+                (atoms::shape(), make_tuple(env, &dims)),
+                (atoms::data(), buffers::binary_term(env, &t.data)),
+            ];
+            elixir_struct(env, "Elixir.SnakeBridge.Tensor", &fields)
+        }
         Value::Ref(r) => {
             let Some(worker) = origin.worker else {
                 return atoms::nil().encode(env);

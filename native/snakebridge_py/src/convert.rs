@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::callback::{ElixirFunction, Link};
 use crate::registry;
+use crate::tensor::{self, Numpy};
 
 /// Longest `repr()` carried with an object reference, in characters.
 const REPR_LIMIT: usize = 200;
@@ -140,6 +141,7 @@ fn to_python_at<'py>(
         Value::Callback(id) => Bound::new(py, ElixirFunction::new(*id, link.clone()))
             .map_err(|e| python_error(path, e))?
             .into_any(),
+        Value::Tensor(t) => tensor::to_numpy(py, t).map_err(|e| python_error(path, e))?,
     })
 }
 
@@ -356,6 +358,30 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
     }
     if let Ok(t) = obj.cast::<PyTime>() {
         return Ok(Value::Time(time_fields(t)));
+    }
+    match tensor::from_numpy(obj).map_err(|e| python_error(path, e))? {
+        Numpy::Tensor(t) => return Ok(Value::Tensor(t)),
+        Numpy::Scalar(item) => {
+            // A numpy scalar whose item is not a plain value (complex) stays in Python.
+            if item.is(obj) || item.is_instance_of::<pyo3::types::PyComplex>() {
+                return Ok(to_ref(obj));
+            }
+            return from_python_at(&item, path, depth + 1);
+        }
+        // An array of objects, strings or records stays in Python.
+        Numpy::Unsupported => return Ok(to_ref(obj)),
+        Numpy::No => {}
+    }
+    // Other buffer-protocol objects (array.array, ...) cross as their bytes.
+    // SAFETY: a plain check of the object's type slots.
+    if unsafe { pyo3::ffi::PyObject_CheckBuffer(obj.as_ptr()) } != 0
+        && !obj.is_instance_of::<tensor::TensorBuffer>()
+    {
+        if let Ok(bytes) = obj.py().get_type::<PyBytes>().call1((obj,)) {
+            if let Ok(bytes) = bytes.cast::<PyBytes>() {
+                return Ok(Value::Bytes(bytes.as_bytes().to_vec()));
+            }
+        }
     }
     // Anything else stays in this worker and crosses as a reference to it.
     Ok(to_ref(obj))

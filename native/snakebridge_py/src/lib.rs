@@ -8,6 +8,7 @@
 //! - [`convert`]: values ⇄ Python objects.
 //! - [`describe`]: `DescribeLibrary`, through the agent's `introspect` module.
 //! - [`registry`]: the Python objects the BEAM holds references to.
+//! - [`tensor`]: tensors ⇄ numpy arrays, without copying their data.
 //! - [`lifecycle`]: exiting when standard input closes or the parent dies.
 
 pub mod call;
@@ -19,6 +20,7 @@ pub mod pool;
 pub mod registry;
 pub mod server;
 pub mod service;
+pub mod tensor;
 
 use std::path::PathBuf;
 
@@ -66,6 +68,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(serve, module)?)?;
     module.add_function(wrap_pyfunction!(registry_size, module)?)?;
     module.add_class::<callback::ElixirFunction>()?;
+    module.add_class::<tensor::TensorBuffer>()?;
     module.add(
         "ElixirError",
         module.py().get_type::<callback::ElixirError>(),

@@ -228,3 +228,41 @@ class Named:
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+
+def array_info(array: Any) -> dict[str, Any]:
+    """What Python sees of a received array: type, dtype, shape, writeable, owns data."""
+    return {
+        "type": f"{type(array).__module__}.{type(array).__qualname__}",
+        "dtype": array.dtype.name,
+        "shape": list(array.shape),
+        "writeable": bool(array.flags.writeable),
+        "view": array.base is not None,
+    }
+
+
+def numpy_arrays() -> dict[str, Any]:
+    """Arrays a tensor must be made from carefully, and things that are not tensors."""
+    import numpy as np
+
+    return {
+        "big_endian": np.arange(6, dtype=">i4").reshape(2, 3),
+        "strided": np.arange(12, dtype=np.float64).reshape(3, 4)[:, ::2],
+        "fortran": np.asfortranarray(np.arange(6, dtype=np.int16).reshape(2, 3)),
+        "zero_d": np.array(2.5, dtype=np.float32),
+        "empty": np.zeros((0, 3), dtype=np.uint8),
+        "objects": np.array([object(), 1], dtype=object),
+        "strings": np.array(["a", "bc"]),
+        "scalars": [np.float32(1.5), np.int64(7), np.bool_(True), np.complex64(1j)],
+        "array_module": __import__("array").array("i", [1, 2]),
+        "bytearray": bytearray(b"ab"),
+    }
+
+
+def arange(dtype: str, n: int) -> Any:
+    """`np.arange(n)` as `dtype` (bfloat16 through ml_dtypes)."""
+    import numpy as np
+
+    from snakebridge_agent.tensors import dtype_of
+
+    return np.arange(n).astype(dtype_of(dtype))

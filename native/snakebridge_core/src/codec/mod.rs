@@ -26,23 +26,24 @@ impl CodecError {
     }
 }
 
-/// Encodes `value` into a wire payload using `codec`.
+/// Encodes `value` into a wire payload using `codec`; tensor data goes into the payload's
+/// out-of-band buffers.
 pub fn encode_payload(codec: proto::Codec, value: &Value) -> Result<proto::Payload, CodecError> {
-    let data = match codec {
-        proto::Codec::Msgpack => msgpack::encode(value)?,
+    let (data, buffers) = match codec {
+        proto::Codec::Msgpack => msgpack::encode_parts(value)?,
         proto::Codec::Json => return Err(unsupported(codec)),
     };
     Ok(proto::Payload {
         codec: codec as i32,
         data,
-        buffers: Vec::new(),
+        buffers,
     })
 }
 
 /// Decodes a wire payload into a value, in whatever codec the payload names.
 pub fn decode_payload(payload: &proto::Payload) -> Result<Value, CodecError> {
     match proto::Codec::try_from(payload.codec) {
-        Ok(proto::Codec::Msgpack) => msgpack::decode(&payload.data),
+        Ok(proto::Codec::Msgpack) => msgpack::decode_parts(&payload.data, &payload.buffers),
         Ok(codec) => Err(unsupported(codec)),
         Err(_) => Err(CodecError::new(format!(
             "unknown codec number {}",

@@ -15,14 +15,19 @@
 //! | 7 | datetime | date payload + time payload + UTC offset in seconds, i32 BE |
 //! | 8 | object reference | empty; a tag: the next value is `[id, type name, repr]` |
 //! | 9 | callback | empty; a tag: the next value is the callback's id |
+//! | 10 | tensor | empty; a tag: the next value is `[dtype name, [dims...], data]`, where data is a `bin` (in band) or the index of one of the payload's out-of-band buffers |
 //!
+//! Tensor data travels out of band when the encoder is given a place for buffers
+//! ([`encode_parts`]): the encoded value holds only the buffer's index, and the bytes are
+//! sent beside it without being copied into the msgpack.
 //! Tuples, sets and references are tags before an ordinary array so that nested containers are written
 //! in one pass, without encoding the inner value to a scratch buffer first.
 
+use bytes::Bytes;
 use num_bigint::{BigInt, Sign};
 
 use super::CodecError;
-use crate::value::{Date, ObjectRef, Time, Value, MAX_DEPTH};
+use crate::value::{DType, Date, ObjectRef, Tensor, Time, Value, MAX_DEPTH};
 
 const EXT_BIGINT: i8 = 1;
 const EXT_TUPLE: i8 = 2;
@@ -33,24 +38,37 @@ const EXT_NAIVE_DATETIME: i8 = 6;
 const EXT_DATETIME: i8 = 7;
 const EXT_REF: i8 = 8;
 const EXT_CALLBACK: i8 = 9;
+const EXT_TENSOR: i8 = 10;
 
-/// Encodes `value` as msgpack.
+/// Where tensor data goes while encoding: in band (`None`), or out of band into buffers.
+type Sink = Option<Vec<Bytes>>;
+
+/// Encodes `value` as msgpack, tensor data in band.
 pub fn encode(value: &Value) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64);
-    encode_into(value, &mut out)?;
+    write_value(value, &mut out, &mut None, 0)?;
     Ok(out)
 }
 
-/// Appends the msgpack encoding of `value` to `out`.
-pub fn encode_into(value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
-    write_value(value, out, 0)
+/// Encodes `value` as msgpack with tensor data out of band: the msgpack and the buffers
+/// it refers to by index. The buffers are the tensors' own `Bytes` (nothing is copied).
+pub fn encode_parts(value: &Value) -> Result<(Vec<u8>, Vec<Bytes>), CodecError> {
+    let mut out = Vec::with_capacity(64);
+    let mut sink = Some(Vec::new());
+    write_value(value, &mut out, &mut sink, 0)?;
+    Ok((out, sink.unwrap_or_default()))
 }
 
 fn too_deep() -> CodecError {
     CodecError::new(format!("value is nested more than {MAX_DEPTH} levels deep"))
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), CodecError> {
+fn write_value(
+    value: &Value,
+    out: &mut Vec<u8>,
+    sink: &mut Sink,
+    depth: usize,
+) -> Result<(), CodecError> {
     if depth > MAX_DEPTH {
         return Err(too_deep());
     }
@@ -77,20 +95,20 @@ fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), Cod
             rmp::encode::write_bin_len(out, len32(b.len())?).map_err(CodecError::io)?;
             out.extend_from_slice(b);
         }
-        Value::List(items) => write_array(items, out, depth)?,
+        Value::List(items) => write_array(items, out, sink, depth)?,
         Value::Tuple(items) => {
             write_ext_header(out, EXT_TUPLE, 0)?;
-            write_array(items, out, depth)?;
+            write_array(items, out, sink, depth)?;
         }
         Value::Set(items) => {
             write_ext_header(out, EXT_SET, 0)?;
-            write_array(items, out, depth)?;
+            write_array(items, out, sink, depth)?;
         }
         Value::Map(pairs) => {
             rmp::encode::write_map_len(out, len32(pairs.len())?).map_err(CodecError::io)?;
             for (k, v) in pairs {
-                write_value(k, out, depth + 1)?;
-                write_value(v, out, depth + 1)?;
+                write_value(k, out, sink, depth + 1)?;
+                write_value(v, out, sink, depth + 1)?;
             }
         }
         Value::Date(d) => {
@@ -123,6 +141,26 @@ fn write_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), Cod
             write_ext_header(out, EXT_CALLBACK, 0)?;
             rmp::encode::write_uint(out, *id).map_err(CodecError::io)?;
         }
+        Value::Tensor(t) => {
+            write_ext_header(out, EXT_TENSOR, 0)?;
+            out.push(0x93);
+            write_str(out, t.dtype.name())?;
+            rmp::encode::write_array_len(out, len32(t.shape.len())?).map_err(CodecError::io)?;
+            for dim in &t.shape {
+                rmp::encode::write_uint(out, *dim).map_err(CodecError::io)?;
+            }
+            match sink {
+                Some(buffers) => {
+                    rmp::encode::write_uint(out, buffers.len() as u64).map_err(CodecError::io)?;
+                    buffers.push(t.data.clone());
+                }
+                None => {
+                    rmp::encode::write_bin_len(out, len32(t.data.len())?)
+                        .map_err(CodecError::io)?;
+                    out.extend_from_slice(&t.data);
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -138,10 +176,15 @@ fn len32(len: usize) -> Result<u32, CodecError> {
         .map_err(|_| CodecError::new(format!("length {len} exceeds msgpack's 2^32-1")))
 }
 
-fn write_array(items: &[Value], out: &mut Vec<u8>, depth: usize) -> Result<(), CodecError> {
+fn write_array(
+    items: &[Value],
+    out: &mut Vec<u8>,
+    sink: &mut Sink,
+    depth: usize,
+) -> Result<(), CodecError> {
     rmp::encode::write_array_len(out, len32(items.len())?).map_err(CodecError::io)?;
     for item in items {
-        write_value(item, out, depth + 1)?;
+        write_value(item, out, sink, depth + 1)?;
     }
     Ok(())
 }
@@ -167,7 +210,17 @@ fn put_time(out: &mut Vec<u8>, t: &Time) {
 
 /// Decodes exactly one msgpack value from `bytes`; trailing bytes are an error.
 pub fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
-    let mut reader = Reader { bytes, pos: 0 };
+    decode_parts(bytes, &[])
+}
+
+/// Decodes exactly one msgpack value from `bytes` whose tensors may refer to `buffers`
+/// (their data is then a cheap clone of the buffer, not a copy).
+pub fn decode_parts(bytes: &[u8], buffers: &[Bytes]) -> Result<Value, CodecError> {
+    let mut reader = Reader {
+        bytes,
+        pos: 0,
+        buffers,
+    };
     let value = reader.value(0)?;
     if reader.pos != bytes.len() {
         return Err(reader.error(format!(
@@ -181,6 +234,7 @@ pub fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
 struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
+    buffers: &'a [Bytes],
 }
 
 impl<'a> Reader<'a> {
@@ -425,6 +479,12 @@ impl<'a> Reader<'a> {
                     ))),
                 }
             }
+            EXT_TENSOR => {
+                if len != 0 {
+                    return Err(bad("tensor tag"));
+                }
+                self.tensor(depth)
+            }
             EXT_DATE if len == 6 => Ok(Value::Date(get_date(payload))),
             EXT_TIME if len == 7 => Ok(Value::Time(get_time(payload))),
             EXT_NAIVE_DATETIME if len == 13 => Ok(Value::NaiveDateTime(
@@ -445,6 +505,53 @@ impl<'a> Reader<'a> {
                 "msgpack at byte {start}: unknown extension type {other}"
             ))),
         }
+    }
+}
+
+impl Reader<'_> {
+    /// The `[dtype, shape, data]` after a tensor tag.
+    fn tensor(&mut self, depth: usize) -> Result<Value, CodecError> {
+        let at = self.pos;
+        let fail = |message: String| CodecError::new(format!("msgpack at byte {at}: {message}"));
+        let Value::List(parts) = self.value(depth + 1)? else {
+            return Err(fail("a tensor tag must be followed by an array".into()));
+        };
+        let [Value::Str(dtype), Value::List(dims), data] = parts.as_slice() else {
+            return Err(fail("a tensor must be [dtype, shape, data]".into()));
+        };
+        let dtype = DType::from_name(dtype)
+            .ok_or_else(|| fail(format!("unknown tensor dtype {dtype:?}")))?;
+        let shape = dims
+            .iter()
+            .map(|d| match d {
+                Value::Int(n) if *n >= 0 => Ok(*n as u64),
+                _ => Err(fail(
+                    "a tensor's dimensions must be non-negative integers".into(),
+                )),
+            })
+            .collect::<Result<Vec<u64>, _>>()?;
+        let data = match data {
+            Value::Bytes(bytes) => Bytes::from(bytes.clone()),
+            Value::Int(i) => self
+                .buffers
+                .get(usize::try_from(*i).unwrap_or(usize::MAX))
+                .cloned()
+                .ok_or_else(|| {
+                    fail(format!(
+                        "tensor data refers to buffer {i}, the payload has {}",
+                        self.buffers.len()
+                    ))
+                })?,
+            other => {
+                return Err(fail(format!(
+                    "tensor data must be bytes or a buffer index, found {}",
+                    other.kind()
+                )))
+            }
+        };
+        Tensor::new(dtype, shape, data)
+            .map(Value::Tensor)
+            .map_err(fail)
     }
 }
 
@@ -527,6 +634,56 @@ mod tests {
         for v in &values {
             assert_eq!(&round_trip(v), v);
         }
+    }
+
+    fn tensor(dtype: DType, shape: Vec<u64>) -> Value {
+        let n: u64 = shape.iter().product::<u64>() * dtype.size() as u64;
+        let data: Vec<u8> = (0..n).map(|i| i as u8).collect();
+        Value::Tensor(Tensor::new(dtype, shape, Bytes::from(data)).unwrap())
+    }
+
+    #[test]
+    fn tensors_round_trip_in_band_and_out_of_band() {
+        let values = Value::List(vec![
+            tensor(DType::F32, vec![2, 3]),
+            tensor(DType::C128, vec![]),
+            tensor(DType::Bool, vec![0, 4]),
+            Value::Map(vec![(Value::Str("w".into()), tensor(DType::BF16, vec![5]))]),
+        ]);
+        assert_eq!(round_trip(&values), values);
+        let (data, buffers) = encode_parts(&values).unwrap();
+        assert_eq!(buffers.len(), 4);
+        // The msgpack holds no tensor data; the buffers are the tensors' own bytes.
+        assert!(data.len() < 100);
+        let Value::List(items) = &values else {
+            unreachable!()
+        };
+        let Value::Tensor(first) = &items[0] else {
+            unreachable!()
+        };
+        assert_eq!(buffers[0].as_ptr(), first.data.as_ptr());
+        assert_eq!(decode_parts(&data, &buffers).unwrap(), values);
+    }
+
+    #[test]
+    fn malformed_tensors_are_errors() {
+        let (data, buffers) = encode_parts(&tensor(DType::F64, vec![3])).unwrap();
+        assert!(decode_parts(&data, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("buffer 0, the payload has 0"));
+        let short = vec![buffers[0].slice(0..8)];
+        assert!(decode_parts(&data, &short)
+            .unwrap_err()
+            .to_string()
+            .contains("needs 24 bytes"));
+        let mut bad_dtype = encode(&tensor(DType::U8, vec![1])).unwrap();
+        let at = bad_dtype.windows(5).position(|w| w == b"uint8").unwrap();
+        bad_dtype[at] = b'v';
+        assert!(decode(&bad_dtype)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown tensor dtype"));
     }
 
     #[test]

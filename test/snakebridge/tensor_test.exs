@@ -1,0 +1,122 @@
+defmodule SnakeBridge.TensorTest do
+  use ExUnit.Case, async: true
+
+  doctest SnakeBridge.Tensor
+
+  alias SnakeBridge.Tensor
+
+  defp call!(function, args), do: SnakeBridge.call!("sb_fixtures", function, args)
+
+  # `n` elements 0, 1, 2, ... of `type`, in Nx's layout.
+  defp iota({:bool, 8}, n), do: for(i <- 0..(n - 1), into: <<>>, do: <<min(i, 1)>>)
+
+  defp iota({:u, bits}, n),
+    do: for(i <- 0..(n - 1), into: <<>>, do: <<i::unsigned-size(bits)-native>>)
+
+  defp iota({:s, bits}, n),
+    do: for(i <- 0..(n - 1), into: <<>>, do: <<i::signed-size(bits)-native>>)
+
+  defp iota({:f, bits}, n), do: for(i <- 0..(n - 1), into: <<>>, do: <<i::float-size(bits)-native>>)
+
+  defp iota({:bf, 16}, n),
+    do: for(i <- 0..(n - 1), into: <<>>, do: binary_part(<<i * 1.0::float-32-native>>, 2, 2))
+
+  defp iota({:c, bits}, n) do
+    half = div(bits, 2)
+    for i <- 0..(n - 1), into: <<>>, do: <<i::float-size(half)-native, 0::float-size(half)-native>>
+  end
+
+  test "every dtype round-trips through numpy with its shape and values" do
+    for type <- Tensor.types() do
+      tensor = Tensor.new(iota(type, 6), type, {2, 3})
+      info = call!("array_info", [tensor])
+      name = numpy_name(type)
+
+      assert info == %{
+               "type" => "numpy.ndarray",
+               "dtype" => name,
+               "shape" => [2, 3],
+               "writeable" => false,
+               "view" => true
+             },
+             "#{inspect(type)}: #{inspect(info)}"
+
+      assert %Tensor{type: ^type, shape: {2, 3}, data: data} =
+               SnakeBridge.call!("numpy", "copy", [tensor])
+
+      assert data == tensor.data, inspect(type)
+
+      # Arrays made in Python come back as tensors too.
+      assert call!("arange", [name, 4]) == Tensor.new(iota(type, 4), type, {4}), inspect(type)
+    end
+  end
+
+  test "zero-length and 0-d tensors cross" do
+    empty = Tensor.new(<<>>, {:f, 64}, {0, 5})
+    assert SnakeBridge.call!("numpy", "copy", [empty]) == empty
+    scalar = Tensor.new(<<3.5::float-64-native>>, {:f, 64}, {})
+    assert SnakeBridge.call!("numpy", "copy", [scalar]) == scalar
+    assert call!("array_info", [scalar])["shape"] == []
+  end
+
+  test "numpy arithmetic on a tensor returns a tensor" do
+    t = Tensor.new(iota({:f, 32}, 4), {:f, 32}, {2, 2})
+    assert %Tensor{data: data} = SnakeBridge.call!("numpy", "multiply", [t, 2])
+    assert data == for(i <- [0, 2, 4, 6], into: <<>>, do: <<i * 1.0::float-32-native>>)
+  end
+
+  test "big-endian, strided and Fortran-ordered arrays come back contiguous and native" do
+    arrays = call!("numpy_arrays", [])
+
+    assert arrays["big_endian"] == Tensor.new(iota({:s, 32}, 6), {:s, 32}, {2, 3})
+
+    assert arrays["strided"] ==
+             Tensor.new(
+               for(i <- [0, 2, 4, 6, 8, 10], into: <<>>, do: <<i * 1.0::float-64-native>>),
+               {:f, 64},
+               {3, 2}
+             )
+
+    assert arrays["fortran"] == Tensor.new(iota({:s, 16}, 6), {:s, 16}, {2, 3})
+    assert arrays["zero_d"] == Tensor.new(<<2.5::float-32-native>>, {:f, 32}, {})
+    assert arrays["empty"] == Tensor.new(<<>>, {:u, 8}, {0, 3})
+  end
+
+  test "what is not a tensor: object and string arrays stay in Python; scalars are values" do
+    arrays = call!("numpy_arrays", [])
+    assert %SnakeBridge.Ref{type: "numpy.ndarray"} = arrays["objects"]
+    assert %SnakeBridge.Ref{type: "numpy.ndarray"} = arrays["strings"]
+    assert [1.5, 7, true, %SnakeBridge.Ref{type: "numpy.complex64"}] = arrays["scalars"]
+    assert arrays["array_module"] == <<1::signed-32-native, 2::signed-32-native>>
+    assert arrays["bytearray"] == "ab"
+  end
+
+  test "a tensor whose data does not match its shape is refused before anything is sent" do
+    bad = %Tensor{type: {:f, 32}, shape: {3}, data: <<0, 0, 0, 0>>}
+
+    assert_raise ArgumentError, ~r/args\[0\].*a float32 tensor of shape \[3\] needs 12 bytes/, fn ->
+      call!("array_info", [bad])
+    end
+
+    assert_raise ArgumentError, ~r/tensor type must be one of/, fn ->
+      call!("array_info", [%Tensor{type: {:f, 8}, shape: {1}, data: <<0>>}])
+    end
+  end
+
+  test "a 32 MB tensor crosses both ways" do
+    # 32 MB: more than a Unix socket buffer, less than one gRPC message.
+    n = 8 * 1024 * 1024
+    data = :binary.copy(<<1.5::float-32-native>>, n)
+    tensor = Tensor.new(data, {:f, 32}, {n})
+    assert %Tensor{data: back} = SnakeBridge.call!("numpy", "multiply", [tensor, 2])
+    assert byte_size(back) == byte_size(data)
+    assert back == :binary.copy(<<3.0::float-32-native>>, n)
+  end
+
+  defp numpy_name({:bool, 8}), do: "bool"
+  defp numpy_name({:u, b}), do: "uint#{b}"
+  defp numpy_name({:s, b}), do: "int#{b}"
+  defp numpy_name({:f, b}), do: "float#{b}"
+  defp numpy_name({:bf, 16}), do: "bfloat16"
+  defp numpy_name({:c, b}), do: "complex#{b}"
+end
