@@ -21,6 +21,7 @@ defmodule SnakeBridge.Error do
     * `:no_workers` - no live worker before the deadline (all were restarting).
     * `:pool_closed` / `:no_pool` - the pool was stopped / was never started.
     * `:encoding` - a value could not be converted.
+    * `:payload_too_large` - the arguments are larger than the pool's `:max_payload_size`.
     * `:cancelled`, `:bad_request`, `:transport`, `:internal` - the rest.
   """
 
@@ -38,6 +39,7 @@ defmodule SnakeBridge.Error do
           :python_exception
           | :target_not_found
           | :encoding
+          | :payload_too_large
           | :bad_request
           | :cancelled
           | :stale_ref

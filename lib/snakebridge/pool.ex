@@ -27,7 +27,11 @@ defmodule SnakeBridge.Pool do
     * `:env` - extra environment variables for the workers only, as a map or a list of
       `{name, value}` strings (for example `%{"OMP_NUM_THREADS" => "1"}`).
     * `:python_path` - directories prepended to the workers' `PYTHONPATH`.
-    * `:max_message_size` - largest single message in bytes (default 64 MiB).
+    * `:max_message_size` - largest single gRPC message in bytes (default 64 MiB); larger
+      payloads are sent in parts, transparently.
+    * `:max_payload_size` - largest payload a call may send (its encoded arguments and
+      tensor data) or receive, in bytes (default 2 GiB). Larger arguments are refused with
+      a `:payload_too_large` error before anything is sent.
     * `:init` - calls every worker makes when it starts and after a restart, before it
       takes work, as `{module, function, args, kwargs}` (for example
       `{"dspy", "configure", [], lm: lm}`). A failing init call fails the worker's start.
@@ -64,6 +68,7 @@ defmodule SnakeBridge.Pool do
           | {:env, map() | [{String.t(), String.t()}]}
           | {:python_path, [Path.t()]}
           | {:max_message_size, pos_integer()}
+          | {:max_payload_size, pos_integer()}
           | {:init, [{String.t() | atom(), String.t() | atom(), list(), keyword() | map()}]}
           | {:tools, [{String.t(), function()}]}
           | {:integrations, [SnakeBridge.Config.source()]}
@@ -164,6 +169,7 @@ defmodule SnakeBridge.Pool do
       threads: opts[:threads],
       startup_timeout: opts[:startup_timeout],
       max_message_size: opts[:max_message_size],
+      max_payload_size: opts[:max_payload_size],
       env: opts[:env],
       python_path: opts[:python_path],
       init: init
@@ -222,6 +228,7 @@ defmodule SnakeBridge.Pool do
       env: [],
       python_path: [],
       max_message_size: 64 * 1024 * 1024,
+      max_payload_size: 2 * 1024 * 1024 * 1024,
       init: [],
       tools: [],
       integrations: []
@@ -249,8 +256,9 @@ defmodule SnakeBridge.Pool do
   defp valid?(:name, name), do: is_atom(name)
   defp valid?(:python, python), do: is_binary(python) or is_list(python)
 
-  defp valid?(key, n) when key in [:size, :threads, :startup_timeout, :max_message_size],
-    do: is_integer(n) and n > 0
+  defp valid?(key, n)
+       when key in [:size, :threads, :startup_timeout, :max_message_size, :max_payload_size],
+       do: is_integer(n) and n > 0
 
   defp valid?(:timeout, t), do: t == :infinity or (is_integer(t) and t > 0)
   defp valid?(:env, env), do: (is_map(env) or is_list(env)) and Enum.all?(env, &match?({_, _}, &1))

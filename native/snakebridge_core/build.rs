@@ -24,7 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .btree_map(".")
         // Out-of-band buffers (tensor data) are `Bytes`: decoding a frame slices them out
         // of the received message without copying.
-        .bytes(".snakebridge.v1.Payload.buffers");
+        .bytes(".snakebridge.v1.Payload.buffers")
+        .bytes(".snakebridge.v1.Part.data");
     for message in DESCRIPTOR_MESSAGES {
         config = config.message_attribute(
             message,

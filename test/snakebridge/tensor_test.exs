@@ -1,6 +1,8 @@
 defmodule SnakeBridge.TensorTest do
   use ExUnit.Case, async: true
 
+  @moduletag timeout: 120_000
+
   doctest SnakeBridge.Tensor
 
   alias SnakeBridge.Tensor
@@ -111,6 +113,47 @@ defmodule SnakeBridge.TensorTest do
     assert %Tensor{data: back} = SnakeBridge.call!("numpy", "multiply", [tensor, 2])
     assert byte_size(back) == byte_size(data)
     assert back == :binary.copy(<<3.0::float-32-native>>, n)
+  end
+
+  test "payloads larger than one message travel in parts, both ways" do
+    start_supervised!(
+      {SnakeBridge.TestPool, name: :small_messages, size: 1, max_message_size: 1_000_000}
+    )
+
+    opts = [pool: :small_messages]
+    n = 750_000
+    tensor = Tensor.new(iota({:s, 32}, n), {:s, 32}, {n})
+    assert SnakeBridge.call!("numpy", "copy", [tensor], [], opts) == tensor
+
+    # A large in-band value (the encoded msgpack itself) is parted too.
+    bytes = %SnakeBridge.Bytes{data: :binary.copy(<<255, 0>>, 1_500_000)}
+    assert SnakeBridge.call!("sb_fixtures", "echo", [bytes], [], opts) == bytes.data
+  end
+
+  test "a 200 MB tensor crosses both ways" do
+    n = 50 * 1024 * 1024
+    tensor = Tensor.new(:binary.copy(<<0.25::float-32-native>>, n), {:f, 32}, {n})
+
+    assert %Tensor{data: data} =
+             SnakeBridge.call!("numpy", "multiply", [tensor, 4], [], timeout: 60_000)
+
+    assert byte_size(data) == 200 * 1024 * 1024
+    assert data == :binary.copy(<<1.0::float-32-native>>, n)
+  end
+
+  test "arguments over the pool's max_payload_size are refused before anything is sent" do
+    start_supervised!(
+      {SnakeBridge.TestPool, name: :small_payloads, size: 1, max_payload_size: 1_000_000}
+    )
+
+    tensor = Tensor.new(:binary.copy(<<0>>, 2_000_000), {:u, 8}, {2_000_000})
+
+    assert {:error, %SnakeBridge.Error{reason: :payload_too_large, message: message}} =
+             SnakeBridge.call("sb_fixtures", "array_info", [tensor], [], pool: :small_payloads)
+
+    assert message =~ "more than the pool's max_payload_size of 1000000 bytes"
+    # The pool is unharmed.
+    assert SnakeBridge.call("math", "sqrt", [4], [], pool: :small_payloads) == {:ok, 2.0}
   end
 
   defp numpy_name({:bool, 8}), do: "bool"

@@ -13,6 +13,8 @@ pub enum ErrorKind {
     TargetNotFound,
     /// A value could not be encoded or decoded.
     Encoding,
+    /// A payload is larger than the pool's `max_payload_size`.
+    PayloadTooLarge,
     /// The request was malformed.
     BadRequest,
     /// The call was cancelled (its caller went away or asked).
@@ -42,6 +44,7 @@ impl ErrorKind {
             ErrorKind::PythonException => "python_exception",
             ErrorKind::TargetNotFound => "target_not_found",
             ErrorKind::Encoding => "encoding",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::StaleRef => "stale_ref",

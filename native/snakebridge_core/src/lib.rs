@@ -5,6 +5,7 @@
 //! - [`value`]: the value model every crossing goes through.
 //! - [`codec`]: values ⇄ bytes (msgpack).
 //! - [`error`]: the error every fallible operation of the core returns.
+//! - [`framing`]: payloads larger than one message, in parts.
 //! - [`transport`]: the carrier of frames between the core and a worker (gRPC over a Unix
 //!   socket), behind a trait.
 //! - [`worker`]: one Python worker process and its connection.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod descriptor;
 pub mod docstring;
 pub mod error;
+pub mod framing;
 pub mod plan;
 pub mod pool;
 pub mod proto;

@@ -38,8 +38,10 @@ pub struct PoolConfig {
     pub python_path: Vec<PathBuf>,
     /// How long one worker may take to become ready.
     pub startup_timeout: Duration,
-    /// Largest single gRPC message, in bytes.
+    /// Largest single gRPC message, in bytes; larger payloads travel in parts.
     pub max_message_size: usize,
+    /// Largest payload (encoded value plus buffers) a call may send or receive, in bytes.
+    pub max_payload_size: usize,
     /// Longest wait between two attempts to replace a worker that will not start.
     pub max_restart_backoff: Duration,
     /// Who runs the Elixir functions Python calls back.
@@ -59,6 +61,7 @@ impl Default for PoolConfig {
             python_path: Vec::new(),
             startup_timeout: Duration::from_secs(30),
             max_message_size: 64 << 20,
+            max_payload_size: 2 << 30,
             max_restart_backoff: Duration::from_secs(5),
             callbacks: Callbacks::default(),
             init: Vec::new(),
@@ -155,6 +158,7 @@ struct Inner {
     closed: AtomicBool,
     stats: Stats,
     cache: ResultCache,
+    max_payload_size: usize,
 }
 
 impl Pool {
@@ -171,7 +175,11 @@ impl Pool {
         let token = auth::new_token();
         let token_file = dir.join("token");
         write_private(&token_file, token.as_bytes())?;
-        let transport = Arc::new(GrpcTransport::new(token, config.max_message_size));
+        let transport = Arc::new(GrpcTransport::new(
+            token,
+            config.max_message_size,
+            config.max_payload_size,
+        ));
         let inner = Arc::new(Inner {
             spec: WorkerSpec {
                 python: config.python,
@@ -195,6 +203,7 @@ impl Pool {
             closed: AtomicBool::new(false),
             stats: Stats::default(),
             cache: ResultCache::default(),
+            max_payload_size: config.max_payload_size,
         });
 
         let mut starting = tokio::task::JoinSet::new();
@@ -231,6 +240,7 @@ impl Pool {
     /// waits for its encoded result, the deadline, or the caller's cancellation, whichever
     /// comes first. A cacheable call may be answered from the result cache.
     pub async fn call(&self, mut request: CallRequest) -> Result<Reply, Error> {
+        self.check_payload(&request.args)?;
         let started = Instant::now();
         let in_session = request.session.is_some();
         let cache = match request.cache.take() {
@@ -270,6 +280,21 @@ impl Pool {
             .stats
             .record_call(started.elapsed(), outcome.is_ok(), in_session);
         outcome
+    }
+
+    /// Refuses arguments larger than the pool's `max_payload_size`, before anything is sent.
+    fn check_payload(&self, args: &proto::Payload) -> Result<(), Error> {
+        let size = crate::framing::payload_size(args);
+        if size > self.inner.max_payload_size {
+            return Err(Error::new(
+                ErrorKind::PayloadTooLarge,
+                format!(
+                    "the arguments take {size} bytes, more than the pool's max_payload_size of {} bytes",
+                    self.inner.max_payload_size
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn dispatch(&self, mut request: CallRequest) -> Result<Reply, Error> {
@@ -326,6 +351,7 @@ impl Pool {
         request: CallRequest,
         initial_credit: u32,
     ) -> Result<(StreamControl, mpsc::UnboundedReceiver<StreamEvent>), Error> {
+        self.check_payload(&request.args)?;
         let deadline = request.timeout.map(|t| Instant::now() + t);
         let worker = self.target_worker(&request, deadline).await?;
         let (id, _, frame) = self.call_frame(request, true);

@@ -5,6 +5,7 @@
 //! long-lived gRPC bidirectional `Channel` stream over the worker's Unix socket; a lighter
 //! local carrier of the same frames can be added beside it without touching the pool.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -20,7 +21,15 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Endpoint, Uri};
 
 use crate::error::{Error, ErrorKind};
+use crate::framing;
 use crate::proto::{self, worker_client::WorkerClient};
+
+/// HTTP/2 settings for a local socket, where bandwidth is not the constraint: windows
+/// large enough that a payload part never waits for a window update, and DATA frames of
+/// 1 MiB (not 16 KiB) so that a large payload costs few frame headers.
+pub const STREAM_WINDOW_BYTES: u32 = 32 << 20;
+pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
+pub const MAX_FRAME_BYTES: u32 = 1 << 20;
 
 /// Inbound frames from a worker; the stream ends (or yields an error) when the connection
 /// is gone.
@@ -60,14 +69,109 @@ pub trait Transport: Send + Sync + 'static {
 pub struct GrpcTransport {
     token: String,
     max_message_size: usize,
+    max_payload_size: usize,
 }
 
 impl GrpcTransport {
-    /// A transport presenting `token`; single messages are limited to `max_message_size`.
-    pub fn new(token: String, max_message_size: usize) -> Self {
+    /// A transport presenting `token`; single messages are limited to `max_message_size`
+    /// (larger payloads travel in parts), whole payloads to `max_payload_size`.
+    pub fn new(token: String, max_message_size: usize, max_payload_size: usize) -> Self {
         GrpcTransport {
             token,
             max_message_size,
+            max_payload_size,
+        }
+    }
+}
+
+/// The inbound frames with parted payloads put back together. A payload that cannot be
+/// assembled becomes an `Error` frame of its exchange, failing that call only.
+fn assembled(
+    frames: impl Stream<Item = Result<proto::Frame, Error>> + Send + 'static,
+    assembler: framing::Assembler,
+) -> impl Stream<Item = Result<proto::Frame, Error>> + Send + 'static {
+    // (tokio-stream has no `scan`: a part yields `None`, filtered out.)
+    Assembling {
+        inner: Box::pin(frames),
+        assembler,
+    }
+    .filter_map(|item| item)
+}
+
+/// Outbound frames (or items holding frames) with oversized payloads split into parts by
+/// `split` (see [`framing::split`]).
+pub struct Splitting<S, T> {
+    inner: S,
+    queue: VecDeque<T>,
+    part_size: usize,
+    split: fn(T, usize) -> Vec<T>,
+}
+
+impl<S, T> Splitting<S, T> {
+    /// Splits the items of `inner` with `split`, parts at most `part_size` bytes.
+    pub fn new(inner: S, part_size: usize, split: fn(T, usize) -> Vec<T>) -> Self {
+        Splitting {
+            inner,
+            queue: VecDeque::new(),
+            part_size,
+            split,
+        }
+    }
+}
+
+impl<S: Stream<Item = T> + Unpin, T: Unpin> Stream for Splitting<S, T> {
+    type Item = T;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
+        use std::task::Poll;
+        if let Some(item) = self.queue.pop_front() {
+            return Poll::Ready(Some(item));
+        }
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                let mut items = (self.split)(item, self.part_size).into_iter();
+                let first = items.next();
+                self.queue.extend(items);
+                Poll::Ready(first)
+            }
+            other => other,
+        }
+    }
+}
+
+/// See [`assembled`].
+struct Assembling<S> {
+    inner: Pin<Box<S>>,
+    assembler: framing::Assembler,
+}
+
+impl<S: Stream<Item = Result<proto::Frame, Error>>> Stream for Assembling<S> {
+    type Item = Option<Result<proto::Frame, Error>>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(match self.assembler.push(frame) {
+                Ok(None) => None,
+                Ok(Some(frame)) => Some(Ok(frame)),
+                Err(err) => Some(Ok(proto::Frame {
+                    request_id: err.request_id,
+                    body: Some(proto::frame::Body::Error(proto::Error {
+                        kind: proto::error::Kind::Encoding as i32,
+                        message: err.message,
+                        exception: None,
+                    })),
+                })),
+            })),
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Some(Err(err)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -88,8 +192,9 @@ impl Transport for GrpcTransport {
             let channel = Endpoint::try_from("http://snakebridge.worker")
                 .map_err(|e| transport_error("endpoint", e))?
                 .connect_timeout(Duration::from_secs(10))
-                .initial_stream_window_size(Some(4 << 20))
-                .initial_connection_window_size(Some(8 << 20))
+                .initial_stream_window_size(Some(STREAM_WINDOW_BYTES))
+                .initial_connection_window_size(Some(CONNECTION_WINDOW_BYTES))
+                .max_frame_size(Some(MAX_FRAME_BYTES))
                 .connect_with_connector(tower::service_fn(move |_: Uri| {
                     let socket = socket.clone();
                     async move { UnixStream::connect(socket).await.map(TokioIo::new) }
@@ -114,6 +219,7 @@ impl Transport for GrpcTransport {
                 .handshake(proto::HandshakeRequest {
                     protocol_version: proto::PROTOCOL_VERSION,
                     client: concat!("snakebridge_core/", env!("CARGO_PKG_VERSION")).to_owned(),
+                    max_message_size: self.max_message_size as u64,
                 })
                 .await
                 .map_err(|status| status_error("handshake", &status))?
@@ -144,12 +250,17 @@ impl Transport for GrpcTransport {
                 })
             });
             let (outbound, rx) = mpsc::unbounded_channel();
+            // Payloads larger than a message go in parts, and come back in parts.
+            let part_size = framing::part_size(self.max_message_size);
+            let frames =
+                Splitting::new(UnboundedReceiverStream::new(rx), part_size, framing::split);
             let inbound = client
-                .channel(UnboundedReceiverStream::new(rx))
+                .channel(frames)
                 .await
                 .map_err(|status| status_error("opening the channel", &status))?
                 .into_inner()
                 .map(|item| item.map_err(|status| status_error("channel", &status)));
+            let inbound = assembled(inbound, framing::Assembler::new(self.max_payload_size));
             Ok(Connection {
                 handshake,
                 describe,

@@ -77,7 +77,7 @@ fn wait_ready(child: &mut Child) -> Vec<String> {
     let mut before = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("stdout readable");
-        if line.starts_with("SNAKEBRIDGE_READY 1 ") {
+        if line.starts_with(&format!("SNAKEBRIDGE_READY {} ", proto::PROTOCOL_VERSION)) {
             return before;
         }
         before.push(line);
@@ -124,7 +124,7 @@ async fn the_worker_refuses_clients_without_the_token() {
     let scratch = Scratch::new("auth");
     let mut child = start_worker(&scratch);
 
-    let wrong = GrpcTransport::new(auth::new_token(), 1 << 20);
+    let wrong = GrpcTransport::new(auth::new_token(), 1 << 20, 1 << 30);
     let err = wrong
         .connect(&scratch.socket())
         .await
@@ -151,6 +151,7 @@ async fn the_worker_refuses_clients_without_the_token() {
         .handshake(proto::HandshakeRequest {
             protocol_version: proto::PROTOCOL_VERSION,
             client: "intruder".into(),
+            max_message_size: 0,
         })
         .await
         .expect_err("no token, no handshake");
@@ -170,7 +171,7 @@ async fn with_the_token_the_worker_handshakes_and_answers_calls() {
     let scratch = Scratch::new("call");
     let mut child = start_worker(&scratch);
 
-    let transport = GrpcTransport::new(scratch.token.clone(), 1 << 20);
+    let transport = GrpcTransport::new(scratch.token.clone(), 1 << 20, 1 << 30);
     let mut connection = transport
         .connect(&scratch.socket())
         .await

@@ -104,6 +104,11 @@ fn pool_config(options: Term) -> NifResult<PoolConfig> {
                     .decode::<usize>()
                     .map_err(|_| bad_config("max_message_size", "bytes"))?
             }
+            "max_payload_size" => {
+                config.max_payload_size = value
+                    .decode::<usize>()
+                    .map_err(|_| bad_config("max_payload_size", "bytes"))?
+            }
             "env" => {
                 config.env = value
                     .decode::<Vec<(String, String)>>()

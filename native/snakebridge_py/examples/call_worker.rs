@@ -68,7 +68,10 @@ async fn run_against_worker(python: &Path, threads: u32) -> Result<(), Error> {
     println!("ready line after {:?}: {ready}", started.elapsed());
     assert_eq!(
         ready,
-        format!("SNAKEBRIDGE_READY 1 {}", child.id().ok_or("no pid")?)
+        format!(
+            "SNAKEBRIDGE_READY {PROTOCOL_VERSION} {}",
+            child.id().ok_or("no pid")?
+        )
     );
 
     let channel = connect(&socket).await?;
@@ -548,6 +551,7 @@ fn handshake(version: u32) -> HandshakeRequest {
     HandshakeRequest {
         protocol_version: version,
         client: "call_worker example".to_owned(),
+        max_message_size: 0,
     }
 }
 

@@ -14,14 +14,10 @@ use crate::call::Dispatch;
 use crate::lifecycle;
 use crate::pool::Pool;
 use crate::service::{token_check, WorkerService};
+use snakebridge_core::transport::{CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES};
 
 /// Largest frame the worker accepts (arguments can carry tensors).
 const MAX_MESSAGE_BYTES: usize = 1 << 30;
-
-/// HTTP/2 receive windows: the 64 KiB default would make a large argument wait for
-/// several window updates on a local socket where bandwidth is not the constraint.
-const STREAM_WINDOW_BYTES: u32 = 8 << 20;
-const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;
 
 /// What the server needs to run.
 pub struct Config {
@@ -87,8 +83,10 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         token_check(Arc::from(token)),
     );
     Server::builder()
+        // The same HTTP/2 settings as the core's side (windows, 1 MiB frames).
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
         .add_service(service)
         .serve_with_incoming(UnixListenerStream::new(listener))
         .await

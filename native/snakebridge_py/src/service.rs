@@ -1,14 +1,17 @@
 //! The gRPC `Worker` service: handshake, describe (on a blocking thread), and the
 //! `Channel` stream whose call frames go to the thread pool.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use snakebridge_core::auth;
+use snakebridge_core::framing::{self, Assembler};
 use snakebridge_core::proto::{
     self, error::Kind, frame::Body, worker_server::Worker, Frame, HandshakeRequest,
     HandshakeResponse, PROTOCOL_VERSION, TOKEN_METADATA_KEY,
 };
+use snakebridge_core::transport::Splitting;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -18,13 +21,22 @@ use crate::callback::Link;
 use crate::pool::{InFlight, Job, Pool, ReplySender};
 
 /// Feature names reported by `Handshake`.
-const CAPABILITIES: [&str; 2] = ["codec:msgpack", "cancel"];
+const CAPABILITIES: [&str; 3] = ["codec:msgpack", "cancel", "parts"];
+
+/// The client's message limit when it names none.
+const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+
+/// Most bytes of incoming payloads assembled from parts at once (the core bounds what it
+/// sends by its `max_payload_size`).
+const ASSEMBLY_LIMIT: usize = usize::MAX >> 1;
 
 /// The service state shared by every connection.
 pub struct WorkerService {
     pool: Pool,
     threads: u32,
     python_version: String,
+    /// The largest message the client accepts (from its handshake).
+    max_message_size: Arc<AtomicUsize>,
 }
 
 impl WorkerService {
@@ -33,7 +45,19 @@ impl WorkerService {
             pool,
             threads,
             python_version,
+            max_message_size: Arc::new(AtomicUsize::new(DEFAULT_MAX_MESSAGE)),
         }
+    }
+}
+
+/// A reply item split into parts when its payload is too large for one message.
+fn split_reply(item: Result<Frame, Status>, part_size: usize) -> Vec<Result<Frame, Status>> {
+    match item {
+        Ok(frame) => framing::split(frame, part_size)
+            .into_iter()
+            .map(Ok)
+            .collect(),
+        Err(status) => vec![Err(status)],
     }
 }
 
@@ -67,6 +91,10 @@ impl Worker for WorkerService {
                 request.client, request.protocol_version
             )));
         }
+        if request.max_message_size > 0 {
+            let limit = usize::try_from(request.max_message_size).unwrap_or(usize::MAX);
+            self.max_message_size.store(limit, Ordering::Relaxed);
+        }
         Ok(Response::new(HandshakeResponse {
             protocol_version: PROTOCOL_VERSION,
             worker_pid: std::process::id(),
@@ -91,7 +119,8 @@ impl Worker for WorkerService {
         }
     }
 
-    type ChannelStream = UnboundedReceiverStream<Result<Frame, Status>>;
+    type ChannelStream =
+        Splitting<UnboundedReceiverStream<Result<Frame, Status>>, Result<Frame, Status>>;
 
     async fn channel(
         &self,
@@ -100,7 +129,12 @@ impl Worker for WorkerService {
         let inbound = request.into_inner();
         let (reply, replies) = mpsc::unbounded_channel();
         tokio::spawn(read_frames(inbound, self.pool.clone(), reply));
-        Ok(Response::new(UnboundedReceiverStream::new(replies)))
+        let part_size = framing::part_size(self.max_message_size.load(Ordering::Relaxed));
+        Ok(Response::new(Splitting::new(
+            UnboundedReceiverStream::new(replies),
+            part_size,
+            split_reply,
+        )))
     }
 }
 
@@ -109,8 +143,18 @@ impl Worker for WorkerService {
 async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySender) {
     let in_flight = Arc::new(InFlight::default());
     let link = Arc::new(Link::new(reply.clone(), pool.clone()));
+    let mut assembler = Assembler::new(ASSEMBLY_LIMIT);
     // An error here means the client went away: nothing to answer, stop reading.
     while let Ok(Some(frame)) = inbound.message().await {
+        let frame = match assembler.push(frame) {
+            Ok(Some(frame)) => frame,
+            // A part: kept until its frame arrives.
+            Ok(None) => continue,
+            Err(err) => {
+                let _ = reply.send(Ok(error_frame(err.request_id, Kind::Encoding, err.message)));
+                continue;
+            }
+        };
         let arrived = Instant::now();
         let request_id = frame.request_id;
         match frame.body {
@@ -134,7 +178,10 @@ async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySend
                 };
                 pool.submit(job);
             }
-            Some(Body::Cancel(_)) => in_flight.cancel(request_id),
+            Some(Body::Cancel(_)) => {
+                assembler.drop_pending(request_id);
+                in_flight.cancel(request_id);
+            }
             Some(Body::Release(release)) => pool.release(release),
             Some(Body::Credit(credit)) => in_flight.credit(request_id, credit.chunks),
             Some(Body::CallbackResult(result)) => link.deliver(request_id, result),
@@ -174,5 +221,6 @@ fn frame_kind(body: &Body) -> &'static str {
         Body::Credit(_) => "credit",
         Body::CallbackRequest(_) => "callback request",
         Body::CallbackResult(_) => "callback result",
+        Body::Part(_) => "part",
     }
 }

@@ -266,3 +266,15 @@ def arange(dtype: str, n: int) -> Any:
     from snakebridge_agent.tensors import dtype_of
 
     return np.arange(n).astype(dtype_of(dtype))
+
+
+_cached_arrays: dict[int, Any] = {}
+
+
+def cached_array(n: int) -> Any:
+    """The same float32 array of `n` elements every time (to time the transfer alone)."""
+    import numpy as np
+
+    if n not in _cached_arrays:
+        _cached_arrays[n] = np.full(n, 1.5, dtype=np.float32)
+    return _cached_arrays[n]

@@ -37,6 +37,7 @@ pub fn encode_payload(codec: proto::Codec, value: &Value) -> Result<proto::Paylo
         codec: codec as i32,
         data,
         buffers,
+        parted: Vec::new(),
     })
 }
 
@@ -108,8 +109,7 @@ mod tests {
     fn a_payload_in_an_unknown_codec_is_an_error() {
         let payload = proto::Payload {
             codec: 42,
-            data: vec![],
-            buffers: vec![],
+            ..Default::default()
         };
         assert!(decode_payload(&payload)
             .unwrap_err()
