@@ -73,8 +73,11 @@ defmodule SnakeBridge.Config do
       `integrations: [config]` (see `SnakeBridge.Pool`). In `init` arguments, a value
       `{:call, "dspy.LM", args, kwargs}` is made by the worker (the result of that call).
     * `python_deps` - installed by `mix snakebridge.setup`.
-    * `grpc`, `serialization` and `allowed_modules` are validated and kept for the data
-      plane and the security layer; they do not change generated code.
+    * `serialization: %{args: :json, result: :json}` - the codecs of the generated
+      functions' calls (default msgpack; see `SnakeBridge.TypeConverter` for what JSON
+      loses). Streams always use msgpack.
+    * `grpc` and `allowed_modules` are validated and kept for the data plane and the
+      security layer; they do not change generated code.
 
   ## Composition: `extends` and `mixins`
 

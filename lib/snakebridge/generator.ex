@@ -145,6 +145,10 @@ defmodule SnakeBridge.Generator do
 
         context = %{
           telemetry: telemetry_option(config.telemetry),
+          serialization:
+            if(config.serialization,
+              do: config.serialization |> Map.new() |> Map.take([:args, :result])
+            ),
           pooled: match?(%{mode: mode} when mode in [:pooled, "pooled"], config.session),
           session_aware:
             for(
@@ -428,11 +432,12 @@ defmodule SnakeBridge.Generator do
         timeout: f["timeout"],
         cache: f["cache"],
         idempotent: f["idempotent"] || nil,
-        telemetry: context.telemetry
+        telemetry: context.telemetry,
+        serialization: if(kind in ["function", "method", "constructor"], do: context.serialization)
       ]
       |> Enum.reject(fn {_key, value} -> is_nil(value) end)
 
-    merged = quote(do: Keyword.merge(unquote(defaults), unquote(opts)))
+    merged = quote(do: Keyword.merge(unquote(Macro.escape(defaults)), unquote(opts)))
     join = context.pooled or (kind == "constructor" and context.session_aware)
 
     if join and kind != "instance",

@@ -53,6 +53,7 @@ defmodule SnakeBridge.Native do
         _ref?,
         _session,
         _cache,
+        _codecs,
         _pid,
         _tag
       ),
@@ -93,6 +94,8 @@ defmodule SnakeBridge.Native do
 
   def descriptor_load(_dir, _integration, _config), do: not_loaded()
   def config_validate(_config), do: not_loaded()
+  def codec_encode(_term, _codec), do: not_loaded()
+  def codec_decode(_binary, _codec), do: not_loaded()
   def generator_plan(_config, _dir, _integration), do: not_loaded()
   def descriptor_invalidate(_dir, _integration), do: not_loaded()
   def session_checkout(_pool, _timeout_ms, _pid, _tag), do: not_loaded()

@@ -23,6 +23,10 @@ defmodule SnakeBridge.Runtime do
     * `:cache` - `true`/`:infinity` or a TTL in milliseconds: answer from the pool's
       result cache when the same target was called with the same arguments (for pure
       functions). Calls involving objects (refs, sessions) always run. Default `false`.
+    * `:serialization` - the codecs of the arguments and of the result, `%{args: codec,
+      result: codec}` (or a keyword list), each `:msgpack` (the default: lossless,
+      tensors out of band) or `:json` (see `SnakeBridge.TypeConverter` for what JSON
+      loses). Streams always use msgpack.
     * `:telemetry` - `false` emits no telemetry events for the call; a list of atoms
       replaces the `[:snakebridge]` prefix of its event names (default `true`).
     * `:integration` - the name telemetry and the result cache file the call under
@@ -492,6 +496,7 @@ defmodule SnakeBridge.Runtime do
             as_ref,
             session,
             cache,
+            codecs(opts),
             self(),
             tag
           )
@@ -519,6 +524,24 @@ defmodule SnakeBridge.Runtime do
           report_stop(result, {0, 0, false}, 0, started, meta, prefix)
           result
       end
+    end
+  end
+
+  # The wire numbers of the argument and result codecs.
+  defp codecs(opts) do
+    case Keyword.get(opts, :serialization) do
+      nil ->
+        {0, 0}
+
+      serialization when is_map(serialization) or is_list(serialization) ->
+        serialization = Map.new(serialization)
+
+        {SnakeBridge.TypeConverter.codec_number(Map.get(serialization, :args, :msgpack)),
+         SnakeBridge.TypeConverter.codec_number(Map.get(serialization, :result, :msgpack))}
+
+      other ->
+        raise ArgumentError,
+              "expected :serialization to be a map with :args and :result codecs, got: #{inspect(other)}"
     end
   end
 

@@ -193,6 +193,20 @@ defmodule SnakeBridge.GeneratorOptionsTest do
     refute_received {:event, _, %{integration: "sb_quiet"}}
   end
 
+  test "a config's serialization is its generated calls' codecs", %{dir: dir} do
+    Generator.generate_and_load(
+      config(dir,
+        elixir_module: SBGen.JSONCodec,
+        serialization: %{args: :json, result: :json},
+        functions: [%{python_path: "sb_fixtures.echo"}]
+      )
+    )
+
+    # JSON has no tuples: the tuple comes back a list (msgpack would keep it).
+    assert run(SBGen.JSONCodec, :echo!, [{1, "a"}]) == [1, "a"]
+    assert SnakeBridge.call!("sb_fixtures", "echo", [{1, "a"}]) == {1, "a"}
+  end
+
   test "configured types must name parameters and types; the version must match", %{dir: dir} do
     error =
       assert_raise ArgumentError, fn ->

@@ -92,6 +92,8 @@ pub struct CallRequest {
     pub session: Option<String>,
     /// Serve the call from the result cache when it can (a pure function).
     pub cache: Option<CachePolicy>,
+    /// The codec the worker encodes the result in (msgpack by default).
+    pub result_codec: proto::Codec,
 }
 
 /// How a cacheable call's answer is kept.
@@ -477,7 +479,7 @@ impl Pool {
                 timeout_ms,
                 streaming,
                 session_id: request.session.unwrap_or_default(),
-                result_codec: proto::Codec::Msgpack as i32,
+                result_codec: request.result_codec as i32,
                 op: request.op as i32,
                 return_ref: request.return_ref,
             })),

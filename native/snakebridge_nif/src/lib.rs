@@ -8,6 +8,7 @@
 mod atoms;
 mod buffers;
 mod callbacks;
+mod codec;
 mod config;
 mod describe;
 mod pool;

@@ -144,12 +144,13 @@ fn init_calls(calls: Term) -> NifResult<Vec<(String, proto::Payload)>> {
                 permanent_callbacks: true,
                 ..terms::Refs::default()
             };
-            let payload = encode_arguments(args, kwargs, &mut refs).map_err(|u| {
-                rustler::Error::Term(Box::new(format!(
-                    "init call {target}: cannot send {}: {}",
-                    u.path, u.message
-                )))
-            })?;
+            let payload = encode_arguments(args, kwargs, &mut refs, proto::Codec::Msgpack)
+                .map_err(|u| {
+                    rustler::Error::Term(Box::new(format!(
+                        "init call {target}: cannot send {}: {}",
+                        u.path, u.message
+                    )))
+                })?;
             if refs.pin.is_some() {
                 return Err(rustler::Error::Term(Box::new(format!(
                     "init call {target}: object references cannot be init arguments"
@@ -231,10 +232,19 @@ fn pool_call<'a>(
     return_ref: bool,
     session: Option<ResourceArc<SessionResource>>,
     cache: Option<(String, u64)>,
+    codecs: (i32, i32),
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let (payload, refs) = match encode_call(env, positional, kwargs, session.as_deref()) {
+    let (args_codec, result_codec) = match (
+        proto::Codec::try_from(codecs.0),
+        proto::Codec::try_from(codecs.1),
+    ) {
+        (Ok(args), Ok(result)) => (args, result),
+        _ => return Err(rustler::Error::BadArg),
+    };
+    let (payload, refs) = match encode_call(env, positional, kwargs, session.as_deref(), args_codec)
+    {
         Ok(encoded) => encoded,
         Err(refusal) => return Ok(refusal),
     };
@@ -257,6 +267,7 @@ fn pool_call<'a>(
             integration,
             ttl: (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms)),
         }),
+        result_codec,
     };
     let args_bytes = request.args.data.len();
     let pool = pool.pool.clone();
@@ -289,9 +300,10 @@ pub(crate) fn encode_call<'a>(
     positional: Term<'a>,
     kwargs: Term<'a>,
     session: Option<&SessionResource>,
+    codec: proto::Codec,
 ) -> Result<(proto::Payload, terms::Refs), Term<'a>> {
     let mut refs = terms::Refs::for_session(session);
-    match encode_arguments(positional, kwargs, &mut refs) {
+    match encode_arguments(positional, kwargs, &mut refs, codec) {
         Err(unsupported) => Err((
             atoms::error(),
             (atoms::unsupported(), unsupported.path, unsupported.message),
@@ -309,6 +321,7 @@ fn encode_arguments(
     args: Term,
     kwargs: Term,
     refs: &mut terms::Refs,
+    codec: proto::Codec,
 ) -> Result<proto::Payload, terms::Unsupported> {
     let mut path = Path::root("args");
     let args = match terms::to_value(args, &mut path, refs)? {
@@ -325,11 +338,9 @@ fn encode_arguments(
     };
     let mut path = Path::root("kwargs");
     let kwargs = terms::kwargs_to_values(kwargs, &mut path, refs)?;
-    codec::encode_payload(proto::Codec::Msgpack, &call_arguments(args, kwargs)).map_err(|e| {
-        terms::Unsupported {
-            path: "args".into(),
-            message: e.to_string(),
-        }
+    codec::encode_payload(codec, &call_arguments(args, kwargs)).map_err(|e| terms::Unsupported {
+        path: "args".into(),
+        message: e.to_string(),
     })
 }
 
@@ -348,7 +359,7 @@ fn pool_broadcast<'a>(
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let payload = match encode_call(env, positional, kwargs, None) {
+    let payload = match encode_call(env, positional, kwargs, None, proto::Codec::Msgpack) {
         Ok((payload, refs)) if refs.pin.is_none() => payload,
         Ok(_) => {
             let reason = "object references live on one worker and cannot be broadcast";

@@ -50,7 +50,13 @@ fn pool_stream<'a>(
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let (payload, refs) = match encode_call(env, positional, kwargs, session.as_deref()) {
+    let (payload, refs) = match encode_call(
+        env,
+        positional,
+        kwargs,
+        session.as_deref(),
+        snakebridge_core::proto::Codec::Msgpack,
+    ) {
         Ok(encoded) => encoded,
         Err(refusal) => return Ok(refusal),
     };

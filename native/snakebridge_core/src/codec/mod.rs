@@ -1,4 +1,5 @@
-//! Codecs: [`Value`] ⇄ bytes in the codec negotiated for a payload.
+//! Codecs: [`Value`] ⇄ bytes in the codec negotiated for a payload: msgpack (the
+//! default, lossless, tensors out of band) or JSON (see [`json`] for what it loses).
 
 pub mod json;
 pub mod msgpack;
@@ -31,7 +32,7 @@ impl CodecError {
 pub fn encode_payload(codec: proto::Codec, value: &Value) -> Result<proto::Payload, CodecError> {
     let (data, buffers) = match codec {
         proto::Codec::Msgpack => msgpack::encode_parts(value)?,
-        proto::Codec::Json => return Err(unsupported(codec)),
+        proto::Codec::Json => (json::encode(value)?, Vec::new()),
     };
     Ok(proto::Payload {
         codec: codec as i32,
@@ -45,19 +46,12 @@ pub fn encode_payload(codec: proto::Codec, value: &Value) -> Result<proto::Paylo
 pub fn decode_payload(payload: &proto::Payload) -> Result<Value, CodecError> {
     match proto::Codec::try_from(payload.codec) {
         Ok(proto::Codec::Msgpack) => msgpack::decode_parts(&payload.data, &payload.buffers),
-        Ok(codec) => Err(unsupported(codec)),
+        Ok(proto::Codec::Json) => json::decode(&payload.data),
         Err(_) => Err(CodecError::new(format!(
             "unknown codec number {}",
             payload.codec
         ))),
     }
-}
-
-fn unsupported(codec: proto::Codec) -> CodecError {
-    CodecError::new(format!(
-        "codec {} is not supported by this version of SnakeBridge",
-        codec.as_str_name()
-    ))
 }
 
 /// Keyword arguments: name (a [`Value::Str`]) and value pairs, in call order.

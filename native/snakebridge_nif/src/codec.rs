@@ -1,0 +1,64 @@
+//! Values ⇄ encoded bytes for users (`SnakeBridge.TypeConverter`): the same conversion a
+//! call's arguments and results go through, in either codec. Both run on a dirty CPU
+//! scheduler: a large term never blocks a normal one.
+
+use rustler::{Binary, Encoder, Env, NewBinary, NifResult, Term};
+use snakebridge_core::codec::{json, msgpack};
+use snakebridge_core::proto;
+use snakebridge_core::value::Path;
+
+use crate::{atoms, terms};
+
+fn codec_of(codec: i32) -> NifResult<proto::Codec> {
+    proto::Codec::try_from(codec).map_err(|_| rustler::Error::BadArg)
+}
+
+/// `{:ok, binary}`, `{:error, {:unsupported, path, message}}` for a term that cannot
+/// cross, or `{:error, message}` for one the codec cannot write.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn codec_encode<'a>(env: Env<'a>, term: Term<'a>, codec: i32) -> NifResult<Term<'a>> {
+    let codec = codec_of(codec)?;
+    let mut refs = terms::Refs {
+        inert_callbacks: true,
+        ..terms::Refs::default()
+    };
+    let value = match terms::to_value(term, &mut Path::root("value"), &mut refs) {
+        Ok(value) => value,
+        Err(unsupported) => {
+            return Ok((
+                atoms::error(),
+                (atoms::unsupported(), unsupported.path, unsupported.message),
+            )
+                .encode(env))
+        }
+    };
+    let encoded = match codec {
+        proto::Codec::Msgpack => msgpack::encode(&value),
+        proto::Codec::Json => json::encode(&value),
+    };
+    Ok(match encoded {
+        Ok(bytes) => {
+            let mut bin = NewBinary::new(env, bytes.len());
+            bin.as_mut_slice().copy_from_slice(&bytes);
+            (atoms::ok(), Binary::from(bin)).encode(env)
+        }
+        Err(err) => (atoms::error(), err.to_string()).encode(env),
+    })
+}
+
+/// `{:ok, term}` or `{:error, message}`.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn codec_decode<'a>(env: Env<'a>, bytes: Binary<'a>, codec: i32) -> NifResult<Term<'a>> {
+    let decoded = match codec_of(codec)? {
+        proto::Codec::Msgpack => msgpack::decode(bytes.as_slice()),
+        proto::Codec::Json => json::decode(bytes.as_slice()),
+    };
+    Ok(match decoded {
+        Ok(value) => (
+            atoms::ok(),
+            terms::from_value(env, &value, &terms::Origin::none()),
+        )
+            .encode(env),
+        Err(err) => (atoms::error(), err.to_string()).encode(env),
+    })
+}
