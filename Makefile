@@ -100,6 +100,7 @@ bench: setup
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/runtime_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/introspection_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/generator_bench.exs
+	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/tensor_bench.exs
 
 clean:
 	rm -rf $(BUILD) $(ROOT)/priv/native $(ROOT)/deps

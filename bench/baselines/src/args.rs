@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 
 pub const USAGE: &str = "\
 usage: baselines <raw-socket|grpcio-echo> [options]
+       baselines raw-transfer [--bytes N] [--rounds R] [--warmup W] [--chunk C]
 
 options:
   --calls N          sequential calls, and total calls of the concurrent run (default 20000)
@@ -18,6 +19,13 @@ options:
   --warmup N         warm-up calls before each measurement (default: calls/10, 100..=2000)
   --grpc-threads T   ThreadPoolExecutor threads per grpcio server (default 4)
   --timeout-secs S   hard limit for each measured phase (default 300)
+
+raw-transfer (N bytes from a child process over a Unix socket into a fresh buffer,
+and an in-memory copy of N bytes; median of R rounds after W warm-up rounds):
+  --bytes N          payload size (default 100000000)
+  --rounds R         measured rounds (default 5)
+  --warmup W         warm-up rounds (default 1)
+  --chunk C          the sender's write size in bytes (default 1048576)
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

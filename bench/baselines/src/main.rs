@@ -2,13 +2,16 @@
 //!
 //! `baselines raw-socket` measures the physical floor (length-prefixed frames
 //! echoed by a minimal Python loop over Unix sockets); `baselines grpcio-echo`
-//! measures a tonic client against plain Python `grpcio` servers. Each prints
-//! one JSON object per result line on stdout; diagnostics go to stderr.
+//! measures a tonic client against plain Python `grpcio` servers;
+//! `baselines raw-transfer` measures moving one large payload between two
+//! processes over a Unix socket, and copying it in memory. Each prints one
+//! JSON object per result line on stdout; diagnostics go to stderr.
 
 mod args;
 mod driver;
 mod grpcio_echo;
 mod raw_socket;
+mod raw_transfer;
 mod stats;
 mod workers;
 
@@ -20,7 +23,23 @@ use anyhow::{anyhow, Context, Result};
 use args::{Args, Bench};
 
 fn main() -> ExitCode {
-    let args = match Args::parse(std::env::args().skip(1)) {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    // The transfer baseline is synchronous (std only) and has its own options.
+    let transfer = match argv.first().map(String::as_str) {
+        Some("raw-transfer") => Some(raw_transfer::main(&argv[1..])),
+        Some(raw_transfer::SENDER) => Some(raw_transfer::sender_main(&argv[1..])),
+        _ => None,
+    };
+    if let Some(result) = transfer {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let args = match Args::parse(argv.into_iter()) {
         Ok(args) => args,
         Err(err) => {
             eprintln!("{err:#}");

@@ -14,10 +14,10 @@ use tokio::process::{Child, ChildStdout, Command};
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A private temporary directory, removed with its contents on drop.
-struct SocketDir(PathBuf);
+pub struct SocketDir(PathBuf);
 
 impl SocketDir {
-    fn create() -> Result<Self> {
+    pub fn create() -> Result<Self> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -29,6 +29,10 @@ impl SocketDir {
         std::fs::create_dir(&path)
             .with_context(|| format!("creating socket directory {}", path.display()))?;
         Ok(SocketDir(path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
     }
 }
 
