@@ -23,6 +23,9 @@ defmodule SnakeBridge.Runtime do
     * `:cache` - `true`/`:infinity` or a TTL in milliseconds: answer from the pool's
       result cache when the same target was called with the same arguments (for pure
       functions). Calls involving objects (refs, sessions) always run. Default `false`.
+    * `:tensors` - `:nx` returns the result's tensors as `Nx.Tensor`s (Nx must be loaded);
+      default `:tensor`, `%SnakeBridge.Tensor{}`s. `Nx.Tensor`s are accepted as arguments
+      either way.
     * `:serialization` - the codecs of the arguments and of the result, `%{args: codec,
       result: codec}` (or a keyword list), each `:msgpack` (the default: lossless,
       tensors out of band) or `:json` (see `SnakeBridge.TypeConverter` for what JSON
@@ -434,8 +437,30 @@ defmodule SnakeBridge.Runtime do
   # `label` names the call in errors (the dotted target, or `type.method` on refs).
   defp invoke(pool, op, target, label, args, kwargs, opts) do
     {retries, backoff} = retry_policy(opts)
-    invoke_with_retries(pool, op, target, label, args, kwargs, opts, retries, backoff)
+
+    case {invoke_with_retries(pool, op, target, label, args, kwargs, opts, retries, backoff),
+          Keyword.get(opts, :tensors, :tensor)} do
+      {result, :tensor} ->
+        result
+
+      {{:ok, value}, :nx} ->
+        {:ok, to_nx(value)}
+
+      {result, :nx} ->
+        result
+
+      {_, other} ->
+        raise ArgumentError, "expected :tensors to be :tensor or :nx, got: #{inspect(other)}"
+    end
   end
+
+  # Every %SnakeBridge.Tensor{} in a result as an Nx tensor (the `tensors: :nx` option).
+  defp to_nx(%SnakeBridge.Tensor{} = tensor), do: SnakeBridge.Tensor.to_nx(tensor)
+  defp to_nx(list) when is_list(list), do: Enum.map(list, &to_nx/1)
+  defp to_nx(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> to_nx() |> List.to_tuple()
+  defp to_nx(%_{} = struct), do: struct
+  defp to_nx(map) when is_map(map), do: Map.new(map, fn {k, v} -> {k, to_nx(v)} end)
+  defp to_nx(other), do: other
 
   defp invoke_with_retries(pool, op, target, label, args, kwargs, opts, retries, backoff) do
     case invoke_once(pool, op, target, label, args, kwargs, opts) do

@@ -156,6 +156,28 @@ defmodule SnakeBridge.TensorTest do
     assert SnakeBridge.call("math", "sqrt", [4], [], pool: :small_payloads) == {:ok, 2.0}
   end
 
+  # Nx cannot be installed here (no Hex): test/support/fake_nx.ex stands in for it with
+  # Nx's struct layout and the functions SnakeBridge calls.
+  test "Nx tensors are accepted as arguments and returned with tensors: :nx" do
+    nx = Nx.from_binary(iota({:f, 32}, 6), {:f, 32}) |> Nx.reshape({3, 2})
+    assert %Tensor{type: {:f, 32}, shape: {3, 2}} = SnakeBridge.call!("numpy", "copy", [nx])
+
+    assert %Nx.Tensor{type: {:f, 64}, shape: {3, 2}, data: %Nx.BinaryBackend{state: data}} =
+             SnakeBridge.call!("numpy", "multiply", [nx, 1.0], [dtype: "float64"], tensors: :nx)
+
+    assert data == iota({:f, 64}, 6)
+
+    assert Tensor.from_nx(Tensor.to_nx(Tensor.new(<<1, 0>>, {:bool, 8}, {2}))) ==
+             Tensor.new(<<1, 0>>, {:u, 8}, {2})
+
+    other_backend = %{nx | data: %{__struct__: EXLA.Backend}}
+
+    error =
+      assert_raise ArgumentError, fn -> SnakeBridge.call!("numpy", "copy", [other_backend]) end
+
+    assert error.message =~ "Nx.backend_transfer"
+  end
+
   defp numpy_name({:bool, 8}), do: "bool"
   defp numpy_name({:u, b}), do: "uint#{b}"
   defp numpy_name({:s, b}), do: "int#{b}"
