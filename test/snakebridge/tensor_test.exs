@@ -130,6 +130,16 @@ defmodule SnakeBridge.TensorTest do
     assert SnakeBridge.call!("sb_fixtures", "echo", [bytes], [], opts) == bytes.data
   end
 
+  test "large binaries travel out of band, both ways" do
+    data = :crypto.strong_rand_bytes(5_000_000)
+    assert SnakeBridge.call!("sb_fixtures", "echo", [%SnakeBridge.Bytes{data: data}]) == data
+
+    assert SnakeBridge.call!("sb_fixtures", "type_name", [%SnakeBridge.Bytes{data: data}]) ==
+             "bytes"
+
+    assert byte_size(SnakeBridge.call!("os", "urandom", [3_000_000])) == 3_000_000
+  end
+
   test "a 200 MB tensor crosses both ways" do
     n = 50 * 1024 * 1024
     tensor = Tensor.new(:binary.copy(<<0.25::float-32-native>>, n), {:f, 32}, {n})

@@ -26,8 +26,9 @@ pub enum Value {
     Float(f64),
     /// Text: Elixir UTF-8 binary or atom / Python `str`.
     Str(String),
-    /// Raw bytes: `%SnakeBridge.Bytes{}` or a non-UTF-8 binary / Python `bytes`.
-    Bytes(Vec<u8>),
+    /// Raw bytes: `%SnakeBridge.Bytes{}` or a non-UTF-8 binary / Python `bytes`. Large
+    /// ones travel out of band, like tensor data.
+    Bytes(Bytes),
     /// Elixir list / Python `list`.
     List(Vec<Value>),
     /// Elixir tuple / Python `tuple`.

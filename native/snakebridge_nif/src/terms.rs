@@ -122,7 +122,7 @@ pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, U
             })?;
             Ok(match std::str::from_utf8(bin.as_slice()) {
                 Ok(s) => Value::Str(s.to_owned()),
-                Err(_) => Value::Bytes(bin.as_slice().to_vec()),
+                Err(_) => Value::Bytes(buffers::bytes_of(term, &bin)),
             })
         }
         TermType::List => list_items(term, path, refs).map(Value::List),
@@ -319,7 +319,7 @@ fn struct_value(
         "Elixir.SnakeBridge.Bytes" => {
             let data = field(term, atoms::data(), path)?;
             Binary::from_term(data)
-                .map(|bin| Value::Bytes(bin.as_slice().to_vec()))
+                .map(|bin| Value::Bytes(buffers::bytes_of(data, &bin)))
                 .map_err(|_| Unsupported::at(path, "%SnakeBridge.Bytes{} data must be a binary"))
         }
         "Elixir.SnakeBridge.Tensor" => {
@@ -505,7 +505,7 @@ pub fn from_value<'a>(env: Env<'a>, value: &Value, origin: &Origin) -> Term<'a> 
         Value::Float(f) if f.is_infinite() => atoms::neg_infinity().encode(env),
         Value::Float(f) => f.encode(env),
         Value::Str(s) => binary(env, s.as_bytes()),
-        Value::Bytes(b) => binary(env, b),
+        Value::Bytes(b) => buffers::binary_term(env, b),
         Value::List(items) => {
             let terms: Vec<Term> = items.iter().map(|v| from_value(env, v, origin)).collect();
             terms.encode(env)

@@ -305,7 +305,7 @@ async fn check_calls(
         Value::BigInt(big.clone()),
         Value::Float(f64::INFINITY),
         s("héllo"),
-        Value::Bytes(vec![0, 255]),
+        Value::Bytes(vec![0, 255].into()),
         Value::Tuple(vec![Value::Int(1), s("two")]),
         Value::Set(vec![Value::Int(3)]),
         Value::Map(vec![

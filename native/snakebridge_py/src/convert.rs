@@ -328,10 +328,10 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
         return Ok(Value::Tuple(items));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+        return Ok(Value::Bytes(bytes_value(b)));
     }
     if let Ok(b) = obj.cast::<PyByteArray>() {
-        return Ok(Value::Bytes(b.to_vec()));
+        return Ok(Value::Bytes(b.to_vec().into()));
     }
     if obj.is_instance_of::<PyMemoryView>() {
         let bytes = obj
@@ -342,7 +342,7 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
         let bytes = bytes
             .cast::<PyBytes>()
             .map_err(|e| python_error(path, e.into()))?;
-        return Ok(Value::Bytes(bytes.as_bytes().to_vec()));
+        return Ok(Value::Bytes(bytes_value(bytes)));
     }
     if let Ok(set) = obj.cast::<PySet>() {
         return set_items(set.iter(), set.len(), path, depth).map(Value::Set);
@@ -379,12 +379,44 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
     {
         if let Ok(bytes) = obj.py().get_type::<PyBytes>().call1((obj,)) {
             if let Ok(bytes) = bytes.cast::<PyBytes>() {
-                return Ok(Value::Bytes(bytes.as_bytes().to_vec()));
+                return Ok(Value::Bytes(bytes_value(bytes)));
             }
         }
     }
     // Anything else stays in this worker and crosses as a reference to it.
     Ok(to_ref(obj))
+}
+
+/// The bytes of a Python `bytes` object: large ones are sent from the object itself
+/// (held until sent), small ones copied.
+fn bytes_value(bytes: &Bound<'_, PyBytes>) -> snakebridge_core::bytes::Bytes {
+    let data = bytes.as_bytes();
+    if data.len() < snakebridge_core::codec::msgpack::OUT_OF_BAND_MIN {
+        return snakebridge_core::bytes::Bytes::copy_from_slice(data);
+    }
+    snakebridge_core::bytes::Bytes::from_owner(HeldBytes {
+        ptr: data.as_ptr(),
+        len: data.len(),
+        _object: bytes.clone().unbind(),
+    })
+}
+
+/// A Python `bytes` object kept alive while its data is sent.
+struct HeldBytes {
+    ptr: *const u8,
+    len: usize,
+    _object: Py<PyBytes>,
+}
+
+// SAFETY: `bytes` objects are immutable; the pointer stays valid while `_object` holds a
+// reference, and dropping a `Py` without the GIL defers the decref safely.
+unsafe impl Send for HeldBytes {}
+
+impl AsRef<[u8]> for HeldBytes {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: see the `Send` impl.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
 }
 
 fn set_items<'py>(

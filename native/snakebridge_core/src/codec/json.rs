@@ -278,7 +278,7 @@ mod tests {
                 Value::Tuple(vec![Value::Int(1), Value::Int(2)]),
             ),
             (Value::Nil, Value::Set(vec![s("a")])),
-            (s("bytes"), Value::Bytes(vec![0, 255, 104, 105])),
+            (s("bytes"), Value::Bytes(vec![0, 255, 104, 105].into())),
             (s("date"), Value::Date(date)),
             (s("at"), Value::DateTime(date, time, -5400)),
         ]);

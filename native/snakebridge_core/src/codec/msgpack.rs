@@ -15,6 +15,7 @@
 //! | 7 | datetime | date payload + time payload + UTC offset in seconds, i32 BE |
 //! | 8 | object reference | empty; a tag: the next value is `[id, type name, repr]` |
 //! | 9 | callback | empty; a tag: the next value is the callback's id |
+//! | 11 | large bytes | empty; a tag: the next value is the index of an out-of-band buffer |
 //! | 10 | tensor | empty; a tag: the next value is `[dtype name, [dims...], data]`, where data is a `bin` (in band) or the index of one of the payload's out-of-band buffers |
 //!
 //! Tensor data travels out of band when the encoder is given a place for buffers
@@ -39,6 +40,10 @@ const EXT_DATETIME: i8 = 7;
 const EXT_REF: i8 = 8;
 const EXT_CALLBACK: i8 = 9;
 const EXT_TENSOR: i8 = 10;
+const EXT_BUFFER: i8 = 11;
+
+/// Bytes values at least this large travel out of band (when the encoder has buffers).
+pub const OUT_OF_BAND_MIN: usize = 64 << 10;
 
 /// Where tensor data goes while encoding: in band (`None`), or out of band into buffers.
 type Sink = Option<Vec<Bytes>>;
@@ -91,10 +96,17 @@ fn write_value(
             out.extend_from_slice(&f.to_be_bytes());
         }
         Value::Str(s) => write_str(out, s)?,
-        Value::Bytes(b) => {
-            rmp::encode::write_bin_len(out, len32(b.len())?).map_err(CodecError::io)?;
-            out.extend_from_slice(b);
-        }
+        Value::Bytes(b) => match sink {
+            Some(buffers) if b.len() >= OUT_OF_BAND_MIN => {
+                write_ext_header(out, EXT_BUFFER, 0)?;
+                rmp::encode::write_uint(out, buffers.len() as u64).map_err(CodecError::io)?;
+                buffers.push(b.clone());
+            }
+            _ => {
+                rmp::encode::write_bin_len(out, len32(b.len())?).map_err(CodecError::io)?;
+                out.extend_from_slice(b);
+            }
+        },
         Value::List(items) => write_array(items, out, sink, depth)?,
         Value::Tuple(items) => {
             write_ext_header(out, EXT_TUPLE, 0)?;
@@ -294,7 +306,7 @@ impl<'a> Reader<'a> {
     }
 
     fn bin(&mut self, len: usize) -> Result<Value, CodecError> {
-        Ok(Value::Bytes(self.take(len)?.to_vec()))
+        Ok(Value::Bytes(Bytes::copy_from_slice(self.take(len)?)))
     }
 
     fn seq(&mut self, len: usize, depth: usize) -> Result<Vec<Value>, CodecError> {
@@ -479,6 +491,28 @@ impl<'a> Reader<'a> {
                     ))),
                 }
             }
+            EXT_BUFFER => {
+                if len != 0 {
+                    return Err(bad("buffer tag"));
+                }
+                match self.value(depth + 1)? {
+                    Value::Int(i) if i >= 0 => self
+                        .buffers
+                        .get(i as usize)
+                        .cloned()
+                        .map(Value::Bytes)
+                        .ok_or_else(|| {
+                            self.error(format!(
+                                "bytes refer to buffer {i}, the payload has {}",
+                                self.buffers.len()
+                            ))
+                        }),
+                    other => Err(self.error(format!(
+                        "a buffer tag must be followed by its index, found {}",
+                        other.kind()
+                    ))),
+                }
+            }
             EXT_TENSOR => {
                 if len != 0 {
                     return Err(bad("tensor tag"));
@@ -531,7 +565,7 @@ impl Reader<'_> {
             })
             .collect::<Result<Vec<u64>, _>>()?;
         let data = match data {
-            Value::Bytes(bytes) => Bytes::from(bytes.clone()),
+            Value::Bytes(bytes) => bytes.clone(),
             Value::Int(i) => self
                 .buffers
                 .get(usize::try_from(*i).unwrap_or(usize::MAX))
@@ -607,7 +641,7 @@ mod tests {
             Value::Float(f64::INFINITY),
             Value::Float(f64::NEG_INFINITY),
             Value::Str("héllo ☃".into()),
-            Value::Bytes(vec![0, 255, 1]),
+            Value::Bytes(Bytes::from_static(&[0, 255, 1])),
             Value::List(vec![Value::Int(1), Value::Nil]),
             Value::Tuple(vec![]),
             Value::Tuple(vec![Value::Tuple(vec![Value::Int(1)])]),
@@ -663,6 +697,20 @@ mod tests {
         };
         assert_eq!(buffers[0].as_ptr(), first.data.as_ptr());
         assert_eq!(decode_parts(&data, &buffers).unwrap(), values);
+    }
+
+    #[test]
+    fn large_bytes_travel_out_of_band() {
+        let big = Bytes::from(vec![7u8; OUT_OF_BAND_MIN]);
+        let small = Bytes::from_static(b"abc");
+        let value = Value::List(vec![Value::Bytes(big.clone()), Value::Bytes(small)]);
+        let (data, buffers) = encode_parts(&value).unwrap();
+        assert_eq!(buffers.len(), 1);
+        assert_eq!(buffers[0].as_ptr(), big.as_ptr());
+        assert!(data.len() < 32);
+        assert_eq!(decode_parts(&data, &buffers).unwrap(), value);
+        // Without a place for buffers they stay in band.
+        assert_eq!(round_trip(&value), value);
     }
 
     #[test]
@@ -748,7 +796,8 @@ mod tests {
                     .prop_filter("nan is checked apart", |f| !f.is_nan())
                     .prop_map(Value::Float),
                 ".*".prop_map(Value::Str),
-                proptest::collection::vec(any::<u8>(), 0..32).prop_map(Value::Bytes),
+                proptest::collection::vec(any::<u8>(), 0..32)
+                    .prop_map(|b| Value::Bytes(Bytes::from(b))),
                 (any::<i32>(), 1u8..=12, 1u8..=28)
                     .prop_map(|(year, month, day)| Value::Date(Date { year, month, day })),
             ];
