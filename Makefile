@@ -95,12 +95,22 @@ demo: setup
 
 bench: setup
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r $(ROOT)/bench/requirements.txt
+	@if ! dpkg -s erlang-jiffy >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing jiffy (codec benchmark baseline) from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq erlang-jiffy >/dev/null \
+	      || echo "could not install erlang-jiffy: bench/codec_bench.exs skips its jiffy rows" >&2; \
+	  else \
+	    echo "erlang-jiffy not installed (install Debian's 'erlang-jiffy' as root): bench/codec_bench.exs skips its jiffy rows" >&2; \
+	  fi; \
+	fi
 	cd $(ROOT) && cargo build --release -p snakebridge_bench_baselines
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/call_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/runtime_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/introspection_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/generator_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/tensor_bench.exs
+	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/codec_bench.exs
 
 clean:
 	rm -rf $(BUILD) $(ROOT)/priv/native $(ROOT)/deps
