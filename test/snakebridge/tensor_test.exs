@@ -135,7 +135,7 @@ defmodule SnakeBridge.TensorTest do
     assert SnakeBridge.call!("sb_fixtures", "echo", [%SnakeBridge.Bytes{data: data}]) == data
 
     assert SnakeBridge.call!("sb_fixtures", "type_name", [%SnakeBridge.Bytes{data: data}]) ==
-             "bytes"
+             "builtins.bytes"
 
     assert byte_size(SnakeBridge.call!("os", "urandom", [3_000_000])) == 3_000_000
   end
