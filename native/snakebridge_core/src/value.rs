@@ -257,6 +257,21 @@ pub enum Segment {
     Index(usize),
     /// A map key, already rendered (`:opts`, `"name"`, `1`).
     Key(String),
+    /// A map key not rendered yet: rendering every key of a large map costs more than
+    /// the conversion, so a binding renders one only when an error's path needs it (see
+    /// [`fill_pending_key`]).
+    PendingKey,
+}
+
+/// How a [`Segment::PendingKey`] appears in a rendered path until it is filled.
+const PENDING_KEY: &str = "[\u{0}]";
+
+/// Puts `key` into a rendered path in place of its innermost pending key (deeper ones were
+/// filled first, as the error travelled out).
+pub fn fill_pending_key(path: &mut String, key: &str) {
+    if let Some(at) = path.rfind(PENDING_KEY) {
+        path.replace_range(at..at + PENDING_KEY.len(), &format!("[{key}]"));
+    }
 }
 
 impl Path {
@@ -291,6 +306,7 @@ impl std::fmt::Display for Path {
                 Segment::Root(name) => f.write_str(name)?,
                 Segment::Index(i) => write!(f, "[{i}]")?,
                 Segment::Key(k) => write!(f, "[{k}]")?,
+                Segment::PendingKey => f.write_str(PENDING_KEY)?,
             }
         }
         Ok(())
@@ -310,6 +326,18 @@ mod tests {
         path.pop();
         assert_eq!(path.to_string(), "args[1]");
         assert_eq!(Path::default().to_string(), "value");
+    }
+
+    #[test]
+    fn pending_keys_are_filled_innermost_first() {
+        let mut path = Path::root("args");
+        path.push(Segment::PendingKey);
+        path.push(Segment::Index(0));
+        path.push(Segment::PendingKey);
+        let mut text = path.to_string();
+        fill_pending_key(&mut text, ":inner");
+        fill_pending_key(&mut text, "\"outer\"");
+        assert_eq!(text, "args[\"outer\"][0][:inner]");
     }
 
     #[test]

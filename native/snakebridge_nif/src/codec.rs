@@ -2,12 +2,12 @@
 //! call's arguments and results go through, in either codec. Both run on a dirty CPU
 //! scheduler: a large term never blocks a normal one.
 
-use rustler::{Binary, Encoder, Env, NewBinary, NifResult, Term};
+use rustler::{Binary, Encoder, Env, NifResult, Term};
 use snakebridge_core::codec::{json, msgpack};
 use snakebridge_core::proto;
 use snakebridge_core::value::Path;
 
-use crate::{atoms, terms};
+use crate::{atoms, buffers, terms};
 
 fn codec_of(codec: i32) -> NifResult<proto::Codec> {
     proto::Codec::try_from(codec).map_err(|_| rustler::Error::BadArg)
@@ -37,11 +37,8 @@ fn codec_encode<'a>(env: Env<'a>, term: Term<'a>, codec: i32) -> NifResult<Term<
         proto::Codec::Json => json::encode(&value),
     };
     Ok(match encoded {
-        Ok(bytes) => {
-            let mut bin = NewBinary::new(env, bytes.len());
-            bin.as_mut_slice().copy_from_slice(&bytes);
-            (atoms::ok(), Binary::from(bin)).encode(env)
-        }
+        // A large result becomes a binary over the encoder's own buffer (no copy).
+        Ok(bytes) => (atoms::ok(), buffers::binary_term(env, &bytes.into())).encode(env),
         Err(err) => (atoms::error(), err.to_string()).encode(env),
     })
 }

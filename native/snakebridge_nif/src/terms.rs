@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 
 use rustler::ResourceArc;
 use snakebridge_core::value::{
-    DType, Date, ObjectRef, Path, Segment, Tensor, Time, Value, MAX_DEPTH,
+    fill_pending_key, DType, Date, ObjectRef, Path, Segment, Tensor, Time, Value, MAX_DEPTH,
 };
 use snakebridge_core::{Error, Worker};
 
@@ -29,6 +29,13 @@ pub struct Unsupported {
 }
 
 impl Unsupported {
+    /// The error with the map key `key` rendered into its path (see
+    /// [`Segment::PendingKey`]).
+    fn with_key(mut self, key: Term) -> Unsupported {
+        fill_pending_key(&mut self.path, &render_key(key));
+        self
+    }
+
     fn at(path: &Path, message: impl Into<String>) -> Unsupported {
         Unsupported {
             path: path.to_string(),
@@ -280,11 +287,10 @@ fn map_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, Unsu
     let iter = MapIterator::new(term).ok_or_else(|| Unsupported::at(path, "bad map"))?;
     let mut pairs = Vec::with_capacity(term.map_size().unwrap_or(0));
     for (k, v) in iter {
-        path.push(Segment::Key(render_key(k)));
-        let key = to_value(k, path, refs);
-        let value = key.and_then(|key| Ok((key, to_value(v, path, refs)?)));
+        path.push(Segment::PendingKey);
+        let pair = to_value(k, path, refs).and_then(|key| Ok((key, to_value(v, path, refs)?)));
         path.pop();
-        pairs.push(value?);
+        pairs.push(pair.map_err(|err| err.with_key(k))?);
     }
     Ok(Value::Map(pairs))
 }
@@ -350,10 +356,10 @@ fn struct_value(
                 MapIterator::new(map).ok_or_else(|| Unsupported::at(path, "malformed MapSet"))?;
             let mut items = Vec::new();
             for (k, _) in iter {
-                path.push(Segment::Key(render_key(k)));
+                path.push(Segment::PendingKey);
                 let item = to_value(k, path, refs);
                 path.pop();
-                items.push(item?);
+                items.push(item.map_err(|err| err.with_key(k))?);
             }
             Ok(Value::Set(items))
         }

@@ -64,22 +64,12 @@ fn write_value(value: &Value, out: &mut String, depth: usize) -> Result<(), Code
     match value {
         Value::Nil => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Value::Int(n) => out.push_str(itoa::Buffer::new().format(*n)),
         Value::BigInt(n) => {
             let _ = write!(out, "{n}");
         }
-        Value::Float(f) if f.is_finite() => {
-            // serde_json's shortest round-trip form, always with a fraction or exponent.
-            let text = serde_json::Number::from_f64(*f)
-                .map(|n| n.to_string())
-                .unwrap_or_default();
-            out.push_str(&text);
-            if !text.contains(['.', 'e', 'E']) {
-                out.push_str(".0");
-            }
-        }
+        // The shortest form that reads back as the same float (ryu, as serde_json).
+        Value::Float(f) if f.is_finite() => out.push_str(ryu::Buffer::new().format_finite(*f)),
         Value::Float(f) => {
             return Err(CodecError::new(format!(
                 "{f} cannot be written as JSON (use the msgpack codec)"
@@ -138,6 +128,12 @@ fn write_value(value: &Value, out: &mut String, depth: usize) -> Result<(), Code
 
 fn write_str(s: &str, out: &mut String) {
     out.push('"');
+    // Most strings need no escaping: copy them whole.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
