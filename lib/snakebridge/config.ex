@@ -76,8 +76,9 @@ defmodule SnakeBridge.Config do
     * `serialization: %{args: :json, result: :json}` - the codecs of the generated
       functions' calls (default msgpack; see `SnakeBridge.TypeConverter` for what JSON
       loses). Streams always use msgpack.
-    * `grpc` and `allowed_modules` are validated and kept for the data plane and the
-      security layer; they do not change generated code.
+    * `grpc: %{max_message_size: bytes}` - bounds a single message of a pool started
+      with `integrations: [config]`; larger payloads travel in parts.
+    * `allowed_modules` is validated and kept for the security layer.
 
   ## Composition: `extends` and `mixins`
 

@@ -41,7 +41,8 @@ defmodule SnakeBridge.Pool do
       see `SnakeBridge.Config`) whose worker setup the pool applies: each one's `init`
       calls run after the pool's own, and its `bidirectional_tools` are exported like
       `:tools`. Their `{:system, "ENV_VAR"}` values are resolved when the pool starts;
-      an unset variable fails the start with an `:invalid_config` error.
+      an unset variable fails the start with an `:invalid_config` error. A config's
+      `grpc.max_message_size` bounds the pool's `:max_message_size` (the smallest wins).
 
   ## Examples
 
@@ -251,6 +252,17 @@ defmodule SnakeBridge.Pool do
     |> Keyword.update!(:integrations, fn configs ->
       Enum.map(configs, &SnakeBridge.Config.load!/1)
     end)
+    |> bound_message_size()
+  end
+
+  # The smallest of the pool's and its integrations' grpc.max_message_size.
+  defp bound_message_size(opts) do
+    limits =
+      for %SnakeBridge.Config{grpc: %{max_message_size: limit}} <- opts[:integrations],
+          is_integer(limit) and limit > 0,
+          do: limit
+
+    Keyword.update!(opts, :max_message_size, &Enum.min([&1 | limits]))
   end
 
   defp valid?(:name, name), do: is_atom(name)

@@ -116,8 +116,11 @@ defmodule SnakeBridge.TensorTest do
   end
 
   test "payloads larger than one message travel in parts, both ways" do
+    # The integration's grpc.max_message_size bounds the pool's.
+    config = %{python_module: "numpy", grpc: %{max_message_size: 1_000_000}}
+
     start_supervised!(
-      {SnakeBridge.TestPool, name: :small_messages, size: 1, max_message_size: 1_000_000}
+      {SnakeBridge.TestPool, name: :small_messages, size: 1, integrations: [config]}
     )
 
     opts = [pool: :small_messages]
