@@ -117,6 +117,17 @@ defmodule SnakeBridge.Pool do
     end
   end
 
+  @doc """
+  The settings a running pool works with, after its integrations were applied: `:python`,
+  `:size`, `:threads`, `:timeout`, `:startup_timeout`, `:max_message_size` and
+  `:max_payload_size` (never its init calls or tools, which may hold secrets).
+  """
+  @spec settings(atom()) :: keyword()
+  def settings(name \\ __MODULE__), do: GenServer.call(name, :settings)
+
+  @impl true
+  def handle_call(:settings, _from, state), do: {:reply, state.settings, state}
+
   @doc "Stops a pool started with `start_link/1`, killing its workers."
   @spec stop(atom()) :: :ok
   def stop(name \\ __MODULE__), do: GenServer.stop(name)
@@ -181,7 +192,7 @@ defmodule SnakeBridge.Pool do
     receive do
       {^tag, {:ok, resource}} ->
         :persistent_term.put({__MODULE__, opts[:name]}, {resource, opts[:timeout]})
-        {:ok, %{name: opts[:name], resource: resource}}
+        {:ok, %{name: opts[:name], resource: resource, settings: effective_settings(opts)}}
 
       {^tag, {:error, error}} ->
         {:stop, Error.from_native(error, nil)}
@@ -198,6 +209,18 @@ defmodule SnakeBridge.Pool do
     Native.pool_stop(resource)
     :ok
   end
+
+  @settings [
+    :python,
+    :size,
+    :threads,
+    :timeout,
+    :startup_timeout,
+    :max_message_size,
+    :max_payload_size
+  ]
+
+  defp effective_settings(opts), do: Keyword.take(opts, @settings)
 
   # The integrations' init calls (secrets resolved now) and tools.
   defp integration_setup(configs) do

@@ -123,6 +123,8 @@ defmodule SnakeBridge.TensorTest do
       {SnakeBridge.TestPool, name: :small_messages, size: 1, integrations: [config]}
     )
 
+    assert SnakeBridge.Pool.settings(:small_messages)[:max_message_size] == 1_000_000
+
     opts = [pool: :small_messages]
     n = 750_000
     tensor = Tensor.new(iota({:s, 32}, n), {:s, 32}, {n})

@@ -72,17 +72,34 @@ impl Drop for Scratch {
 }
 
 /// Reads stdout lines until the readiness line; returns the lines before it.
+/// The lines the worker printed before its ready line. Fails (rather than hanging) when
+/// the ready line does not come within 30 s.
 fn wait_ready(child: &mut Child) -> Vec<String> {
     let stdout = child.stdout.take().expect("stdout is piped");
-    let mut before = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("stdout readable");
-        if line.starts_with(&format!("SNAKEBRIDGE_READY {} ", proto::PROTOCOL_VERSION)) {
-            return before;
+    let ready = format!("SNAKEBRIDGE_READY {} ", proto::PROTOCOL_VERSION);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut before = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with(&ready) {
+                let _ = tx.send(Ok(before));
+                return;
+            }
+            before.push(line);
         }
-        before.push(line);
+        let _ = tx.send(Err(before));
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(Ok(before)) => before,
+        Ok(Err(before)) => {
+            panic!("the worker closed stdout before it was ready; it printed {before:?}")
+        }
+        Err(_) => panic!(
+            "no ready line of protocol {} within 30 s",
+            proto::PROTOCOL_VERSION
+        ),
     }
-    panic!("the worker closed stdout before it was ready; it printed {before:?}");
 }
 
 fn start_worker(scratch: &Scratch) -> Child {
