@@ -80,14 +80,7 @@ defmodule CallBench do
     for _ <- 1..1_000, do: call.()
 
     samples = Bench.latencies(@sequential, call)
-    per_caller = div(@concurrent, @callers)
-
-    elapsed_s =
-      Bench.seconds(fn ->
-        1..@callers
-        |> Enum.map(fn _ -> Task.async(fn -> for _ <- 1..per_caller, do: call.() end) end)
-        |> Enum.each(&Task.await(&1, :infinity))
-      end)
+    throughput = Bench.throughput(call, @concurrent, @callers)
 
     GenServer.stop(pool)
 
@@ -98,8 +91,7 @@ defmodule CallBench do
          "p99_us" => Bench.percentile(samples, 0.99),
          "throughput_per_s" => nil
        }},
-      {"#{name}_concurrent",
-       %{"p50_us" => nil, "p99_us" => nil, "throughput_per_s" => per_caller * @callers / elapsed_s}}
+      {"#{name}_concurrent", %{"p50_us" => nil, "p99_us" => nil, "throughput_per_s" => throughput}}
     ]
   end
 

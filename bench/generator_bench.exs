@@ -295,18 +295,7 @@ defmodule GeneratorBench do
     end)
   end
 
-  defp throughput(call) do
-    per_caller = div(@concurrent, @callers)
-
-    elapsed_s =
-      Bench.seconds(fn ->
-        1..@callers
-        |> Enum.map(fn _ -> Task.async(fn -> for _ <- 1..per_caller, do: call.() end) end)
-        |> Enum.each(&Task.await(&1, :infinity))
-      end)
-
-    per_caller * @callers / elapsed_s
-  end
+  defp throughput(call), do: Bench.throughput(call, @concurrent, @callers)
 
   defp signed(x) when x >= 0, do: "+" <> :erlang.float_to_binary(x * 1.0, decimals: 2)
   defp signed(x), do: :erlang.float_to_binary(x * 1.0, decimals: 2)

@@ -16,6 +16,20 @@ defmodule Bench do
     (System.monotonic_time(:nanosecond) - t0) / 1.0e9
   end
 
+  @doc "Calls per second when `callers` processes make `total` calls of `fun` between them."
+  def throughput(fun, total, callers) do
+    per_caller = div(total, callers)
+
+    elapsed_s =
+      seconds(fn ->
+        1..callers
+        |> Enum.map(fn _ -> Task.async(fn -> for _ <- 1..per_caller, do: fun.() end) end)
+        |> Enum.each(&Task.await(&1, :infinity))
+      end)
+
+    per_caller * callers / elapsed_s
+  end
+
   @doc "Per-call latencies in microseconds, sorted."
   def latencies(n, fun) do
     for _ <- 1..n do
