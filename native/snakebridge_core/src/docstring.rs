@@ -7,48 +7,34 @@
 //! sections into `###` headings with unindented bodies, parameter entries into lists, and
 //! `>>>` examples into fenced Python blocks. Fenced code is left as it is.
 
-/// Section names (Google style with a colon, NumPy style underlined).
-const SECTIONS: &[&str] = &[
-    "Args",
-    "Arguments",
-    "Parameters",
-    "Params",
-    "Keyword Args",
-    "Keyword Arguments",
-    "Other Parameters",
-    "Attributes",
-    "Returns",
-    "Return",
-    "Yields",
-    "Yield",
-    "Raises",
-    "Exceptions",
-    "Warns",
-    "Example",
-    "Examples",
-    "Note",
-    "Notes",
-    "See Also",
-    "Warning",
-    "Warnings",
-    "References",
-    "Todo",
-    "Methods",
-];
-
-/// Sections whose entries are `name (type): description`, shown as a list.
-const LISTS: &[&str] = &[
-    "Args",
-    "Arguments",
-    "Parameters",
-    "Params",
-    "Keyword Args",
-    "Keyword Arguments",
-    "Other Parameters",
-    "Attributes",
-    "Raises",
-    "Exceptions",
-    "Warns",
+/// Section names (Google style with a colon, NumPy style underlined), and whether their
+/// entries are `name (type): description`, shown as a list.
+const SECTIONS: &[(&str, bool)] = &[
+    ("Args", true),
+    ("Arguments", true),
+    ("Parameters", true),
+    ("Params", true),
+    ("Keyword Args", true),
+    ("Keyword Arguments", true),
+    ("Other Parameters", true),
+    ("Attributes", true),
+    ("Raises", true),
+    ("Exceptions", true),
+    ("Warns", true),
+    ("Returns", false),
+    ("Return", false),
+    ("Yields", false),
+    ("Yield", false),
+    ("Example", false),
+    ("Examples", false),
+    ("Note", false),
+    ("Notes", false),
+    ("See Also", false),
+    ("Warning", false),
+    ("Warnings", false),
+    ("References", false),
+    ("Todo", false),
+    ("Methods", false),
 ];
 
 /// The docstring `doc` as Markdown.
@@ -134,7 +120,7 @@ pub fn to_markdown(doc: &str) -> String {
             out.push(trimmed.to_owned());
             continue;
         }
-        let is_list = section.is_some_and(|s| LISTS.contains(&s));
+        let is_list = section.is_some_and(is_list_section);
         if is_list && indentation(line) == 0 {
             out.push(list_entry(trimmed));
             continue;
@@ -157,8 +143,12 @@ pub fn to_markdown(doc: &str) -> String {
 fn known_section(name: &str) -> Option<&'static str> {
     SECTIONS
         .iter()
-        .copied()
+        .map(|(s, _)| *s)
         .find(|s| s.eq_ignore_ascii_case(name))
+}
+
+fn is_list_section(name: &str) -> bool {
+    SECTIONS.iter().any(|(s, list)| *list && *s == name)
 }
 
 fn is_underline(line: &str) -> bool {
