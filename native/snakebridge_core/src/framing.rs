@@ -91,10 +91,23 @@ pub struct AssemblyError {
     pub message: String,
 }
 
+/// A payload slot being put together: its number, announced size and bytes so far.
+#[derive(Debug)]
+struct Slot {
+    slot: i32,
+    total: usize,
+    bytes: BytesMut,
+}
+
+/// Bytes announced by the slots of one exchange.
+fn announced(slots: &[Slot]) -> usize {
+    slots.iter().map(|s| s.total).sum()
+}
+
 /// Puts parted payloads back together, per exchange (request id).
 #[derive(Debug)]
 pub struct Assembler {
-    pending: HashMap<u64, Vec<(i32, BytesMut)>>,
+    pending: HashMap<u64, Vec<Slot>>,
     /// Bytes being assembled at once, and the most there may be.
     held: usize,
     limit: usize,
@@ -132,26 +145,26 @@ impl Assembler {
             body => frame.body = body,
         }
         let pending = self.pending.remove(&request_id).unwrap_or_default();
-        self.held -= pending.iter().map(|(_, b)| b.capacity()).sum::<usize>();
+        self.held -= announced(&pending);
         let Some(payload) = payload_mut(&mut frame) else {
             return Ok(Some(frame));
         };
         let mut pending = pending;
         for slot in std::mem::take(&mut payload.parted) {
-            let Some(at) = pending.iter().position(|(s, _)| *s == slot) else {
+            let Some(at) = pending.iter().position(|s| s.slot == slot) else {
                 return fail(
                     self,
                     format!("payload slot {slot} was announced in parts, none arrived"),
                 );
             };
-            let (_, bytes) = pending.swap_remove(at);
-            if bytes.len() != bytes.capacity() {
+            let Slot { total, bytes, .. } = pending.swap_remove(at);
+            if bytes.len() != total {
                 return fail(
                     self,
                     format!(
                         "payload slot {slot} is incomplete: {} of {} bytes arrived",
                         bytes.len(),
-                        bytes.capacity()
+                        total
                     ),
                 );
             }
@@ -169,7 +182,7 @@ impl Assembler {
     fn add_part(&mut self, request_id: u64, part: Part) -> Result<(), String> {
         let total = usize::try_from(part.total).unwrap_or(usize::MAX);
         let slots = self.pending.entry(request_id).or_default();
-        let at = match slots.iter().position(|(s, _)| *s == part.slot) {
+        let at = match slots.iter().position(|s| s.slot == part.slot) {
             Some(at) => at,
             None => {
                 if total > self.limit.saturating_sub(self.held) {
@@ -179,25 +192,29 @@ impl Assembler {
                     ));
                 }
                 self.held += total;
-                slots.push((part.slot, BytesMut::with_capacity(total)));
+                slots.push(Slot {
+                    slot: part.slot,
+                    total,
+                    bytes: BytesMut::with_capacity(total),
+                });
                 slots.len() - 1
             }
         };
-        let buffer = &mut slots[at].1;
-        if buffer.len() + part.data.len() > buffer.capacity() || buffer.capacity() != total {
+        let slot = &mut slots[at];
+        if slot.bytes.len() + part.data.len() > slot.total || slot.total != total {
             return Err(format!(
                 "payload slot {} has more bytes than the {total} announced",
                 part.slot
             ));
         }
-        buffer.extend_from_slice(&part.data);
+        slot.bytes.extend_from_slice(&part.data);
         Ok(())
     }
 
     /// Forgets the parts of an exchange that ended (cancelled, failed).
     pub fn drop_pending(&mut self, request_id: u64) {
         if let Some(slots) = self.pending.remove(&request_id) {
-            self.held -= slots.iter().map(|(_, b)| b.capacity()).sum::<usize>();
+            self.held -= announced(&slots);
         }
     }
 
