@@ -75,7 +75,7 @@ defmodule SnakeBridge.Config do
     * `python_deps` - installed by `mix snakebridge.setup`.
     * `serialization: %{args: :json, result: :json}` - the codecs of the generated
       functions' calls (default msgpack; see `SnakeBridge.TypeConverter` for what JSON
-      loses). Streams always use msgpack.
+      loses).
     * `grpc: %{max_message_size: bytes}` - bounds a single message of a pool started
       with `integrations: [config]`; larger payloads travel in parts.
     * `allowed_modules` is validated and kept for the security layer.

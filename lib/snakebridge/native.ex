@@ -77,6 +77,7 @@ defmodule SnakeBridge.Native do
         _timeout,
         _window,
         _session,
+        _codecs,
         _pid,
         _tag
       ),

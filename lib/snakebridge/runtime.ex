@@ -29,7 +29,7 @@ defmodule SnakeBridge.Runtime do
     * `:serialization` - the codecs of the arguments and of the result, `%{args: codec,
       result: codec}` (or a keyword list), each `:msgpack` (the default: lossless,
       tensors out of band) or `:json` (see `SnakeBridge.TypeConverter` for what JSON
-      loses). Streams always use msgpack.
+      loses).
     * `:telemetry` - `false` emits no telemetry events for the call; a list of atoms
       replaces the `[:snakebridge]` prefix of its event names (default `true`).
     * `:integration` - the name telemetry and the result cache file the call under
@@ -213,6 +213,7 @@ defmodule SnakeBridge.Runtime do
            ms,
            window,
            session,
+           codecs(opts),
            self(),
            tag
          ) do

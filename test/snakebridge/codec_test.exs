@@ -35,6 +35,12 @@ defmodule SnakeBridge.CodecTest do
     end
   end
 
+  test "streams take the codecs too" do
+    stream = SnakeBridge.stream("builtins", "iter", [[{1, 2}, {3}]], [], @json)
+    assert Enum.to_list(stream) == [[1, 2], [3]]
+    assert SnakeBridge.stream("builtins", "iter", [[{1, 2}]]) |> Enum.to_list() == [{1, 2}]
+  end
+
   test "JSON refuses what it cannot write, naming it" do
     for value <- [:nan, :infinity] do
       error = assert_raise ArgumentError, fn -> echo(value, @json) end

@@ -236,13 +236,7 @@ fn pool_call<'a>(
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let (args_codec, result_codec) = match (
-        proto::Codec::try_from(codecs.0),
-        proto::Codec::try_from(codecs.1),
-    ) {
-        (Ok(args), Ok(result)) => (args, result),
-        _ => return Err(rustler::Error::BadArg),
-    };
+    let (args_codec, result_codec) = codecs_of(codecs)?;
     let (payload, refs) = match encode_call(env, positional, kwargs, session.as_deref(), args_codec)
     {
         Ok(encoded) => encoded,
@@ -295,6 +289,17 @@ fn pool_call<'a>(
 /// Encodes a call's arguments, for a call in `session` when there is one. `Err` is the
 /// term the NIF returns instead: `{:error, {:unsupported, path, message}}` or
 /// `{:error, {:stale_ref, message}}`.
+/// The argument and result codecs from their wire numbers.
+pub(crate) fn codecs_of(codecs: (i32, i32)) -> NifResult<(proto::Codec, proto::Codec)> {
+    match (
+        proto::Codec::try_from(codecs.0),
+        proto::Codec::try_from(codecs.1),
+    ) {
+        (Ok(args), Ok(result)) => Ok((args, result)),
+        _ => Err(rustler::Error::BadArg),
+    }
+}
+
 pub(crate) fn encode_call<'a>(
     env: Env<'a>,
     positional: Term<'a>,

@@ -13,7 +13,7 @@ use snakebridge_core::codec;
 use snakebridge_core::worker::StreamEvent;
 use snakebridge_core::{CallRequest, Error, ErrorKind, Op};
 
-use crate::pool::{encode_call, PoolResource};
+use crate::pool::{codecs_of, encode_call, PoolResource};
 use crate::reply::Reply;
 use crate::session::SessionResource;
 use crate::{atoms, runtime, terms};
@@ -47,16 +47,13 @@ fn pool_stream<'a>(
     timeout_ms: u64,
     window: u32,
     session: Option<ResourceArc<SessionResource>>,
+    codecs: (i32, i32),
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let (payload, refs) = match encode_call(
-        env,
-        positional,
-        kwargs,
-        session.as_deref(),
-        snakebridge_core::proto::Codec::Msgpack,
-    ) {
+    let (args_codec, result_codec) = codecs_of(codecs)?;
+    let (payload, refs) = match encode_call(env, positional, kwargs, session.as_deref(), args_codec)
+    {
         Ok(encoded) => encoded,
         Err(refusal) => return Ok(refusal),
     };
@@ -70,6 +67,7 @@ fn pool_stream<'a>(
         timeout,
         pin: refs.pin,
         session: session.map(|s| s.id().to_owned()),
+        result_codec,
         ..CallRequest::default()
     };
     let (steer, steering) = mpsc::unbounded_channel();
