@@ -61,7 +61,7 @@ fn describe<'a>(
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let runtime = runtime::get().map_err(|e| rustler::Error::Term(Box::new(e)))?;
+    let runtime = runtime::for_nif()?;
     let config_hash = descriptor::config_hash(config.as_slice());
     let config = config.as_slice().to_vec();
     let mut request = DescribeLibraryRequest {

@@ -184,10 +184,6 @@ fn result_term<'a>(env: Env<'a>, outcome: &Decoded, pool: Atom) -> Term<'a> {
     }
 }
 
-fn runtime_or_error() -> NifResult<&'static tokio::runtime::Runtime> {
-    runtime::get().map_err(|e| rustler::Error::Term(Box::new(e)))
-}
-
 /// Starts a pool; replies `{tag, {:ok, pool}}` or `{tag, {:error, error_map}}`.
 #[rustler::nif]
 fn pool_start<'a>(
@@ -197,7 +193,7 @@ fn pool_start<'a>(
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let config = pool_config(options)?;
-    let runtime = runtime_or_error()?;
+    let runtime = runtime::for_nif()?;
     let reply = Reply::new(pid, tag);
     runtime.spawn(async move {
         match Pool::start(config).await {
@@ -236,32 +232,25 @@ fn pool_call<'a>(
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let (args_codec, result_codec) = codecs_of(codecs)?;
-    let (payload, refs) = match encode_call(env, positional, kwargs, session.as_deref(), args_codec)
-    {
-        Ok(encoded) => encoded,
+    let base = match prepare_call(
+        env, op, target, positional, kwargs, timeout_ms, &session, codecs,
+    )? {
+        Ok(base) => base,
         Err(refusal) => return Ok(refusal),
     };
-    let op = Op::try_from(op).map_err(|_| rustler::Error::BadArg)?;
-    let runtime = runtime_or_error()?;
+    let runtime = runtime::for_nif()?;
     let (cancel_tx, cancel_rx) = oneshot::channel();
     let handle = ResourceArc::new(CallHandle {
         cancel: Mutex::new(Some(cancel_tx)),
     });
     let request = CallRequest {
-        target,
-        op,
-        args: payload,
-        timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
         cancel: Some(cancel_rx),
         return_ref,
-        pin: refs.pin,
-        session: session.map(|s| s.id().to_owned()),
         cache: cache.map(|(integration, ttl_ms)| CachePolicy {
             integration,
             ttl: (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms)),
         }),
-        result_codec,
+        ..base
     };
     let args_bytes = request.args.data.len();
     let pool = pool.pool.clone();
@@ -289,8 +278,41 @@ fn pool_call<'a>(
 /// Encodes a call's arguments, for a call in `session` when there is one. `Err` is the
 /// term the NIF returns instead: `{:error, {:unsupported, path, message}}` or
 /// `{:error, {:stale_ref, message}}`.
+/// The parts of a call request that calls and streams share: the target and operation,
+/// the arguments encoded in their codec, the deadline, the worker the arguments' refs (or
+/// the session) pin it to, and the result codec. `Ok(Err(term))` is the refusal to return
+/// to the caller (an argument that cannot cross, a stale ref).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn prepare_call<'a>(
+    env: Env<'a>,
+    op: i32,
+    target: String,
+    positional: Term<'a>,
+    kwargs: Term<'a>,
+    timeout_ms: u64,
+    session: &Option<ResourceArc<SessionResource>>,
+    codecs: (i32, i32),
+) -> NifResult<Result<CallRequest, Term<'a>>> {
+    let (args_codec, result_codec) = codecs_of(codecs)?;
+    let op = Op::try_from(op).map_err(|_| rustler::Error::BadArg)?;
+    let (args, refs) = match encode_call(env, positional, kwargs, session.as_deref(), args_codec) {
+        Ok(encoded) => encoded,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    Ok(Ok(CallRequest {
+        target,
+        op,
+        args,
+        timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
+        pin: refs.pin,
+        session: session.as_ref().map(|s| s.id().to_owned()),
+        result_codec,
+        ..CallRequest::default()
+    }))
+}
+
 /// The argument and result codecs from their wire numbers.
-pub(crate) fn codecs_of(codecs: (i32, i32)) -> NifResult<(proto::Codec, proto::Codec)> {
+fn codecs_of(codecs: (i32, i32)) -> NifResult<(proto::Codec, proto::Codec)> {
     match (
         proto::Codec::try_from(codecs.0),
         proto::Codec::try_from(codecs.1),
@@ -372,7 +394,7 @@ fn pool_broadcast<'a>(
         }
         Err(refusal) => return Ok(refusal),
     };
-    let runtime = runtime_or_error()?;
+    let runtime = runtime::for_nif()?;
     let request = CallRequest {
         target,
         args: payload,

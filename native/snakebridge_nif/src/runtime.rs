@@ -21,3 +21,8 @@ pub fn get() -> Result<&'static Runtime, String> {
         .as_ref()
         .map_err(Clone::clone)
 }
+
+/// [`get`] for a NIF: the runtime, or the error raised to the caller.
+pub fn for_nif() -> rustler::NifResult<&'static Runtime> {
+    get().map_err(|e| rustler::Error::Term(Box::new(e)))
+}

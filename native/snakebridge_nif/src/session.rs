@@ -77,7 +77,7 @@ fn session_checkout<'a>(
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let runtime = runtime::get().map_err(|e| rustler::Error::Term(Box::new(e)))?;
+    let runtime = runtime::for_nif()?;
     let pool = pool.pool.clone();
     let reply = Reply::new(pid, tag);
     let deadline = (timeout_ms > 0).then(|| Instant::now() + Duration::from_millis(timeout_ms));

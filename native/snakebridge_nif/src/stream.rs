@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 
 use snakebridge_core::codec;
 use snakebridge_core::worker::StreamEvent;
-use snakebridge_core::{CallRequest, Error, ErrorKind, Op};
+use snakebridge_core::{Error, ErrorKind};
 
-use crate::pool::{codecs_of, encode_call, PoolResource};
+use crate::pool::{prepare_call, PoolResource};
 use crate::reply::Reply;
 use crate::session::SessionResource;
 use crate::{atoms, runtime, terms};
@@ -51,25 +51,14 @@ fn pool_stream<'a>(
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let (args_codec, result_codec) = codecs_of(codecs)?;
-    let (payload, refs) = match encode_call(env, positional, kwargs, session.as_deref(), args_codec)
-    {
-        Ok(encoded) => encoded,
+    let request = match prepare_call(
+        env, op, target, positional, kwargs, timeout_ms, &session, codecs,
+    )? {
+        Ok(request) => request,
         Err(refusal) => return Ok(refusal),
     };
-    let op = Op::try_from(op).map_err(|_| rustler::Error::BadArg)?;
-    let runtime = runtime::get().map_err(|e| rustler::Error::Term(Box::new(e)))?;
-    let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
-    let request = CallRequest {
-        target,
-        op,
-        args: payload,
-        timeout,
-        pin: refs.pin,
-        session: session.map(|s| s.id().to_owned()),
-        result_codec,
-        ..CallRequest::default()
-    };
+    let runtime = runtime::for_nif()?;
+    let timeout = request.timeout;
     let (steer, steering) = mpsc::unbounded_channel();
     let pool = pool.pool.clone();
     let reply = Reply::new(pid, tag);
