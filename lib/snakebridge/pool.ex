@@ -32,6 +32,11 @@ defmodule SnakeBridge.Pool do
     * `:max_payload_size` - largest payload a call may send (its encoded arguments and
       tensor data) or receive, in bytes (default 2 GiB). Larger arguments are refused with
       a `:payload_too_large` error before anything is sent.
+    * `:shared_memory` - buffers (tensor data, large binaries) of at least this many bytes
+      cross between the BEAM and the workers as files in a private directory under
+      `/dev/shm`, copied once, instead of inside gRPC messages; `true` for the default of
+      1 MiB, `false` to always use messages (default `true`). Machines without a
+      writable `/dev/shm` use messages.
     * `:init` - calls every worker makes when it starts and after a restart, before it
       takes work, as `{module, function, args, kwargs}` (for example
       `{"dspy", "configure", [], lm: lm}`). A failing init call fails the worker's start.
@@ -70,6 +75,7 @@ defmodule SnakeBridge.Pool do
           | {:python_path, [Path.t()]}
           | {:max_message_size, pos_integer()}
           | {:max_payload_size, pos_integer()}
+          | {:shared_memory, boolean() | pos_integer()}
           | {:init, [{String.t() | atom(), String.t() | atom(), list(), keyword() | map()}]}
           | {:tools, [{String.t(), function()}]}
           | {:integrations, [SnakeBridge.Config.source()]}
@@ -119,8 +125,11 @@ defmodule SnakeBridge.Pool do
 
   @doc """
   The settings a running pool works with, after its integrations were applied: `:python`,
-  `:size`, `:threads`, `:timeout`, `:startup_timeout`, `:max_message_size` and
-  `:max_payload_size` (never its init calls or tools, which may hold secrets).
+  `:size`, `:threads`, `:timeout`, `:startup_timeout`, `:max_message_size`,
+  `:max_payload_size` and `:shared_memory` (never its init calls or tools, which may hold
+  secrets). `:shared_memory` is the smallest buffer that crosses through shared memory,
+  in bytes, or `false` when none does (disabled, or the machine has no `/dev/shm`).
+
   """
   @spec settings(atom()) :: keyword()
   def settings(name \\ __MODULE__), do: GenServer.call(name, :settings)
@@ -182,6 +191,7 @@ defmodule SnakeBridge.Pool do
       startup_timeout: opts[:startup_timeout],
       max_message_size: opts[:max_message_size],
       max_payload_size: opts[:max_payload_size],
+      shared_memory: shared_min_size(opts[:shared_memory]),
       env: opts[:env],
       python_path: opts[:python_path],
       init: init
@@ -190,9 +200,10 @@ defmodule SnakeBridge.Pool do
     :ok = Native.pool_start(native_options, self(), tag)
 
     receive do
-      {^tag, {:ok, resource}} ->
+      {^tag, {:ok, resource, shared_min_size}} ->
         :persistent_term.put({__MODULE__, opts[:name]}, {resource, opts[:timeout]})
-        {:ok, %{name: opts[:name], resource: resource, settings: effective_settings(opts)}}
+        settings = Keyword.put(effective_settings(opts), :shared_memory, shared_min_size)
+        {:ok, %{name: opts[:name], resource: resource, settings: settings}}
 
       {^tag, {:error, error}} ->
         {:stop, Error.from_native(error, nil)}
@@ -221,6 +232,13 @@ defmodule SnakeBridge.Pool do
   ]
 
   defp effective_settings(opts), do: Keyword.take(opts, @settings)
+
+  @default_shared_min_size 1024 * 1024
+
+  # The smallest buffer shared, in bytes; 0 for none.
+  defp shared_min_size(true), do: @default_shared_min_size
+  defp shared_min_size(false), do: 0
+  defp shared_min_size(bytes), do: bytes
 
   # The integrations' init calls (secrets resolved now) and tools.
   defp integration_setup(configs) do
@@ -253,6 +271,7 @@ defmodule SnakeBridge.Pool do
       python_path: [],
       max_message_size: 64 * 1024 * 1024,
       max_payload_size: 2 * 1024 * 1024 * 1024,
+      shared_memory: true,
       init: [],
       tools: [],
       integrations: []
@@ -294,6 +313,9 @@ defmodule SnakeBridge.Pool do
   defp valid?(key, n)
        when key in [:size, :threads, :startup_timeout, :max_message_size, :max_payload_size],
        do: is_integer(n) and n > 0
+
+  defp valid?(:shared_memory, shared),
+    do: is_boolean(shared) or (is_integer(shared) and shared > 0)
 
   defp valid?(:timeout, t), do: t == :infinity or (is_integer(t) and t > 0)
   defp valid?(:env, env), do: (is_map(env) or is_list(env)) and Enum.all?(env, &match?({_, _}, &1))

@@ -6,12 +6,17 @@
 //! of the slot's bytes (no copy). [`Assembler`] puts them back together on the receiving
 //! side: one copy of each parted slot, into a buffer of its announced size, bounded by a
 //! limit on the bytes being assembled at once.
+//!
+//! When the connection has a [`SharedDir`], large buffers skip all of this: [`Outgoing`]
+//! writes them to files before splitting, and the [`Assembler`] maps them back.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::proto::{self, frame::Body, Frame, Part, Payload};
+use crate::shared::SharedDir;
 
 /// Slot number of a payload's encoded `data` in `Part` and `Payload.parted`.
 pub const DATA_SLOT: i32 = -1;
@@ -39,6 +44,24 @@ pub fn payload_mut(frame: &mut Frame) -> Option<&mut Payload> {
 /// The bytes a payload carries in all.
 pub fn payload_size(payload: &Payload) -> usize {
     payload.data.len() + payload.buffers.iter().map(Bytes::len).sum::<usize>()
+}
+
+/// How one side of a connection sends payloads: buffers of the shared directory's minimum
+/// size through it (when the connection has one), slots larger than `part_size` in parts.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub part_size: usize,
+    pub shared: Option<Arc<SharedDir>>,
+}
+
+impl Outgoing {
+    /// `frame` as the frames to send (see [`split`]), its large buffers shared first.
+    pub fn frames(&self, mut frame: Frame) -> Vec<Frame> {
+        if let (Some(shared), Some(payload)) = (&self.shared, payload_mut(&mut frame)) {
+            shared.share(payload);
+        }
+        split(frame, self.part_size)
+    }
 }
 
 /// `frame` as the frames to send: the parts of its oversized slots, then itself.
@@ -111,6 +134,8 @@ pub struct Assembler {
     /// Bytes being assembled at once, and the most there may be.
     held: usize,
     limit: usize,
+    /// Where buffers sent through shared memory are (none: such a payload is refused).
+    shared: Option<Arc<SharedDir>>,
 }
 
 impl Assembler {
@@ -120,7 +145,14 @@ impl Assembler {
             pending: HashMap::new(),
             held: 0,
             limit,
+            shared: None,
         }
+    }
+
+    /// The assembler, mapping the buffers that arrive through `shared`.
+    pub fn with_shared(mut self, shared: Option<Arc<SharedDir>>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Takes the next received frame: `Ok(None)` for a part (kept), `Ok(Some(frame))` for a
@@ -149,6 +181,19 @@ impl Assembler {
         let Some(payload) = payload_mut(&mut frame) else {
             return Ok(Some(frame));
         };
+        // First, so that a failure below still removes the payload's files.
+        if !payload.shared.is_empty() {
+            let taken = match &self.shared {
+                Some(shared) => shared.take(payload, self.limit),
+                None => Err(
+                    "the payload names shared-memory buffers, but this connection has no shared directory"
+                        .to_owned(),
+                ),
+            };
+            if let Err(message) = taken {
+                return fail(self, message);
+            }
+        }
         let mut pending = pending;
         for slot in std::mem::take(&mut payload.parted) {
             let Some(at) = pending.iter().position(|s| s.slot == slot) else {
@@ -236,7 +281,7 @@ mod tests {
                     codec: 0,
                     data,
                     buffers,
-                    parted: vec![],
+                    ..Payload::default()
                 }),
                 queue_us: 3,
             })),
@@ -308,5 +353,55 @@ mod tests {
         assert_eq!(part_size(64 << 20), 8 << 20);
         assert_eq!(part_size(4 << 20), 2 << 20);
         assert_eq!(part_size(1000), 64 << 10);
+    }
+
+    #[test]
+    fn large_buffers_go_through_the_shared_directory_and_small_ones_in_parts() {
+        let base = std::env::temp_dir().join(format!("sb-framing-{}", crate::auth::new_token()));
+        std::fs::create_dir(&base).unwrap();
+        let sender = SharedDir::create_in(&base, 4096).unwrap();
+        let receiver = Arc::new(SharedDir::join(sender.path(), 4096).unwrap());
+        let outgoing = Outgoing {
+            part_size: 1024,
+            shared: Some(Arc::new(sender)),
+        };
+        let big = Bytes::from(vec![7u8; 10_000]);
+        let middling = Bytes::from(vec![3u8; 3000]);
+        let frames = outgoing.frames(result_frame(
+            b"data".to_vec(),
+            vec![big.clone(), middling.clone()],
+        ));
+        // The big buffer became a file; the middling one went in three parts.
+        assert_eq!(frames.len(), 4);
+
+        let mut without = Assembler::new(usize::MAX);
+        let refused = frames
+            .clone()
+            .into_iter()
+            .map(|f| without.push(f))
+            .find_map(Result::err)
+            .expect("a connection without a shared directory refuses the payload");
+        assert!(
+            refused.message.contains("no shared directory"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(std::fs::read_dir(&base).unwrap().count(), 1);
+
+        let mut assembler = Assembler::new(usize::MAX).with_shared(Some(receiver.clone()));
+        let mut got = assemble(frames, &mut assembler);
+        assert_eq!(got.len(), 1);
+        let payload = payload_mut(&mut got[0]).unwrap();
+        assert_eq!(payload.buffers, vec![big, middling]);
+        assert!(payload.shared.is_empty() && payload.parted.is_empty());
+        let dir = receiver.path().to_path_buf();
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "the file was removed"
+        );
+        drop((outgoing, assembler, receiver));
+        assert!(!dir.exists());
+        std::fs::remove_dir_all(base).unwrap();
     }
 }

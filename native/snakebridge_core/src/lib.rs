@@ -6,6 +6,7 @@
 //! - [`codec`]: values ⇄ bytes (msgpack).
 //! - [`error`]: the error every fallible operation of the core returns.
 //! - [`framing`]: payloads larger than one message, in parts.
+//! - [`shared`]: large payload buffers through shared memory instead of messages.
 //! - [`transport`]: the carrier of frames between the core and a worker (gRPC over a Unix
 //!   socket), behind a trait.
 //! - [`worker`]: one Python worker process and its connection.
@@ -33,6 +34,7 @@ pub mod framing;
 pub mod plan;
 pub mod pool;
 pub mod proto;
+pub mod shared;
 pub mod stats;
 pub mod transport;
 pub mod types;

@@ -19,6 +19,7 @@ use crate::cache::{self, ResultCache};
 use crate::callback::Callbacks;
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
+use crate::shared::SharedDir;
 use crate::stats::{Snapshot, Stats};
 use crate::transport::{GrpcTransport, Transport};
 use crate::worker::{StreamEvent, Worker, WorkerInfo, WorkerSpec};
@@ -42,6 +43,9 @@ pub struct PoolConfig {
     pub max_message_size: usize,
     /// Largest payload (encoded value plus buffers) a call may send or receive, in bytes.
     pub max_payload_size: usize,
+    /// Buffers of at least this many bytes travel through shared memory (see
+    /// [`crate::shared`]) when the machine has `/dev/shm`; `None`: always in messages.
+    pub shared_memory: Option<usize>,
     /// Longest wait between two attempts to replace a worker that will not start.
     pub max_restart_backoff: Duration,
     /// Who runs the Elixir functions Python calls back.
@@ -62,6 +66,7 @@ impl Default for PoolConfig {
             startup_timeout: Duration::from_secs(30),
             max_message_size: 64 << 20,
             max_payload_size: 2 << 30,
+            shared_memory: Some(crate::shared::DEFAULT_MIN_SIZE),
             max_restart_backoff: Duration::from_secs(5),
             callbacks: Callbacks::default(),
             init: Vec::new(),
@@ -161,6 +166,9 @@ struct Inner {
     stats: Stats,
     cache: ResultCache,
     max_payload_size: usize,
+    /// The shared directory for large buffers and the smallest buffer that goes through
+    /// it, when there is one.
+    shared_memory: Option<(PathBuf, usize)>,
 }
 
 impl Pool {
@@ -177,11 +185,14 @@ impl Pool {
         let token = auth::new_token();
         let token_file = dir.join("token");
         write_private(&token_file, token.as_bytes())?;
-        let transport = Arc::new(GrpcTransport::new(
-            token,
-            config.max_message_size,
-            config.max_payload_size,
-        ));
+        let shared = config.shared_memory.and_then(SharedDir::create);
+        let shared_memory = shared
+            .as_ref()
+            .map(|s| (s.path().to_path_buf(), s.min_size()));
+        let transport = Arc::new(
+            GrpcTransport::new(token, config.max_message_size, config.max_payload_size)
+                .with_shared(shared),
+        );
         let inner = Arc::new(Inner {
             spec: WorkerSpec {
                 python: config.python,
@@ -206,6 +217,7 @@ impl Pool {
             stats: Stats::default(),
             cache: ResultCache::default(),
             max_payload_size: config.max_payload_size,
+            shared_memory,
         });
 
         let mut starting = tokio::task::JoinSet::new();
@@ -282,6 +294,15 @@ impl Pool {
             .stats
             .record_call(started.elapsed(), outcome.is_ok(), in_session);
         outcome
+    }
+
+    /// The smallest buffer that crosses through shared memory (see [`crate::shared`]), or
+    /// `None` when every buffer travels in messages.
+    pub fn shared_memory(&self) -> Option<usize> {
+        self.inner
+            .shared_memory
+            .as_ref()
+            .map(|(_, min_size)| *min_size)
     }
 
     /// Refuses arguments larger than the pool's `max_payload_size`, before anything is sent.
@@ -630,6 +651,10 @@ impl Inner {
         self.closed.store(true, Ordering::SeqCst);
         for worker in self.read_slots().iter().flatten() {
             worker.kill();
+        }
+        // Now, not when the last handle goes: files in it are memory.
+        if let Some((dir, _)) = &self.shared_memory {
+            let _ = std::fs::remove_dir_all(dir);
         }
         self.changed.notify_waiters();
     }

@@ -23,6 +23,7 @@ use tonic::transport::{Endpoint, Uri};
 use crate::error::{Error, ErrorKind};
 use crate::framing;
 use crate::proto::{self, worker_client::WorkerClient};
+use crate::shared::SharedDir;
 
 /// HTTP/2 settings for a local socket, where bandwidth is not the constraint: windows
 /// large enough that a payload part never waits for a window update, and DATA frames of
@@ -70,6 +71,7 @@ pub struct GrpcTransport {
     token: String,
     max_message_size: usize,
     max_payload_size: usize,
+    shared: Option<Arc<SharedDir>>,
 }
 
 impl GrpcTransport {
@@ -80,7 +82,14 @@ impl GrpcTransport {
             token,
             max_message_size,
             max_payload_size,
+            shared: None,
         }
+    }
+
+    /// The transport, offering `shared` to each worker for large buffers.
+    pub fn with_shared(mut self, shared: Option<SharedDir>) -> Self {
+        self.shared = shared.map(Arc::new);
+        self
     }
 }
 
@@ -98,22 +107,26 @@ fn assembled(
     .filter_map(|item| item)
 }
 
-/// Outbound frames (or items holding frames) with oversized payloads split into parts by
-/// `split` (see [`framing::split`]).
+/// Outbound frames (or items holding frames) turned into the frames to send by `split`
+/// (see [`framing::Outgoing::frames`]): large buffers shared, oversized payloads in parts.
 pub struct Splitting<S, T> {
     inner: S,
     queue: VecDeque<T>,
-    part_size: usize,
-    split: fn(T, usize) -> Vec<T>,
+    outgoing: framing::Outgoing,
+    split: fn(T, &framing::Outgoing) -> Vec<T>,
 }
 
 impl<S, T> Splitting<S, T> {
-    /// Splits the items of `inner` with `split`, parts at most `part_size` bytes.
-    pub fn new(inner: S, part_size: usize, split: fn(T, usize) -> Vec<T>) -> Self {
+    /// Splits the items of `inner` with `split`, as `outgoing` says.
+    pub fn new(
+        inner: S,
+        outgoing: framing::Outgoing,
+        split: fn(T, &framing::Outgoing) -> Vec<T>,
+    ) -> Self {
         Splitting {
             inner,
             queue: VecDeque::new(),
-            part_size,
+            outgoing,
             split,
         }
     }
@@ -132,7 +145,7 @@ impl<S: Stream<Item = T> + Unpin, T: Unpin> Stream for Splitting<S, T> {
         }
         match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                let mut items = (self.split)(item, self.part_size).into_iter();
+                let mut items = (self.split)(item, &self.outgoing).into_iter();
                 let first = items.next();
                 self.queue.extend(items);
                 Poll::Ready(first)
@@ -220,6 +233,12 @@ impl Transport for GrpcTransport {
                     protocol_version: proto::PROTOCOL_VERSION,
                     client: concat!("snakebridge_core/", env!("CARGO_PKG_VERSION")).to_owned(),
                     max_message_size: self.max_message_size as u64,
+                    shared_dir: self
+                        .shared
+                        .as_ref()
+                        .map(|s| s.path().to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    shared_min_size: self.shared.as_ref().map_or(0, |s| s.min_size() as u64),
                 })
                 .await
                 .map_err(|status| status_error("handshake", &status))?
@@ -250,17 +269,29 @@ impl Transport for GrpcTransport {
                 })
             });
             let (outbound, rx) = mpsc::unbounded_channel();
-            // Payloads larger than a message go in parts, and come back in parts.
-            let part_size = framing::part_size(self.max_message_size);
+            // Large buffers go through the shared directory if the worker joined it;
+            // payloads larger than a message go in parts, and come back in parts.
+            let joined = handshake
+                .capabilities
+                .iter()
+                .any(|c| c == proto::SHARED_MEMORY_CAPABILITY);
+            let outgoing = framing::Outgoing {
+                part_size: framing::part_size(self.max_message_size),
+                shared: self.shared.clone().filter(|_| joined),
+            };
             let frames =
-                Splitting::new(UnboundedReceiverStream::new(rx), part_size, framing::split);
+                Splitting::new(UnboundedReceiverStream::new(rx), outgoing, |frame, out| {
+                    out.frames(frame)
+                });
             let inbound = client
                 .channel(frames)
                 .await
                 .map_err(|status| status_error("opening the channel", &status))?
                 .into_inner()
                 .map(|item| item.map_err(|status| status_error("channel", &status)));
-            let inbound = assembled(inbound, framing::Assembler::new(self.max_payload_size));
+            let assembler =
+                framing::Assembler::new(self.max_payload_size).with_shared(self.shared.clone());
+            let inbound = assembled(inbound, assembler);
             Ok(Connection {
                 handshake,
                 describe,

@@ -168,7 +168,7 @@ async fn the_worker_refuses_clients_without_the_token() {
         .handshake(proto::HandshakeRequest {
             protocol_version: proto::PROTOCOL_VERSION,
             client: "intruder".into(),
-            max_message_size: 0,
+            ..proto::HandshakeRequest::default()
         })
         .await
         .expect_err("no token, no handshake");

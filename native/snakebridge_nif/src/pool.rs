@@ -104,6 +104,12 @@ fn pool_config(options: Term) -> NifResult<PoolConfig> {
                     .decode::<usize>()
                     .map_err(|_| bad_config("max_message_size", "bytes"))?
             }
+            "shared_memory" => {
+                let min_size = value
+                    .decode::<usize>()
+                    .map_err(|_| bad_config("shared_memory", "bytes"))?;
+                config.shared_memory = (min_size > 0).then_some(min_size);
+            }
             "max_payload_size" => {
                 config.max_payload_size = value
                     .decode::<usize>()
@@ -184,7 +190,8 @@ fn result_term<'a>(env: Env<'a>, outcome: &Decoded, pool: Atom) -> Term<'a> {
     }
 }
 
-/// Starts a pool; replies `{tag, {:ok, pool}}` or `{tag, {:error, error_map}}`.
+/// Starts a pool; replies `{tag, {:ok, pool, shared_memory}}` (the smallest buffer that
+/// crosses through shared memory, or `false`) or `{tag, {:error, error_map}}`.
 #[rustler::nif]
 fn pool_start<'a>(
     env: Env<'a>,
@@ -198,8 +205,16 @@ fn pool_start<'a>(
     runtime.spawn(async move {
         match Pool::start(config).await {
             Ok(pool) => {
+                // The smallest buffer shared, or false.
+                let shared = pool.shared_memory();
                 let resource = ResourceArc::new(PoolResource { pool });
-                reply.send(|env| (atoms::ok(), resource).encode(env));
+                reply.send(|env| {
+                    let shared = match shared {
+                        Some(min_size) => min_size.encode(env),
+                        None => false.encode(env),
+                    };
+                    (atoms::ok(), resource, shared).encode(env)
+                });
             }
             Err(err) => reply.send(|env| terms::error_tuple(env, &err)),
         }

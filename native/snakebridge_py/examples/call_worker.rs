@@ -552,6 +552,7 @@ fn handshake(version: u32) -> HandshakeRequest {
         protocol_version: version,
         client: "call_worker example".to_owned(),
         max_message_size: 0,
+        ..HandshakeRequest::default()
     }
 }
 

@@ -2,15 +2,16 @@
 //! `Channel` stream whose call frames go to the thread pool.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use snakebridge_core::auth;
 use snakebridge_core::framing::{self, Assembler};
 use snakebridge_core::proto::{
     self, error::Kind, frame::Body, worker_server::Worker, Frame, HandshakeRequest,
-    HandshakeResponse, PROTOCOL_VERSION, TOKEN_METADATA_KEY,
+    HandshakeResponse, PROTOCOL_VERSION, SHARED_MEMORY_CAPABILITY, TOKEN_METADATA_KEY,
 };
+use snakebridge_core::shared::SharedDir;
 use snakebridge_core::transport::Splitting;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -37,6 +38,8 @@ pub struct WorkerService {
     python_version: String,
     /// The largest message the client accepts (from its handshake).
     max_message_size: Arc<AtomicUsize>,
+    /// The client's shared directory for large buffers, once joined (from its handshake).
+    shared: Mutex<Option<Arc<SharedDir>>>,
 }
 
 impl WorkerService {
@@ -46,18 +49,35 @@ impl WorkerService {
             threads,
             python_version,
             max_message_size: Arc::new(AtomicUsize::new(DEFAULT_MAX_MESSAGE)),
+            shared: Mutex::new(None),
         }
     }
 }
 
-/// A reply item split into parts when its payload is too large for one message.
-fn split_reply(item: Result<Frame, Status>, part_size: usize) -> Vec<Result<Frame, Status>> {
+/// A reply item as the frames to send (large buffers shared, oversized payloads in parts).
+fn split_reply(
+    item: Result<Frame, Status>,
+    outgoing: &framing::Outgoing,
+) -> Vec<Result<Frame, Status>> {
     match item {
-        Ok(frame) => framing::split(frame, part_size)
-            .into_iter()
-            .map(Ok)
-            .collect(),
+        Ok(frame) => outgoing.frames(frame).into_iter().map(Ok).collect(),
         Err(status) => vec![Err(status)],
+    }
+}
+
+/// The client's shared directory, if it offered one this worker may use; why not is
+/// reported on stderr and the buffers travel in messages.
+fn join_shared(request: &HandshakeRequest) -> Option<SharedDir> {
+    if request.shared_dir.is_empty() {
+        return None;
+    }
+    let min_size = usize::try_from(request.shared_min_size).unwrap_or(usize::MAX);
+    match SharedDir::join(std::path::Path::new(&request.shared_dir), min_size) {
+        Ok(shared) => Some(shared),
+        Err(why) => {
+            eprintln!("snakebridge: not using shared memory for large buffers: {why}");
+            None
+        }
     }
 }
 
@@ -95,11 +115,16 @@ impl Worker for WorkerService {
             let limit = usize::try_from(request.max_message_size).unwrap_or(usize::MAX);
             self.max_message_size.store(limit, Ordering::Relaxed);
         }
+        let mut capabilities: Vec<String> = CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
+        if let Some(shared) = join_shared(&request) {
+            *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(shared));
+            capabilities.push(SHARED_MEMORY_CAPABILITY.to_owned());
+        }
         Ok(Response::new(HandshakeResponse {
             protocol_version: PROTOCOL_VERSION,
             worker_pid: std::process::id(),
             python_version: self.python_version.clone(),
-            capabilities: CAPABILITIES.iter().map(|c| (*c).to_owned()).collect(),
+            capabilities,
             threads: self.threads,
         }))
     }
@@ -128,11 +153,20 @@ impl Worker for WorkerService {
     ) -> Result<Response<Self::ChannelStream>, Status> {
         let inbound = request.into_inner();
         let (reply, replies) = mpsc::unbounded_channel();
-        tokio::spawn(read_frames(inbound, self.pool.clone(), reply));
-        let part_size = framing::part_size(self.max_message_size.load(Ordering::Relaxed));
+        let shared = self
+            .shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let assembler = Assembler::new(ASSEMBLY_LIMIT).with_shared(shared.clone());
+        tokio::spawn(read_frames(inbound, self.pool.clone(), reply, assembler));
+        let outgoing = framing::Outgoing {
+            part_size: framing::part_size(self.max_message_size.load(Ordering::Relaxed)),
+            shared,
+        };
         Ok(Response::new(Splitting::new(
             UnboundedReceiverStream::new(replies),
-            part_size,
+            outgoing,
             split_reply,
         )))
     }
@@ -140,10 +174,14 @@ impl Worker for WorkerService {
 
 /// Reads one connection's frames until the client ends its stream. The response stream
 /// ends once this task and every job of the connection have dropped their senders.
-async fn read_frames(mut inbound: Streaming<Frame>, pool: Pool, reply: ReplySender) {
+async fn read_frames(
+    mut inbound: Streaming<Frame>,
+    pool: Pool,
+    reply: ReplySender,
+    mut assembler: Assembler,
+) {
     let in_flight = Arc::new(InFlight::default());
     let link = Arc::new(Link::new(reply.clone(), pool.clone()));
-    let mut assembler = Assembler::new(ASSEMBLY_LIMIT);
     // An error here means the client went away: nothing to answer, stop reading.
     while let Ok(Some(frame)) = inbound.message().await {
         let frame = match assembler.push(frame) {

@@ -38,7 +38,7 @@ pub fn encode_payload(codec: proto::Codec, value: &Value) -> Result<proto::Paylo
         codec: codec as i32,
         data,
         buffers,
-        parted: Vec::new(),
+        ..proto::Payload::default()
     })
 }
 
