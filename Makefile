@@ -1,7 +1,7 @@
 # SnakeBridge: two commands do everything on a fresh machine.
 #   make demo   runs the example (installs what is missing first)
 #   make test   runs every test suite and the lint gates
-# `make setup` is what both use; `make bench` runs the benchmarks.
+# `make setup` is what both use; `make bench` runs the benchmarks, `make soak` the long soak.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -24,12 +24,13 @@ export LANG := C.UTF-8
 export LC_ALL := C.UTF-8
 export ERL_AFLAGS := +sbwt none
 
-.PHONY: help setup toolchain venv agent nif test lint test-rust test-elixir test-path-dep demo bench clean
+.PHONY: help setup toolchain venv agent nif test lint test-rust test-elixir test-path-dep demo bench soak clean
 
 help:
 	@echo "make demo   - run the example (sets everything up first)"
 	@echo "make test   - run every test suite and lint gate"
 	@echo "make bench  - run the benchmarks with their same-run baselines"
+	@echo "make soak   - 200,000 calls from 64 callers with 1% worker kills (make test runs 20,000)"
 	@echo "make setup  - install what is missing: Elixir, the venv, the Python agent, the NIF"
 
 setup: toolchain agent nif
@@ -83,6 +84,11 @@ test-rust:
 
 test-elixir:
 	cd $(ROOT) && MIX_ENV=test mix test
+
+# The long soak: 200,000 calls from 64 callers, 1% of them killing their worker (make test
+# runs 20,000).
+soak: setup
+	cd $(ROOT) && SNAKEBRIDGE_SOAK_CALLS=200000 MIX_ENV=test mix test test/snakebridge/soak_test.exs
 
 # SnakeBridge must compile as a path dependency of another Mix application.
 test-path-dep:

@@ -18,7 +18,10 @@ defmodule SnakeBridge.Error do
     * `:worker_start_failed` - a worker could not start (bad interpreter, import error).
     * `:invalid_config` - an integration's config cannot be used (for example a
       `{:system, "ENV_VAR"}` whose variable is not set when the pool starts).
-    * `:no_workers` - no live worker before the deadline (all were restarting).
+    * `:no_workers` - no live worker before the deadline (all were restarting); the
+      message says why the last restart failed, if one did.
+    * `:overloaded` - the pool already had as many calls running or queued as it takes
+      (`size × threads` plus its `:max_queue`); the call failed at once, without waiting.
     * `:pool_closed` / `:no_pool` - the pool was stopped / was never started.
     * `:encoding` - a value could not be converted.
     * `:payload_too_large` - the arguments are larger than the pool's `:max_payload_size`.
@@ -48,6 +51,7 @@ defmodule SnakeBridge.Error do
           | :worker_start_failed
           | :invalid_config
           | :no_workers
+          | :overloaded
           | :pool_closed
           | :no_pool
           | :transport

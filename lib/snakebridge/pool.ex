@@ -37,6 +37,16 @@ defmodule SnakeBridge.Pool do
       `/dev/shm`, copied once, instead of inside gRPC messages; `true` for the default of
       1 MiB, `false` to always use messages (default `true`). Machines without a
       writable `/dev/shm` use messages.
+    * `:max_queue` - calls that may wait for a Python thread beyond the `size × threads`
+      that run at once (default `10_000`). Past it a call fails at once with
+      `:overloaded` instead of queueing without bound.
+    * `:hang_grace` - milliseconds a call may keep running in Python after it was given
+      up on (its deadline passed or its caller died) before it counts as hung (default
+      `1_000`). Python cannot interrupt a running call, so a hung call holds a thread.
+    * `:on_hang` - what happens to a worker with a hung call: `:replace` (default) takes
+      it out of the pool at once, starts its replacement, and kills it once its other
+      calls are done, so no thread leaks and no other caller is cut short; `:keep` leaves
+      it working with one thread less. `SnakeBridge.stats/1` counts `hung_calls`.
     * `:init` - calls every worker makes when it starts and after a restart, before it
       takes work, as `{module, function, args, kwargs}` (for example
       `{"dspy", "configure", [], lm: lm}`). A failing init call fails the worker's start.
@@ -76,6 +86,9 @@ defmodule SnakeBridge.Pool do
           | {:max_message_size, pos_integer()}
           | {:max_payload_size, pos_integer()}
           | {:shared_memory, boolean() | pos_integer()}
+          | {:max_queue, non_neg_integer()}
+          | {:hang_grace, pos_integer()}
+          | {:on_hang, :replace | :keep}
           | {:init, [{String.t() | atom(), String.t() | atom(), list(), keyword() | map()}]}
           | {:tools, [{String.t(), function()}]}
           | {:integrations, [SnakeBridge.Config.source()]}
@@ -126,7 +139,7 @@ defmodule SnakeBridge.Pool do
   @doc """
   The settings a running pool works with, after its integrations were applied: `:python`,
   `:size`, `:threads`, `:timeout`, `:startup_timeout`, `:max_message_size`,
-  `:max_payload_size` and `:shared_memory` (never its init calls or tools, which may hold
+  `:max_payload_size`, `:max_queue`, `:hang_grace`, `:on_hang` and `:shared_memory` (never its init calls or tools, which may hold
   secrets). `:shared_memory` is the smallest buffer that crosses through shared memory,
   in bytes, or `false` when none does (disabled, or the machine has no `/dev/shm`).
 
@@ -192,6 +205,9 @@ defmodule SnakeBridge.Pool do
       max_message_size: opts[:max_message_size],
       max_payload_size: opts[:max_payload_size],
       shared_memory: shared_min_size(opts[:shared_memory]),
+      max_queue: opts[:max_queue],
+      hang_grace: opts[:hang_grace],
+      on_hang: opts[:on_hang],
       env: opts[:env],
       python_path: opts[:python_path],
       init: init
@@ -228,7 +244,10 @@ defmodule SnakeBridge.Pool do
     :timeout,
     :startup_timeout,
     :max_message_size,
-    :max_payload_size
+    :max_payload_size,
+    :max_queue,
+    :hang_grace,
+    :on_hang
   ]
 
   defp effective_settings(opts), do: Keyword.take(opts, @settings)
@@ -272,6 +291,9 @@ defmodule SnakeBridge.Pool do
       max_message_size: 64 * 1024 * 1024,
       max_payload_size: 2 * 1024 * 1024 * 1024,
       shared_memory: true,
+      max_queue: 10_000,
+      hang_grace: 1_000,
+      on_hang: :replace,
       init: [],
       tools: [],
       integrations: []
@@ -313,6 +335,10 @@ defmodule SnakeBridge.Pool do
   defp valid?(key, n)
        when key in [:size, :threads, :startup_timeout, :max_message_size, :max_payload_size],
        do: is_integer(n) and n > 0
+
+  defp valid?(:max_queue, n), do: is_integer(n) and n >= 0
+  defp valid?(:hang_grace, n), do: is_integer(n) and n > 0
+  defp valid?(:on_hang, policy), do: policy in [:replace, :keep]
 
   defp valid?(:shared_memory, shared),
     do: is_boolean(shared) or (is_integer(shared) and shared > 0)

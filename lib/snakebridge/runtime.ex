@@ -341,7 +341,8 @@ defmodule SnakeBridge.Runtime do
   The pool's counters, kept by the Rust core: `calls`, `errors`, `latency` (a histogram
   of `{upper_bound_us | :infinity, count}`), `cache_hits`, `cache_misses`,
   `cache_hit_ratio`, `sessions` (checked out), `session_calls`, `session_reuse` (calls per
-  session) and `workers` (each worker's pid and calls in flight).
+  session), `hung_calls` (calls still running in Python past their deadline and the
+  pool's `:hang_grace`) and `workers` (each worker's pid and calls in flight).
   """
   @spec stats(atom()) :: map() | {:error, Error.t()}
   def stats(pool \\ Pool) do

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     WorkerStartFailed,
     /// No live worker could take the call before its deadline.
     NoWorkers,
+    /// The pool already has as many calls running or queued as it may take.
+    Overloaded,
     /// The pool was stopped.
     PoolClosed,
     /// The connection to a worker failed.
@@ -45,6 +47,7 @@ impl ErrorKind {
             ErrorKind::TargetNotFound => "target_not_found",
             ErrorKind::Encoding => "encoding",
             ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::Overloaded => "overloaded",
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::StaleRef => "stale_ref",

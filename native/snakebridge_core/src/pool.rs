@@ -48,6 +48,17 @@ pub struct PoolConfig {
     pub shared_memory: Option<usize>,
     /// Longest wait between two attempts to replace a worker that will not start.
     pub max_restart_backoff: Duration,
+    /// Calls that may wait for a Python thread beyond the `size × threads` that run at
+    /// once; past them a call fails at once with `overloaded`.
+    pub max_queue: usize,
+    /// How long a call may keep running in Python after it was given up on (deadline
+    /// passed, caller gone) before its worker counts as hung.
+    pub hang_grace: Duration,
+    /// Whether a hung worker is replaced: it takes no new calls, a new worker takes its
+    /// slot at once, and it is killed once its other calls are done (so that its stuck
+    /// thread does not leak). Otherwise the thread stays stuck and the worker works on
+    /// with one thread less.
+    pub replace_hung_workers: bool,
     /// Who runs the Elixir functions Python calls back.
     pub callbacks: Callbacks,
     /// Calls each worker runs when it starts and after a restart (target and encoded
@@ -68,6 +79,9 @@ impl Default for PoolConfig {
             max_payload_size: 2 << 30,
             shared_memory: Some(crate::shared::DEFAULT_MIN_SIZE),
             max_restart_backoff: Duration::from_secs(5),
+            max_queue: 10_000,
+            hang_grace: Duration::from_secs(1),
+            replace_hung_workers: true,
             callbacks: Callbacks::default(),
             init: Vec::new(),
         }
@@ -169,6 +183,33 @@ struct Inner {
     /// The shared directory for large buffers and the smallest buffer that goes through
     /// it, when there is one.
     shared_memory: Option<(PathBuf, usize)>,
+    /// Calls being made now, and the most there may be (`size × threads + max_queue`).
+    outstanding: AtomicUsize,
+    max_outstanding: usize,
+    hang_grace: Duration,
+    replace_hung_workers: bool,
+    /// Why the last attempt to (re)start a worker failed, for the errors of calls that
+    /// find no live worker.
+    last_start_error: std::sync::Mutex<Option<Error>>,
+    /// Per slot, the delay before replacing a worker that died young (grows while they
+    /// keep dying young).
+    crash_delays: std::sync::Mutex<Vec<Duration>>,
+}
+
+/// A worker that dies sooner than this after its start is replaced after a delay.
+const YOUNG_DEATH: Duration = Duration::from_secs(10);
+/// The first delay before restarting a worker (doubling up to `max_restart_backoff`).
+const FIRST_RESTART_DELAY: Duration = Duration::from_millis(100);
+/// The longest a retired (hung) worker is kept for its remaining calls.
+const RETIRE_WAIT: Duration = Duration::from_secs(60);
+
+/// A call counted among the pool's outstanding calls until dropped.
+struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Pool {
@@ -218,6 +259,15 @@ impl Pool {
             cache: ResultCache::default(),
             max_payload_size: config.max_payload_size,
             shared_memory,
+            outstanding: AtomicUsize::new(0),
+            max_outstanding: config
+                .size
+                .saturating_mul(config.threads.max(1) as usize)
+                .saturating_add(config.max_queue),
+            hang_grace: config.hang_grace,
+            replace_hung_workers: config.replace_hung_workers,
+            last_start_error: std::sync::Mutex::new(None),
+            crash_delays: std::sync::Mutex::new(vec![Duration::ZERO; config.size]),
         });
 
         let mut starting = tokio::task::JoinSet::new();
@@ -321,6 +371,7 @@ impl Pool {
     }
 
     async fn dispatch(&self, mut request: CallRequest) -> Result<Reply, Error> {
+        let _admitted = self.inner.admit()?;
         let deadline = request.timeout.map(|t| Instant::now() + t);
         let worker = self.target_worker(&request, deadline).await?;
         let cancel = request.cancel.take();
@@ -353,14 +404,16 @@ impl Pool {
                 Err(_) => Err(Error::new(ErrorKind::Internal, "the call's reply was lost").with_worker(worker.pid())),
             },
             _ = expired => {
-                worker.cancel(id, "deadline passed");
+                worker.abandon(id, "deadline passed");
+                self.inner.watch_hang(&worker, id);
                 Err(Error::new(
                     ErrorKind::Timeout,
                     format!("no reply within {} ms", timeout_ms),
                 ).with_worker(worker.pid()))
             }
             _ = cancelled => {
-                worker.cancel(id, "caller went away");
+                worker.abandon(id, "caller went away");
+                self.inner.watch_hang(&worker, id);
                 Err(Error::new(ErrorKind::Cancelled, "the caller cancelled the call").with_worker(worker.pid()))
             }
         }
@@ -556,28 +609,57 @@ impl Inner {
             generation,
             &inner.spec,
             inner.transport.clone(),
-            move |slot, err| {
+            move |worker, err| {
                 if let Some(inner) = weak.upgrade() {
-                    Inner::on_worker_exit(&inner, slot, err);
+                    Inner::on_worker_exit(&inner, worker, err);
                 }
             },
         )
         .await
     }
 
-    fn on_worker_exit(inner: &Arc<Inner>, slot: usize, err: &Error) {
+    /// A worker died: its slot gets a new one, unless it had been retired (replaced
+    /// already). One that died young without answering a call (it cannot live, whatever
+    /// the calls) is replaced after a growing delay, so that it never makes a tight crash
+    /// loop; one that served calls is replaced at once (a call killed it).
+    fn on_worker_exit(inner: &Arc<Inner>, worker: &Worker, err: &Error) {
+        let slot = worker.slot();
         {
             let mut slots = inner.slots.write().unwrap_or_else(|p| p.into_inner());
-            slots[slot] = None;
+            // (Retiring happens under this lock too.)
+            if worker.is_retired() {
+                return;
+            }
+            match &slots[slot] {
+                Some(current) if current.generation() != worker.generation() => return,
+                _ => slots[slot] = None,
+            }
         }
         if inner.closed.load(Ordering::SeqCst) {
             return;
         }
         tracing::warn!(slot, error = %err, "replacing a dead worker");
+        let delay = {
+            let mut delays = inner.crash_delays.lock().unwrap_or_else(|p| p.into_inner());
+            let delay = &mut delays[slot];
+            *delay = if worker.age() < YOUNG_DEATH && !worker.served() {
+                (*delay * 2).clamp(FIRST_RESTART_DELAY, inner.max_restart_backoff)
+            } else {
+                Duration::ZERO
+            };
+            *delay
+        };
+        Inner::replace(inner, slot, delay);
+    }
+
+    /// Starts a worker for `slot` after `delay`, retrying with backoff until one starts or
+    /// the pool closes.
+    fn replace(inner: &Arc<Inner>, slot: usize, delay: Duration) {
         let weak = Arc::downgrade(inner);
         let max_backoff = inner.max_restart_backoff;
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
+            tokio::time::sleep(delay).await;
+            let mut backoff = FIRST_RESTART_DELAY;
             loop {
                 let Some(inner) = weak.upgrade() else { return };
                 if inner.closed.load(Ordering::SeqCst) {
@@ -585,17 +667,87 @@ impl Inner {
                 }
                 match Inner::spawn_worker(&inner, slot).await {
                     Ok(worker) => {
+                        *inner
+                            .last_start_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = None;
                         inner.install(slot, worker);
                         return;
                     }
                     Err(err) => {
                         tracing::warn!(slot, error = %err, ?backoff, "worker restart failed");
+                        *inner
+                            .last_start_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(err);
                     }
                 }
                 drop(inner);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(max_backoff);
             }
+        });
+    }
+
+    /// Counts a call in, or refuses it when the pool already has as many as it may.
+    fn admit(&self) -> Result<Admitted<'_>, Error> {
+        let before = self.outstanding.fetch_add(1, Ordering::SeqCst);
+        let admitted = Admitted(&self.outstanding);
+        if before >= self.max_outstanding {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "the pool already has {before} calls running or queued, its limit (size × threads + max_queue)"
+                ),
+            ));
+        }
+        Ok(admitted)
+    }
+
+    /// After the hang grace, checks whether abandoned call `id` still holds a thread of
+    /// `worker`; if so the worker is hung (see [`PoolConfig::replace_hung_workers`]).
+    fn watch_hang(self: &Arc<Self>, worker: &Arc<Worker>, id: u64) {
+        let inner = Arc::downgrade(self);
+        let worker = Arc::downgrade(worker);
+        let grace = self.hang_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            let (Some(inner), Some(worker)) = (inner.upgrade(), worker.upgrade()) else {
+                return;
+            };
+            if !worker.is_abandoned(id) || inner.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            inner.stats.record_hang();
+            if inner.replace_hung_workers {
+                tracing::warn!(pid = worker.pid(), "replacing a worker whose call hung");
+                Inner::retire(&inner, worker);
+            } else {
+                tracing::warn!(pid = worker.pid(), "a call hung; its thread stays stuck");
+            }
+        });
+    }
+
+    /// Takes `worker` out of its slot (no new calls), starts its replacement at once, and
+    /// kills it when its remaining calls are done (at most [`RETIRE_WAIT`] later).
+    fn retire(inner: &Arc<Inner>, worker: Arc<Worker>) {
+        let slot = worker.slot();
+        {
+            let mut slots = inner.slots.write().unwrap_or_else(|p| p.into_inner());
+            match &slots[slot] {
+                Some(current) if Arc::ptr_eq(current, &worker) => slots[slot] = None,
+                // Already retired, or dead and being replaced.
+                _ => return,
+            }
+            worker.retire();
+        }
+        Inner::replace(inner, slot, Duration::ZERO);
+        tokio::spawn(async move {
+            let retired = Instant::now();
+            while worker.in_flight() > 0 && retired.elapsed() < RETIRE_WAIT {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            worker.kill();
         });
     }
 
@@ -615,10 +767,18 @@ impl Inner {
             match deadline {
                 Some(deadline) => {
                     if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        let why = match &*self
+                            .last_start_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                        {
+                            Some(err) => format!("; the last restart failed: {}", err.message),
+                            None => String::new(),
+                        };
                         return Err(Error::new(
                             ErrorKind::NoWorkers,
                             format!(
-                                "none of the {} workers was alive before the deadline",
+                                "none of the {} workers was alive before the deadline{why}",
                                 self.size
                             ),
                         ));

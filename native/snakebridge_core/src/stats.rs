@@ -20,6 +20,7 @@ pub struct Stats {
     cache_misses: AtomicU64,
     sessions: AtomicU64,
     session_calls: AtomicU64,
+    hung_calls: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -33,6 +34,8 @@ pub struct Snapshot {
     pub cache_misses: u64,
     pub sessions: u64,
     pub session_calls: u64,
+    /// Calls still running in Python past their deadline plus the hang grace.
+    pub hung_calls: u64,
 }
 
 impl Stats {
@@ -68,6 +71,11 @@ impl Stats {
         self.sessions.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records a call found hung (see `PoolConfig::hang_grace`).
+    pub fn record_hang(&self) {
+        self.hung_calls.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> Snapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -79,6 +87,7 @@ impl Stats {
             cache_misses: load(&self.cache_misses),
             sessions: load(&self.sessions),
             session_calls: load(&self.session_calls),
+            hung_calls: load(&self.hung_calls),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! the process or the connection dies, answers every in-flight caller with
 //! `worker_crashed` at once and tells the pool.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -55,7 +55,7 @@ pub struct WorkerSpec {
 }
 
 /// What the pool runs once a worker it started has died.
-type ExitHook = Box<dyn FnOnce(usize, &Error) + Send>;
+type ExitHook = Box<dyn FnOnce(&Worker, &Error) + Send>;
 
 /// Request ids of a worker's init calls, apart from the pool's call ids.
 const INIT_REQUEST_BASE: u64 = 1 << 63;
@@ -105,6 +105,10 @@ impl Waiter {
 #[derive(Default)]
 struct Calls {
     pending: HashMap<u64, Waiter>,
+    /// Calls given up on (deadline passed, caller gone) whose Python thread has not
+    /// finished yet: the worker answers every call, late or not, so one that stays here
+    /// holds a thread that is stuck.
+    abandoned: HashSet<u64>,
     /// Set once the worker is gone; later calls fail with this error.
     dead: Option<Error>,
 }
@@ -112,7 +116,14 @@ struct Calls {
 /// A live worker as the pool sees it.
 pub struct Worker {
     slot: usize,
+    generation: u64,
     pid: u32,
+    /// When the worker became ready.
+    started: std::time::Instant,
+    /// Whether it answered a call yet (init calls aside).
+    served: std::sync::atomic::AtomicBool,
+    /// Taken out of the pool (hung): it finishes its calls and is killed, not replaced.
+    retired: std::sync::atomic::AtomicBool,
     python_version: String,
     outbound: mpsc::UnboundedSender<proto::Frame>,
     calls: Mutex<Calls>,
@@ -170,7 +181,7 @@ impl Worker {
         generation: u64,
         spec: &WorkerSpec,
         transport: Arc<dyn Transport>,
-        on_exit: impl FnOnce(usize, &Error) + Send + 'static,
+        on_exit: impl FnOnce(&Worker, &Error) + Send + 'static,
     ) -> Result<Arc<Worker>, Error> {
         let (worker, hook) = Worker::start(slot, generation, spec, transport).await?;
         if let Err(err) = worker.run_init(spec).await {
@@ -257,6 +268,10 @@ impl Worker {
         let (kill_tx, kill_rx) = oneshot::channel();
         let worker = Arc::new(Worker {
             slot,
+            generation,
+            started: std::time::Instant::now(),
+            served: std::sync::atomic::AtomicBool::new(false),
+            retired: std::sync::atomic::AtomicBool::new(false),
             pid: connection.handshake.worker_pid,
             python_version: connection.handshake.python_version.clone(),
             outbound: connection.outbound,
@@ -338,6 +353,35 @@ impl Worker {
         self.pid
     }
 
+    /// The pool slot this worker fills.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Which start of its slot this worker is (unique within the pool).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// How long ago the worker became ready.
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether the worker answered any call (its init calls aside).
+    pub fn served(&self) -> bool {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Marks the worker as taken out of the pool: its death needs no replacement.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
+    }
+
     /// Calls currently waiting on this worker.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
@@ -413,9 +457,29 @@ impl Worker {
         });
     }
 
-    /// Gives up on request `id` (deadline passed, caller gone) and tells the worker.
-    pub fn cancel(&self, id: u64, reason: &str) {
-        if self.take(id).is_some() {
+    /// Gives up on call `id` like [`Worker::cancel`], and remembers it until the worker
+    /// answers it (see [`Worker::is_abandoned`]).
+    pub fn abandon(&self, id: u64, reason: &str) {
+        if self.cancel(id, reason) {
+            let mut calls = lock_calls(self);
+            if calls.dead.is_none() {
+                calls.abandoned.insert(id);
+            }
+        }
+    }
+
+    /// Whether abandoned call `id` still holds a Python thread (the worker has not answered
+    /// it yet and is alive).
+    pub fn is_abandoned(&self, id: u64) -> bool {
+        let calls = lock_calls(self);
+        calls.dead.is_none() && calls.abandoned.contains(&id)
+    }
+
+    /// Gives up on request `id` (deadline passed, caller gone) and tells the worker;
+    /// `false` when it was not pending (answered already).
+    pub fn cancel(&self, id: u64, reason: &str) -> bool {
+        let pending = self.take(id).is_some();
+        if pending {
             // If the connection is already gone there is nobody left to tell.
             let _ = self.outbound.send(proto::Frame {
                 request_id: id,
@@ -424,6 +488,7 @@ impl Worker {
                 })),
             });
         }
+        pending
     }
 
     /// Queues the release of object `id` in the worker. Cheap and non-blocking, so that it
@@ -492,6 +557,14 @@ impl Worker {
 
     fn route(self: &Arc<Self>, frame: proto::Frame) {
         let id = frame.request_id;
+        let last = matches!(&frame.body, Some(Body::Result(_) | Body::Error(_)))
+            || matches!(&frame.body, Some(Body::Chunk(chunk)) if chunk.is_final);
+        if last {
+            lock_calls(self).abandoned.remove(&id);
+            if id < INIT_REQUEST_BASE {
+                self.served.store(true, Ordering::Relaxed);
+            }
+        }
         match frame.body {
             Some(Body::Result(result)) => match self.take(id) {
                 Some(Waiter::Once(tx)) => {
@@ -747,6 +820,6 @@ async fn supervise(
     tracing::debug!(slot = worker.slot, pid = worker.pid, %how, "worker gone");
     let hook = on_exit.lock().ok().and_then(|mut hook| hook.take());
     if let Some(hook) = hook {
-        hook(worker.slot, &err);
+        hook(&worker, &err);
     }
 }

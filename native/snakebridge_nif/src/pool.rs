@@ -110,6 +110,25 @@ fn pool_config(options: Term) -> NifResult<PoolConfig> {
                     .map_err(|_| bad_config("shared_memory", "bytes"))?;
                 config.shared_memory = (min_size > 0).then_some(min_size);
             }
+            "max_queue" => {
+                config.max_queue = value
+                    .decode::<usize>()
+                    .map_err(|_| bad_config("max_queue", "a non-negative integer"))?
+            }
+            "hang_grace" => {
+                config.hang_grace = Duration::from_millis(
+                    value
+                        .decode::<u64>()
+                        .map_err(|_| bad_config("hang_grace", "milliseconds"))?,
+                )
+            }
+            "on_hang" => {
+                config.replace_hung_workers = match value.atom_to_string()?.as_str() {
+                    "replace" => true,
+                    "keep" => false,
+                    _ => return Err(bad_config("on_hang", ":replace or :keep")),
+                }
+            }
             "max_payload_size" => {
                 config.max_payload_size = value
                     .decode::<usize>()
@@ -473,7 +492,7 @@ fn pool_workers(env: Env, pool: ResourceArc<PoolResource>) -> Term {
 }
 
 /// The pool's counters: `%{calls:, errors:, latency: [{bound_us | :infinity, count}],
-/// cache_hits:, cache_misses:, sessions:, session_calls:}`.
+/// cache_hits:, cache_misses:, sessions:, session_calls:, hung_calls:}`.
 #[rustler::nif]
 fn pool_stats(env: Env, pool: ResourceArc<PoolResource>) -> NifResult<Term> {
     let s = pool.pool.stats();
@@ -493,6 +512,7 @@ fn pool_stats(env: Env, pool: ResourceArc<PoolResource>) -> NifResult<Term> {
         ("cache_misses", s.cache_misses.encode(env)),
         ("sessions", s.sessions.encode(env)),
         ("session_calls", s.session_calls.encode(env)),
+        ("hung_calls", s.hung_calls.encode(env)),
     ];
     let mut map = Term::map_new(env);
     for (key, value) in pairs {

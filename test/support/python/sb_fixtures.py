@@ -278,3 +278,28 @@ def cached_array(n: int) -> Any:
     if n not in _cached_arrays:
         _cached_arrays[n] = np.full(n, 1.5, dtype=np.float32)
     return _cached_arrays[n]
+
+
+def segfault() -> None:
+    """Crashes the worker with SIGSEGV (reads address 0)."""
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def spin() -> None:
+    """Loops forever in Python, never returning."""
+    while True:
+        pass
+
+
+def start_once(log: str) -> str:
+    """An init call that works the first time only: appends a line to `log` per attempt
+    and raises ImportError from the second attempt on (a worker that cannot restart)."""
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    with open(log) as f:
+        attempts = len(f.readlines())
+    if attempts > 1:
+        raise ImportError(f"cannot import a dependency (attempt {attempts})")
+    return "started"
