@@ -78,7 +78,10 @@ defmodule SnakeBridge.Config do
       loses).
     * `grpc: %{max_message_size: bytes}` - bounds a single message of a pool started
       with `integrations: [config]`; larger payloads travel in parts.
-    * `allowed_modules` is validated and kept for the security layer.
+    * `allowed_modules: ["dspy", "litellm"]` - restricts a pool started with
+      `integrations: [config]` to these modules (and the config's `python_module`): calls,
+      attributes and imports outside them are refused with `:not_allowed`, by the core
+      and again by the worker (see `SnakeBridge.Pool`'s `:allowed_modules`).
 
   ## Composition: `extends` and `mixins`
 
@@ -342,9 +345,11 @@ defmodule SnakeBridge.Config do
 
   @doc false
   # What a pool does for the integration: its `init` calls as `{target, args, kwargs}`
-  # (secrets resolved, nested `{:call, path, args, kwargs}` values made by Python) and its
-  # exported tools as `{python_name, fun}`.
-  @spec pool_setup(t()) :: {:ok, %{init: list(), tools: list()}} | {:error, String.t()}
+  # (secrets resolved, nested `{:call, path, args, kwargs}` values made by Python), its
+  # exported tools as `{python_name, fun}`, and the resolved secrets' values (redacted
+  # from whatever comes back from the workers).
+  @spec pool_setup(t()) ::
+          {:ok, %{init: list(), tools: list(), secrets: [String.t()]}} | {:error, String.t()}
   def pool_setup(%__MODULE__{} = config) do
     name = to_string(config.integration_id || config.python_module)
 
@@ -370,9 +375,26 @@ defmodule SnakeBridge.Config do
 
     case Enum.find(init, &match?({:error, _}, &1)) do
       {:error, message} -> {:error, message}
-      nil -> {:ok, %{init: init, tools: tools}}
+      nil -> {:ok, %{init: init, tools: tools, secrets: secret_values(config.init)}}
     end
   end
+
+  # The values of the `{:system, "ENV_VAR"}` secrets in `term`, for redaction.
+  defp secret_values({:system, var}) when is_binary(var) do
+    case System.get_env(var) do
+      nil -> []
+      value -> [value]
+    end
+  end
+
+  defp secret_values(%_{}), do: []
+  defp secret_values(map) when is_map(map), do: Enum.flat_map(map, &secret_values/1)
+  defp secret_values(list) when is_list(list), do: Enum.flat_map(list, &secret_values/1)
+
+  defp secret_values(tuple) when is_tuple(tuple),
+    do: tuple |> Tuple.to_list() |> secret_values()
+
+  defp secret_values(_other), do: []
 
   # A call whose arguments contain `{:call, path, args, kwargs}` is made by the agent,
   # which makes the nested calls first.

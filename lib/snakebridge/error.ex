@@ -20,6 +20,8 @@ defmodule SnakeBridge.Error do
       `{:system, "ENV_VAR"}` whose variable is not set when the pool starts).
     * `:no_workers` - no live worker before the deadline (all were restarting); the
       message says why the last restart failed, if one did.
+    * `:not_allowed` - the target, attribute or object lies outside the pool's
+      `:allowed_modules` (or is a private name in a restricted pool); nothing ran.
     * `:overloaded` - the pool already had as many calls running or queued as it takes
       (`size × threads` plus its `:max_queue`); the call failed at once, without waiting.
     * `:pool_closed` / `:no_pool` - the pool was stopped / was never started.
@@ -52,6 +54,7 @@ defmodule SnakeBridge.Error do
           | :invalid_config
           | :no_workers
           | :overloaded
+          | :not_allowed
           | :pool_closed
           | :no_pool
           | :transport

@@ -37,6 +37,19 @@ defmodule SnakeBridge.Pool do
       `/dev/shm`, copied once, instead of inside gRPC messages; `true` for the default of
       1 MiB, `false` to always use messages (default `true`). Machines without a
       writable `/dev/shm` use messages.
+    * `:allowed_modules` - the Python modules calls may reach, as a list of dotted names
+      (`"numpy"` allows `numpy.linalg.norm`; `"os.path"` allows `os.path.join` but not
+      `os.system`), or `:any` (default). With a list, a call, attribute access or
+      introspection outside it fails with `:not_allowed` before any Python runs: the core
+      checks every request's names, and the worker checks again what they resolve to
+      (modules met on the way, where a function was defined, modules handed out by an
+      attribute). Private names (`_x`, `__x__`) are refused too: they are how attribute
+      chains escape. An integration with `allowed_modules` adds them and its
+      `python_module`, and restricts the pool even when this option is `:any`.
+    * `:redact` - strings (API keys, passwords) replaced by `[REDACTED]` in everything
+      that comes back from the workers: Python exception messages and tracebacks, worker
+      stderr, introspection errors. The resolved `{:system, "ENV_VAR"}` secrets of the
+      pool's integrations are always redacted.
     * `:max_queue` - calls that may wait for a Python thread beyond the `size × threads`
       that run at once (default `10_000`). Past it a call fails at once with
       `:overloaded` instead of queueing without bound.
@@ -86,7 +99,9 @@ defmodule SnakeBridge.Pool do
           | {:max_message_size, pos_integer()}
           | {:max_payload_size, pos_integer()}
           | {:shared_memory, boolean() | pos_integer()}
+          | {:allowed_modules, :any | [String.t() | atom()]}
           | {:max_queue, non_neg_integer()}
+          | {:redact, [String.t()]}
           | {:hang_grace, pos_integer()}
           | {:on_hang, :replace | :keep}
           | {:init, [{String.t() | atom(), String.t() | atom(), list(), keyword() | map()}]}
@@ -139,7 +154,8 @@ defmodule SnakeBridge.Pool do
   @doc """
   The settings a running pool works with, after its integrations were applied: `:python`,
   `:size`, `:threads`, `:timeout`, `:startup_timeout`, `:max_message_size`,
-  `:max_payload_size`, `:max_queue`, `:hang_grace`, `:on_hang` and `:shared_memory` (never its init calls or tools, which may hold
+  `:max_payload_size`, `:max_queue`, `:hang_grace`, `:on_hang`, `:allowed_modules` (nil
+  for any module) and `:shared_memory` (never its init calls or tools, which may hold
   secrets). `:shared_memory` is the smallest buffer that crosses through shared memory,
   in bytes, or `false` when none does (disabled, or the machine has no `/dev/shm`).
 
@@ -185,15 +201,16 @@ defmodule SnakeBridge.Pool do
     Process.flag(:trap_exit, true)
 
     case integration_setup(opts[:integrations]) do
-      {:ok, init, tools} ->
-        start_pool(opts, native_init(opts[:init], opts[:tools]) ++ native_init([], tools) ++ init)
+      {:ok, init, tools, secrets} ->
+        init = native_init(opts[:init], opts[:tools]) ++ native_init([], tools) ++ init
+        start_pool(opts, init, secrets)
 
       {:error, error} ->
         {:stop, error}
     end
   end
 
-  defp start_pool(opts, init) do
+  defp start_pool(opts, init, secrets) do
     tag = make_ref()
 
     native_options = %{
@@ -205,9 +222,11 @@ defmodule SnakeBridge.Pool do
       max_message_size: opts[:max_message_size],
       max_payload_size: opts[:max_payload_size],
       shared_memory: shared_min_size(opts[:shared_memory]),
+      allowed_modules: opts[:allowed_modules],
       max_queue: opts[:max_queue],
       hang_grace: opts[:hang_grace],
       on_hang: opts[:on_hang],
+      secrets: Enum.uniq(secrets ++ Enum.map(opts[:redact], &to_string/1)),
       env: opts[:env],
       python_path: opts[:python_path],
       init: init
@@ -247,7 +266,8 @@ defmodule SnakeBridge.Pool do
     :max_payload_size,
     :max_queue,
     :hang_grace,
-    :on_hang
+    :on_hang,
+    :allowed_modules
   ]
 
   defp effective_settings(opts), do: Keyword.take(opts, @settings)
@@ -259,12 +279,15 @@ defmodule SnakeBridge.Pool do
   defp shared_min_size(false), do: 0
   defp shared_min_size(bytes), do: bytes
 
-  # The integrations' init calls (secrets resolved now) and tools.
+  # The integrations' init calls (secrets resolved now), tools and secret values.
   defp integration_setup(configs) do
-    Enum.reduce_while(configs, {:ok, [], []}, fn config, {:ok, init, tools} ->
+    Enum.reduce_while(configs, {:ok, [], [], []}, fn config, {:ok, init, tools, secrets} ->
       case SnakeBridge.Config.pool_setup(config) do
-        {:ok, setup} -> {:cont, {:ok, init ++ setup.init, tools ++ setup.tools}}
-        {:error, message} -> {:halt, {:error, Error.new(:invalid_config, message)}}
+        {:ok, setup} ->
+          {:cont, {:ok, init ++ setup.init, tools ++ setup.tools, secrets ++ setup.secrets}}
+
+        {:error, message} ->
+          {:halt, {:error, Error.new(:invalid_config, message)}}
       end
     end)
   end
@@ -291,7 +314,9 @@ defmodule SnakeBridge.Pool do
       max_message_size: 64 * 1024 * 1024,
       max_payload_size: 2 * 1024 * 1024 * 1024,
       shared_memory: true,
+      allowed_modules: :any,
       max_queue: 10_000,
+      redact: [],
       hang_grace: 1_000,
       on_hang: :replace,
       init: [],
@@ -317,6 +342,29 @@ defmodule SnakeBridge.Pool do
       Enum.map(configs, &SnakeBridge.Config.load!/1)
     end)
     |> bound_message_size()
+    |> allowed_modules()
+  end
+
+  # The pool's allowlist (nil: any module): its own list, plus each integration's
+  # allowed_modules and python_module once the pool or any integration restricts it.
+  defp allowed_modules(opts) do
+    integrations = opts[:integrations]
+    restricted? = opts[:allowed_modules] != :any or Enum.any?(integrations, & &1.allowed_modules)
+
+    allowed =
+      if restricted? do
+        own = if opts[:allowed_modules] == :any, do: [], else: opts[:allowed_modules]
+
+        from_integrations =
+          Enum.flat_map(integrations, &[&1.python_module | &1.allowed_modules || []])
+
+        (own ++ from_integrations)
+        |> Enum.reject(&is_nil/1)
+        |> Enum.map(&to_string/1)
+        |> Enum.uniq()
+      end
+
+    Keyword.put(opts, :allowed_modules, allowed)
   end
 
   # The smallest of the pool's and its integrations' grpc.max_message_size.
@@ -336,6 +384,14 @@ defmodule SnakeBridge.Pool do
        when key in [:size, :threads, :startup_timeout, :max_message_size, :max_payload_size],
        do: is_integer(n) and n > 0
 
+  defp valid?(:allowed_modules, :any), do: true
+
+  defp valid?(:allowed_modules, modules),
+    do:
+      is_list(modules) and
+        Enum.all?(modules, &((is_binary(&1) or is_atom(&1)) and dotted_name?(to_string(&1))))
+
+  defp valid?(:redact, values), do: is_list(values) and Enum.all?(values, &is_binary/1)
   defp valid?(:max_queue, n), do: is_integer(n) and n >= 0
   defp valid?(:hang_grace, n), do: is_integer(n) and n > 0
   defp valid?(:on_hang, policy), do: policy in [:replace, :keep]
@@ -357,4 +413,6 @@ defmodule SnakeBridge.Pool do
 
   defp valid?(:integrations, configs), do: is_list(configs)
   defp valid?(_key, _value), do: false
+
+  defp dotted_name?(name), do: name =~ ~r/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/
 end

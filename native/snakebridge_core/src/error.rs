@@ -31,6 +31,8 @@ pub enum ErrorKind {
     NoWorkers,
     /// The pool already has as many calls running or queued as it may take.
     Overloaded,
+    /// The target lies outside the pool's `allowed_modules`.
+    NotAllowed,
     /// The pool was stopped.
     PoolClosed,
     /// The connection to a worker failed.
@@ -48,6 +50,7 @@ impl ErrorKind {
             ErrorKind::Encoding => "encoding",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::Overloaded => "overloaded",
+            ErrorKind::NotAllowed => "not_allowed",
             ErrorKind::BadRequest => "bad_request",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::StaleRef => "stale_ref",
@@ -97,8 +100,15 @@ impl Error {
         self
     }
 
-    /// Builds the core error from an error frame sent by a worker.
-    pub fn from_frame(frame: proto::Error, worker_pid: u32) -> Self {
+    /// Builds the core error from an error frame sent by a worker (secrets redacted from
+    /// its texts, see [`crate::secrets`]).
+    pub fn from_frame(mut frame: proto::Error, worker_pid: u32) -> Self {
+        use crate::secrets::scrub_in_place;
+        scrub_in_place(&mut frame.message);
+        if let Some(exception) = &mut frame.exception {
+            scrub_in_place(&mut exception.message);
+            scrub_in_place(&mut exception.traceback);
+        }
         use proto::error::Kind;
         let kind = match Kind::try_from(frame.kind) {
             Ok(Kind::PythonException) => ErrorKind::PythonException,
@@ -107,6 +117,7 @@ impl Error {
             Ok(Kind::BadRequest) => ErrorKind::BadRequest,
             Ok(Kind::Cancelled) => ErrorKind::Cancelled,
             Ok(Kind::UnknownRef) => ErrorKind::StaleRef,
+            Ok(Kind::NotAllowed) => ErrorKind::NotAllowed,
             Ok(Kind::Internal) | Ok(Kind::CallbackFailed) | Err(_) => ErrorKind::Internal,
         };
         Error {

@@ -6,12 +6,14 @@
 //! - [`codec`]: values ⇄ bytes (msgpack).
 //! - [`error`]: the error every fallible operation of the core returns.
 //! - [`framing`]: payloads larger than one message, in parts.
+//! - [`secrets`]: resolved secrets redacted from what comes back from workers.
 //! - [`shared`]: large payload buffers through shared memory instead of messages.
 //! - [`transport`]: the carrier of frames between the core and a worker (gRPC over a Unix
 //!   socket), behind a trait.
 //! - [`worker`]: one Python worker process and its connection.
 //! - [`pool`]: N workers, dispatch, deadlines, replacement of crashed workers.
 //! - [`auth`]: the per-run token.
+//! - [`allow`]: the allowlist of Python modules a pool may reach.
 //! - [`cache`]: answers of cacheable calls.
 //! - [`config`]: the schema and validation of integration configs.
 //! - [`plan`]: the Elixir modules and functions a config generates.
@@ -22,6 +24,7 @@
 //! - [`callback`]: Python calling functions that live in the BEAM.
 //! - [`watch`]: the dev-mode watcher of config manifests (debounced batches of changed files).
 
+pub mod allow;
 pub mod auth;
 pub mod cache;
 pub mod callback;
@@ -34,6 +37,7 @@ pub mod framing;
 pub mod plan;
 pub mod pool;
 pub mod proto;
+pub mod secrets;
 pub mod shared;
 pub mod stats;
 pub mod transport;

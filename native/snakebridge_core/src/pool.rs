@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
+use crate::allow::Allowlist;
 use crate::auth;
 use crate::cache::{self, ResultCache};
 use crate::callback::Callbacks;
@@ -59,6 +60,11 @@ pub struct PoolConfig {
     /// thread does not leak). Otherwise the thread stays stuck and the worker works on
     /// with one thread less.
     pub replace_hung_workers: bool,
+    /// The Python modules calls may reach (see [`crate::allow`]); `None`: any.
+    pub allowed_modules: Option<Allowlist>,
+    /// Values redacted from everything that comes back from the workers (see
+    /// [`crate::secrets`]): the resolved secrets the pool hands to Python.
+    pub secrets: Vec<String>,
     /// Who runs the Elixir functions Python calls back.
     pub callbacks: Callbacks,
     /// Calls each worker runs when it starts and after a restart (target and encoded
@@ -82,6 +88,8 @@ impl Default for PoolConfig {
             max_queue: 10_000,
             hang_grace: Duration::from_secs(1),
             replace_hung_workers: true,
+            allowed_modules: None,
+            secrets: Vec::new(),
             callbacks: Callbacks::default(),
             init: Vec::new(),
         }
@@ -188,6 +196,7 @@ struct Inner {
     max_outstanding: usize,
     hang_grace: Duration,
     replace_hung_workers: bool,
+    allowed_modules: Option<Allowlist>,
     /// Why the last attempt to (re)start a worker failed, for the errors of calls that
     /// find no live worker.
     last_start_error: std::sync::Mutex<Option<Error>>,
@@ -222,6 +231,7 @@ impl Pool {
                 "pool size must be at least 1",
             ));
         }
+        crate::secrets::register(config.secrets.iter().cloned());
         let dir = private_dir()?;
         let token = auth::new_token();
         let token_file = dir.join("token");
@@ -245,6 +255,10 @@ impl Pool {
                 token_file,
                 callbacks: config.callbacks,
                 init: config.init,
+                allowed_modules: config
+                    .allowed_modules
+                    .as_ref()
+                    .map(|list| list.modules().to_vec()),
             },
             size: config.size,
             max_restart_backoff: config.max_restart_backoff,
@@ -266,6 +280,7 @@ impl Pool {
                 .saturating_add(config.max_queue),
             hang_grace: config.hang_grace,
             replace_hung_workers: config.replace_hung_workers,
+            allowed_modules: config.allowed_modules,
             last_start_error: std::sync::Mutex::new(None),
             crash_delays: std::sync::Mutex::new(vec![Duration::ZERO; config.size]),
         });
@@ -304,6 +319,7 @@ impl Pool {
     /// waits for its encoded result, the deadline, or the caller's cancellation, whichever
     /// comes first. A cacheable call may be answered from the result cache.
     pub async fn call(&self, mut request: CallRequest) -> Result<Reply, Error> {
+        self.check_allowed(&request)?;
         self.check_payload(&request.args)?;
         let started = Instant::now();
         let in_session = request.session.is_some();
@@ -353,6 +369,17 @@ impl Pool {
             .shared_memory
             .as_ref()
             .map(|(_, min_size)| *min_size)
+    }
+
+    /// Refuses a request outside the pool's `allowed_modules`, before anything is sent.
+    fn check_allowed(&self, request: &CallRequest) -> Result<(), Error> {
+        match &self.inner.allowed_modules {
+            None => Ok(()),
+            Some(list) => match request.op {
+                Op::Call => list.check_target(&request.target),
+                Op::CallMethod | Op::GetAttr | Op::SetAttr => list.check_name(&request.target),
+            },
+        }
     }
 
     /// Refuses arguments larger than the pool's `max_payload_size`, before anything is sent.
@@ -427,6 +454,7 @@ impl Pool {
         request: CallRequest,
         initial_credit: u32,
     ) -> Result<(StreamControl, mpsc::UnboundedReceiver<StreamEvent>), Error> {
+        self.check_allowed(&request)?;
         self.check_payload(&request.args)?;
         let deadline = request.timeout.map(|t| Instant::now() + t);
         let worker = self.target_worker(&request, deadline).await?;
@@ -490,6 +518,9 @@ impl Pool {
         request: proto::DescribeLibraryRequest,
         timeout: Duration,
     ) -> Result<(proto::DescribeLibraryResponse, Arc<Worker>), Error> {
+        if let Some(list) = &self.inner.allowed_modules {
+            list.check_target(&request.module_path)?;
+        }
         let deadline = Instant::now() + timeout;
         let worker = self.inner.pick(Some(deadline)).await?;
         match tokio::time::timeout_at(deadline, worker.describe(request)).await {

@@ -194,7 +194,8 @@ fn transport_error(what: &str, err: impl std::fmt::Display) -> Error {
 }
 
 fn status_error(what: &str, status: &tonic::Status) -> Error {
-    transport_error(what, format!("{:?}: {}", status.code(), status.message()))
+    let message = crate::secrets::scrub(status.message());
+    transport_error(what, format!("{:?}: {message}", status.code()))
 }
 
 impl Transport for GrpcTransport {
@@ -262,8 +263,14 @@ impl Transport for GrpcTransport {
                         Ok(response) => Ok(response.into_inner()),
                         Err(status) if status.code() == tonic::Code::NotFound => Err(Error::new(
                             ErrorKind::TargetNotFound,
-                            status.message().to_owned(),
+                            crate::secrets::scrub(status.message()),
                         )),
+                        Err(status) if status.code() == tonic::Code::PermissionDenied => {
+                            Err(Error::new(
+                                ErrorKind::NotAllowed,
+                                crate::secrets::scrub(status.message()),
+                            ))
+                        }
                         Err(status) => Err(status_error("describe", &status)),
                     }
                 })

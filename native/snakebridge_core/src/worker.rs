@@ -52,6 +52,8 @@ pub struct WorkerSpec {
     /// Calls every worker runs after it starts (and after a restart) before taking work:
     /// target and encoded `[args, kwargs]`.
     pub init: Vec<(String, proto::Payload)>,
+    /// The modules the worker's agent lets calls reach (`None`: any).
+    pub allowed_modules: Option<Vec<String>>,
 }
 
 /// What the pool runs once a worker it started has died.
@@ -159,11 +161,14 @@ impl StderrTail {
         }
     }
 
+    /// The lines, secrets redacted.
     fn text(&self) -> String {
-        self.0
+        let text = self
+            .0
             .lock()
             .map(|lines| lines.iter().cloned().collect::<Vec<_>>().join("\n"))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        crate::secrets::scrub(&text).into_owned()
     }
 }
 
@@ -647,6 +652,11 @@ fn spawn_process(spec: &WorkerSpec, socket: &Path) -> Result<Child, Error> {
         .arg(&spec.token_file)
         .arg("--threads")
         .arg(spec.threads.max(1).to_string())
+        .args(
+            spec.allowed_modules
+                .iter()
+                .flat_map(|modules| ["--allowed-modules".to_owned(), modules.join(",")]),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -9,6 +9,7 @@ use rustler::types::map::MapIterator;
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use tokio::sync::oneshot;
 
+use snakebridge_core::allow::Allowlist;
 use snakebridge_core::callback::Callbacks;
 use snakebridge_core::codec::{self, call_arguments};
 use snakebridge_core::pool::CachePolicy;
@@ -109,6 +110,25 @@ fn pool_config(options: Term) -> NifResult<PoolConfig> {
                     .decode::<usize>()
                     .map_err(|_| bad_config("shared_memory", "bytes"))?;
                 config.shared_memory = (min_size > 0).then_some(min_size);
+            }
+            "allowed_modules" => {
+                let modules: Option<Vec<String>> = value
+                    .decode()
+                    .map_err(|_| bad_config("allowed_modules", "nil or a list of strings"))?;
+                config.allowed_modules = match modules {
+                    None => None,
+                    Some(modules) => Some(Allowlist::new(modules).map_err(|err| {
+                        rustler::Error::Term(Box::new(format!(
+                            "invalid pool option {}",
+                            err.message
+                        )))
+                    })?),
+                };
+            }
+            "secrets" => {
+                config.secrets = value
+                    .decode::<Vec<String>>()
+                    .map_err(|_| bad_config("secrets", "a list of strings"))?
             }
             "max_queue" => {
                 config.max_queue = value

@@ -21,11 +21,12 @@ pub struct Dispatch {
     iterate: Py<PyAny>,
     describe_exception: Py<PyAny>,
     target_not_found: Py<PyType>,
+    not_allowed: Py<PyType>,
 }
 
 impl Dispatch {
     /// Looks up `call`, `call_method`, `get_attr`, `set_attr`, `iterate`,
-    /// `describe_exception` and `TargetNotFound` in the dispatch module.
+    /// `describe_exception`, `TargetNotFound` and `NotAllowed` in the dispatch module.
     pub fn from_module(module: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Dispatch {
             call: module.getattr("call")?.unbind(),
@@ -36,6 +37,10 @@ impl Dispatch {
             describe_exception: module.getattr("describe_exception")?.unbind(),
             target_not_found: module
                 .getattr("TargetNotFound")?
+                .cast_into::<PyType>()?
+                .unbind(),
+            not_allowed: module
+                .getattr("NotAllowed")?
                 .cast_into::<PyType>()?
                 .unbind(),
         })
@@ -363,6 +368,8 @@ fn keywords_to_python<'py>(
 fn describe(py: Python<'_>, dispatch: &Dispatch, err: PyErr) -> Failure {
     let kind = if err.is_instance(py, dispatch.target_not_found.bind(py).as_any()) {
         Kind::TargetNotFound
+    } else if err.is_instance(py, dispatch.not_allowed.bind(py).as_any()) {
+        Kind::NotAllowed
     } else {
         Kind::PythonException
     };
@@ -399,7 +406,7 @@ fn describe(py: Python<'_>, dispatch: &Dispatch, err: PyErr) -> Failure {
         },
     };
     let message = match kind {
-        Kind::TargetNotFound => exception.message.clone(),
+        Kind::TargetNotFound | Kind::NotAllowed => exception.message.clone(),
         _ if exception.message.is_empty() => exception.r#type.clone(),
         _ => format!("{}: {}", exception.r#type, exception.message),
     };

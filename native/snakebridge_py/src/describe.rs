@@ -44,6 +44,15 @@ pub fn describe(
                 python_error(py, &err)
             ))
         })?;
+        let not_allowed = module
+            .getattr("allowlist")
+            .and_then(|allowlist| allowlist.getattr("NotAllowed"))
+            .map_err(|err| {
+                Status::internal(format!(
+                    "{INTROSPECT_MODULE}.allowlist.NotAllowed: {}",
+                    python_error(py, &err)
+                ))
+            })?;
         let answer = module
             .call_method1(
                 "describe_cached",
@@ -58,6 +67,8 @@ pub fn describe(
             .map_err(|err| {
                 if err.is_instance(py, &import_error) {
                     Status::not_found(err.value(py).to_string())
+                } else if err.is_instance(py, &not_allowed) {
+                    Status::permission_denied(err.value(py).to_string())
                 } else {
                     Status::internal(format!(
                         "introspecting {}: {}",

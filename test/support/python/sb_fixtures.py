@@ -303,3 +303,30 @@ def start_once(log: str) -> str:
     if attempts > 1:
         raise ImportError(f"cannot import a dependency (attempt {attempts})")
     return "started"
+
+
+# Reached through an allowed module, but defined in (or being) modules outside it: the
+# agent's allowlist refuses them although their path starts with "sb_fixtures".
+run_shell = os.system
+
+
+class Holder:
+    """An object holding a module and a function from outside the allowlist."""
+
+    def __init__(self) -> None:
+        self.module = os
+        self.shell = os.system
+        self.label = "holder"
+
+
+def leak_global() -> None:
+    """Raises an exception whose message holds this worker's global state (a secret)."""
+    raise ValueError(f"the service refused the key {_global.get('value')!s}")
+
+
+def leak_global_and_die() -> None:
+    """Prints this worker's global state (a secret) to stderr, then dies."""
+    import sys
+
+    print(f"connecting with key {_global.get('value')!s}", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)

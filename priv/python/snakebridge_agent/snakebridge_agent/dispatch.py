@@ -15,9 +15,12 @@ import traceback
 from types import TracebackType
 from typing import Any
 
+from snakebridge_agent import allowlist
+from snakebridge_agent.allowlist import NotAllowed
 from snakebridge_agent.streams import iterate
 
 __all__ = [
+    "NotAllowed",
     "TargetNotFound",
     "call",
     "call_method",
@@ -93,6 +96,7 @@ def resolve(target: str) -> Any:
     parts = target.split(".")
     if not target or not all(part.isidentifier() for part in parts):
         raise TargetNotFound(target, "not a dotted path of Python identifiers")
+    allowlist.check_target(target)
     module, consumed = _import_longest_prefix(target, parts)
     obj: Any = module
     owner = f"module {module.__name__!r}"
@@ -103,6 +107,8 @@ def resolve(target: str) -> Any:
         except AttributeError:
             raise TargetNotFound(target, f"{owner} has no attribute {name!r}") from None
         owner = repr(".".join(parts[: index + 1]))
+        allowlist.check_object(obj, ".".join(parts[: index + 1]))
+    allowlist.check_object(obj, target)
     _resolved[target] = obj
     return obj
 
@@ -163,6 +169,7 @@ def _skip_own_frames(tb: TracebackType | None) -> TracebackType | None:
     own_codes = {
         call.__code__,
         resolve.__code__,
+        _member.__code__,
         call_method.__code__,
         get_attr.__code__,
         set_attr.__code__,
@@ -172,16 +179,27 @@ def _skip_own_frames(tb: TracebackType | None) -> TracebackType | None:
     return tb
 
 
+def _member(obj: Any, name: str) -> Any:
+    """Attribute `name` of `obj`, checked against the allowlist when there is one."""
+    allowlist.check_name(name)
+    allowlist.check_object(obj, f"<{type(obj).__qualname__} object>")
+    value = getattr(obj, name)
+    allowlist.check_object(value, f"<{type(obj).__qualname__} object>.{name}")
+    return value
+
+
 def call_method(obj: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Calls method `name` of `obj`."""
-    return _settle(getattr(obj, name)(*args, **kwargs))
+    return _settle(_member(obj, name)(*args, **kwargs))
 
 
 def get_attr(obj: Any, name: str) -> Any:
     """Reads attribute `name` of `obj`."""
-    return getattr(obj, name)
+    return _member(obj, name)
 
 
 def set_attr(obj: Any, name: str, value: Any) -> None:
     """Sets attribute `name` of `obj` to `value`."""
+    allowlist.check_name(name)
+    allowlist.check_object(obj, f"<{type(obj).__qualname__} object>")
     setattr(obj, name, value)

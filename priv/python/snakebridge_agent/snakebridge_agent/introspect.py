@@ -38,6 +38,8 @@ import types
 import typing
 from typing import Any, Iterable
 
+from snakebridge_agent import allowlist
+
 __all__ = ["ModuleImportError", "describe", "describe_cached"]
 
 PRIMITIVES = {int: "int", float: "float", str: "str", bool: "bool", bytes: "bytes"}
@@ -67,6 +69,8 @@ def describe(
     exclude_patterns: Iterable[str] = (),
 ) -> dict:
     """Describes `module_path`, its submodules to `depth` and the listed `submodules`."""
+    # Submodules are always taken inside `module_path`: checking it covers them.
+    allowlist.check_target(module_path)
     return _Describer(module_path, list(submodules), int(depth), list(exclude_patterns)).run()
 
 
@@ -80,6 +84,7 @@ def describe_cached(
     """`describe`, answered from the disk cache when `config_hash_hex`, the library version
     and the Python version match a stored entry. Adds `cached` (whether the cache
     answered)."""
+    allowlist.check_target(module_path)
     submodules = list(submodules)
     exclude_patterns = list(exclude_patterns)
     result = None

@@ -1,6 +1,7 @@
 """The worker's entry point: parses the command line, prepares the socket, runs the server.
 
-`python -m snakebridge_agent --socket PATH --token-file PATH [--threads N]`
+`python -m snakebridge_agent --socket PATH --token-file PATH [--threads N]
+[--allowed-modules a,b.c]`
 
 The gRPC server itself is Rust (`snakebridge_agent._native.serve`). Once it listens it
 writes `SNAKEBRIDGE_READY <protocol version> <pid>` to the process's standard output; from
@@ -17,7 +18,7 @@ import stat
 import sys
 from typing import Sequence
 
-from snakebridge_agent import dispatch
+from snakebridge_agent import allowlist, dispatch
 
 DEFAULT_THREADS = 4
 
@@ -39,6 +40,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=DEFAULT_THREADS,
         help=f"size of the Python thread pool, 1 = strictly serial (default {DEFAULT_THREADS})",
+    )
+    parser.add_argument(
+        "--allowed-modules",
+        default=None,
+        help="comma-separated modules calls may reach (default: any)",
     )
     args = parser.parse_args(argv)
     if args.threads < 1:
@@ -77,6 +83,8 @@ def remove_stale_socket(path: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the worker until it is told to stop; returns the process exit status."""
     args = parse_args(argv)
+    if args.allowed_modules is not None:
+        allowlist.configure(m for m in args.allowed_modules.split(",") if m)
     try:
         from snakebridge_agent import _native
 
