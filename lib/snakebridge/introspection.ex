@@ -123,6 +123,8 @@ defmodule SnakeBridge.Introspection do
           :persistent_term.put({__MODULE__, file}, {stat, entry})
         end
 
+        SnakeBridge.Audit.record_descriptor(entry, "cache")
+
         {:ok, entry}
 
       {:error, message} ->
@@ -233,6 +235,7 @@ defmodule SnakeBridge.Introspection do
     receive do
       {^tag, {:ok, entry}} ->
         forget(Path.join(cache_dir(opts), "#{integration}.json"))
+        SnakeBridge.Audit.record_descriptor(entry, "introspected")
         {:ok, entry}
 
       {^tag, {:error, error}} ->

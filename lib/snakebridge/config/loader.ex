@@ -21,7 +21,8 @@ defmodule SnakeBridge.Config.Loader do
       }
 
   Loading merges `extends` and `mixins` and validates the result (see
-  `SnakeBridge.Config.load/2`). Files whose name starts with `_` are partials: they are
+  `SnakeBridge.Config.load/2`). A manifest with a signature file (`dspy.exs.sig`) must
+  verify: see `SnakeBridge.Config.Signature`. Files whose name starts with `_` are partials: they are
   only included by other manifests, never loaded on their own by `load_all/2`.
   """
 
@@ -34,7 +35,9 @@ defmodule SnakeBridge.Config.Loader do
   `{:error, problems}` (a file that cannot be read or evaluated is one problem at
   `"config"`, with the file and line).
 
-  Options: `:assigns` - extra EEx assigns (a keyword list).
+  Options: `:assigns` - extra EEx assigns (a keyword list); `:manifest_keys` and
+  `:require_signed_manifests` override the application config of signed manifests (see
+  `SnakeBridge.Config.Signature`).
   """
   @spec load(Path.t(), keyword()) :: {:ok, Config.t()} | {:error, [Config.problem()]}
   def load(path, opts \\ []) when is_binary(path) do
@@ -94,8 +97,25 @@ defmodule SnakeBridge.Config.Loader do
     file = Path.expand(path)
 
     with {:ok, source} <- read_file(file),
+         :ok <- check_signature(file, source, opts),
          {:ok, code} <- expand_eex(source, file, opts) do
       evaluate(code, file)
+    end
+  end
+
+  # A signed manifest must verify (and an unsigned one may be refused); see
+  # `SnakeBridge.Config.Signature`. Every manifest read is recorded in the audit log.
+  defp check_signature(file, source, opts) do
+    case SnakeBridge.Config.Signature.check(file, source, opts) do
+      {:ok, signer} ->
+        SnakeBridge.Audit.record("manifest", %{
+          path: file,
+          sha256: :crypto.hash(:sha256, source) |> Base.encode16(case: :lower),
+          signed_by: signer
+        })
+
+      {:error, message} ->
+        {:error, [{"config", message}]}
     end
   end
 

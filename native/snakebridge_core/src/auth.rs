@@ -7,7 +7,7 @@ use rand::RngCore;
 pub fn new_token() -> String {
     let mut raw = [0u8; 32];
     rand::rng().fill_bytes(&mut raw);
-    raw.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&raw)
 }
 
 /// Compares a presented token with the expected one in time independent of where they

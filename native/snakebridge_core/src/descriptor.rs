@@ -57,9 +57,7 @@ pub enum CacheError {
     Io { file: PathBuf, message: String },
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::hex::encode as hex;
 
 /// The key a descriptor is valid for: config, library version and Python version.
 pub fn cache_key(config: &[u8], library_version: &str, python_version: &str) -> String {

@@ -6,7 +6,9 @@
 //! - [`codec`]: values ⇄ bytes (msgpack).
 //! - [`error`]: the error every fallible operation of the core returns.
 //! - [`framing`]: payloads larger than one message, in parts.
+//! - [`hex`]: lowercase hexadecimal for hashes, tokens and keys.
 //! - [`secrets`]: resolved secrets redacted from what comes back from workers.
+//! - [`signing`]: ed25519 signatures of config manifests.
 //! - [`shared`]: large payload buffers through shared memory instead of messages.
 //! - [`transport`]: the carrier of frames between the core and a worker (gRPC over a Unix
 //!   socket), behind a trait.
@@ -34,11 +36,13 @@ pub mod descriptor;
 pub mod docstring;
 pub mod error;
 pub mod framing;
+pub mod hex;
 pub mod plan;
 pub mod pool;
 pub mod proto;
 pub mod secrets;
 pub mod shared;
+pub mod signing;
 pub mod stats;
 pub mod transport;
 pub mod types;

@@ -1,6 +1,6 @@
 //! Rustler binding of SnakeBridge's core. Only what the BEAM needs lives here: terms ⇄
 //! core values ([`terms`]), the pool NIFs ([`pool`]), object references ([`refs`]), streams ([`stream`]), sessions ([`session`]), Elixir functions called from Python ([`callbacks`]), introspection and the descriptor
-//! cache ([`describe`]), config validation ([`config`]), the dev-mode config watcher
+//! cache ([`describe`]), config validation ([`config`]), manifest signatures ([`signing`]), the dev-mode config watcher
 //! ([`watch`]) and the tokio runtime the work runs on ([`runtime`]). Every NIF returns at
 //! once; results arrive as `{tag, result}` messages sent from tokio threads (the watcher's
 //! from its own thread).
@@ -16,6 +16,7 @@ mod refs;
 mod reply;
 mod runtime;
 mod session;
+mod signing;
 mod stream;
 mod terms;
 mod watch;

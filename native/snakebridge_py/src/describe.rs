@@ -30,7 +30,7 @@ pub fn describe(
     if request.module_path.is_empty() {
         return Err(Status::invalid_argument("module_path is empty"));
     }
-    let config_hash_hex = hex(&request.config_hash);
+    let config_hash_hex = snakebridge_core::hex::encode(&request.config_hash);
     Python::attach(|py| {
         let module = py.import(INTROSPECT_MODULE).map_err(|err| {
             Status::internal(format!(
@@ -109,15 +109,6 @@ pub fn descriptor_hash(response: &proto::DescribeLibraryResponse) -> Vec<u8> {
         hasher.update(unhashed.encode_to_vec());
     }
     hasher.finalize().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
 }
 
 /// Converts the agent's dicts, collecting warnings about unknown enum names.
@@ -396,16 +387,5 @@ fn map_items<'py>(
             })
             .collect(),
         None => Ok(Vec::new()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::hex;
-
-    #[test]
-    fn hex_is_lowercase_and_padded() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
-        assert_eq!(hex(&[]), "");
     }
 }
