@@ -55,7 +55,10 @@ defmodule SnakeBridge.Pool do
       `:overloaded` instead of queueing without bound.
     * `:hang_grace` - milliseconds a call may keep running in Python after it was given
       up on (its deadline passed or its caller died) before it counts as hung (default
-      `1_000`). Python cannot interrupt a running call, so a hung call holds a thread.
+      `1_000`). When a call is given up on, the worker raises
+      `snakebridge_agent.dispatch.CallCancelled` (a `BaseException`) in it: a call
+      looping in Python stops there and frees its thread. A call blocked in C code (a
+      `time.sleep`, a native loop) cannot be interrupted and counts as hung.
     * `:on_hang` - what happens to a worker with a hung call: `:replace` (default) takes
       it out of the pool at once, starts its replacement, and kills it once its other
       calls are done, so no thread leaks and no other caller is cut short; `:keep` leaves

@@ -84,7 +84,7 @@ defmodule SnakeBridge.FaultsTest do
   end
 
   describe "a hung call" do
-    test "times out at its deadline; the worker is replaced and killed once its other calls are done" do
+    test "blocked in C: times out at its deadline; the worker is replaced and killed once its other calls are done" do
       start_supervised!({TestPool, name: :hang_replace, size: 1, threads: 4, hang_grace: 200})
       [hung_worker] = pids(:hang_replace)
 
@@ -93,7 +93,10 @@ defmodule SnakeBridge.FaultsTest do
       Process.sleep(50)
 
       started = System.monotonic_time(:millisecond)
-      assert {:error, %Error{reason: :timeout}} = call(:hang_replace, "spin", [], timeout: 300)
+      # time.sleep blocks in C, where no exception can reach it.
+      assert {:error, %Error{reason: :timeout}} =
+               call(:hang_replace, "sleep_then", [3600, :never], timeout: 300)
+
       elapsed = System.monotonic_time(:millisecond) - started
       assert elapsed >= 300 and elapsed < 1_000
 
@@ -117,10 +120,28 @@ defmodule SnakeBridge.FaultsTest do
       )
 
       [worker] = pids(:hang_keep)
-      assert {:error, %Error{reason: :timeout}} = call(:hang_keep, "spin", [], timeout: 200)
+
+      assert {:error, %Error{reason: :timeout}} =
+               call(:hang_keep, "sleep_then", [3600, :never], timeout: 200)
+
       assert eventually(2_000, fn -> SnakeBridge.stats(:hang_keep).hung_calls == 1 end)
       assert pids(:hang_keep) == [worker]
       assert {:ok, ^worker} = call(:hang_keep, "pid", [])
+    end
+
+    test "looping in Python: interrupted at its deadline, its thread freed, the worker kept" do
+      start_supervised!({TestPool, name: :spin, size: 1, threads: 1, hang_grace: 300})
+      [worker] = pids(:spin)
+      assert {:error, %Error{reason: :timeout}} = call(:spin, "spin", [], timeout: 200)
+
+      # The worker's only thread is free again: the next call runs at once.
+      started = System.monotonic_time(:millisecond)
+      assert {:ok, ^worker} = call(:spin, "pid", [], timeout: 5_000)
+      assert System.monotonic_time(:millisecond) - started < 1_000
+
+      Process.sleep(500)
+      assert SnakeBridge.stats(:spin).hung_calls == 0
+      assert pids(:spin) == [worker]
     end
 
     test "a call that finishes soon after its deadline does not count as hung" do

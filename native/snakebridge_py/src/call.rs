@@ -87,6 +87,14 @@ impl From<ConvertError> for Failure {
     }
 }
 
+/// Told when a call's Python code starts and stops running on the current thread, so
+/// that the call can be interrupted meanwhile (see `pool::Control`). Both run with the
+/// GIL held.
+pub trait Running {
+    fn enter(&self, py: Python<'_>);
+    fn leave(&self, py: Python<'_>);
+}
+
 /// Runs `call` and returns the frame that answers it.
 /// `queue_us` is how long the call waited for a thread (reported with the result).
 pub fn run(
@@ -95,8 +103,9 @@ pub fn run(
     call: proto::Call,
     link: &Arc<Link>,
     queue_us: u64,
+    running: &dyn Running,
 ) -> Frame {
-    match execute(dispatch, call, link) {
+    match execute(dispatch, call, link, running) {
         Ok(value) => Frame {
             request_id,
             body: Some(Body::Result(proto::Result {
@@ -117,12 +126,16 @@ fn execute(
     dispatch: &Dispatch,
     call: proto::Call,
     link: &Arc<Link>,
+    running: &dyn Running,
 ) -> Result<proto::Payload, Failure> {
     let result_codec = result_codec(&call)?;
     let decoded = Decoded::new(&call)?;
     let request = decoded.request(&call, link);
     let result = Python::attach(|py| -> Result<Value, Failure> {
-        let obj = invoke(py, dispatch, &request)?;
+        running.enter(py);
+        let obj = invoke(py, dispatch, &request);
+        running.leave(py);
+        let obj = obj?;
         if request.return_ref {
             Ok(convert::to_ref(&obj))
         } else {

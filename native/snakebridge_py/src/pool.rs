@@ -3,12 +3,13 @@
 //! arrival order.
 
 use std::collections::HashMap;
+use std::os::raw::c_long;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use pyo3::prelude::*;
+use pyo3::{ffi, prelude::*};
 use snakebridge_core::proto::{self, error::Kind, Frame};
 use tokio::sync::mpsc::UnboundedSender;
 use tonic::Status;
@@ -29,6 +30,28 @@ pub struct Control {
     cancelled: AtomicBool,
     credit: Mutex<u64>,
     changed: Condvar,
+    /// The Python thread running the call's code (its ident), 0 while none is. Written
+    /// and read with the GIL held.
+    thread: AtomicU64,
+    /// An interruption was requested for the thread in `thread`.
+    interrupted: AtomicBool,
+}
+
+impl call::Running for Control {
+    fn enter(&self, _py: Python<'_>) {
+        // SAFETY: no preconditions; the GIL is held.
+        let ident = unsafe { ffi::PyThread_get_thread_ident() };
+        self.thread.store(ident as u64, Ordering::SeqCst);
+    }
+
+    fn leave(&self, _py: Python<'_>) {
+        let ident = self.thread.swap(0, Ordering::SeqCst);
+        if ident != 0 && self.interrupted.load(Ordering::SeqCst) {
+            // An interruption that arrived as the call returned must not hit the thread's
+            // next call. SAFETY: the GIL is held; a null exception clears the pending one.
+            unsafe { ffi::PyThreadState_SetAsyncExc(ident as c_long, std::ptr::null_mut()) };
+        }
+    }
 }
 
 impl Control {
@@ -41,6 +64,37 @@ impl Control {
         self.cancelled.store(true, Ordering::Release);
         let _guard = self.credit.lock().unwrap_or_else(|e| e.into_inner());
         self.changed.notify_all();
+    }
+
+    /// Raises `snakebridge_agent.dispatch.CallCancelled` in the thread running the call, if
+    /// one is: a call looping in Python stops at its next bytecode, freeing its thread (a
+    /// call blocked in C code stays blocked; the core replaces a worker whose call hangs).
+    fn interrupt(self: &Arc<Self>) {
+        if self.thread.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let control = Arc::clone(self);
+        // Taking the GIL waits for as long as the running call holds it: never on a
+        // runtime thread. If the thread cannot start, the call is left to the core.
+        let _ = std::thread::Builder::new()
+            .name("snakebridge-interrupt".into())
+            .spawn(move || {
+                Python::attach(|py| {
+                    let ident = control.thread.load(Ordering::SeqCst);
+                    if ident == 0 {
+                        return;
+                    }
+                    let Ok(exception) = py
+                        .import("snakebridge_agent.dispatch")
+                        .and_then(|m| m.getattr("CallCancelled"))
+                    else {
+                        return;
+                    };
+                    control.interrupted.store(true, Ordering::SeqCst);
+                    // SAFETY: the GIL is held and `exception` is a live exception type.
+                    unsafe { ffi::PyThreadState_SetAsyncExc(ident as c_long, exception.as_ptr()) };
+                });
+            });
     }
 
     fn add_credit(&self, chunks: u32) {
@@ -84,10 +138,12 @@ impl InFlight {
         Some(control)
     }
 
-    /// Marks a call as cancelled; unknown or finished ids are ignored.
+    /// Marks a call as cancelled and interrupts its Python code if it is running;
+    /// unknown or finished ids are ignored.
     pub fn cancel(&self, request_id: u64) {
         if let Some(control) = self.get(request_id) {
             control.cancel();
+            control.interrupt();
         }
     }
 
@@ -170,7 +226,9 @@ impl Job {
                         if call.streaming {
                             call::stream(dispatch, request_id, call, &link, &*control, &send);
                         } else {
-                            send(call::run(dispatch, request_id, call, &link, queue_us));
+                            send(call::run(
+                                dispatch, request_id, call, &link, queue_us, &*control,
+                            ));
                         }
                     })
                 }));

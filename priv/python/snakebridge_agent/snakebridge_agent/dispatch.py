@@ -20,6 +20,7 @@ from snakebridge_agent.allowlist import NotAllowed
 from snakebridge_agent.streams import iterate
 
 __all__ = [
+    "CallCancelled",
     "NotAllowed",
     "TargetNotFound",
     "call",
@@ -40,6 +41,12 @@ class TargetNotFound(LookupError):
         super().__init__(f"cannot resolve {target!r}: {reason}")
         self.target = target
         self.reason = reason
+
+
+class CallCancelled(BaseException):
+    """Raised inside a call whose caller gave up on it (its deadline passed or its caller
+    went away), so that a call looping in Python frees its thread. A `BaseException`, so
+    that `except Exception` in library code does not swallow it."""
 
 
 # Resolved targets, keyed by their dotted path. Only successes are cached, so a module
