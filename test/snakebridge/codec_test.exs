@@ -58,6 +58,36 @@ defmodule SnakeBridge.CodecTest do
     assert message =~ "JSON"
   end
 
+  test "a call's arguments are written straight from the terms, refused as the whole term was" do
+    for opts <- [[], @json] do
+      expected = if opts == [], do: {1, "x"}, else: [1, "x"]
+
+      assert SnakeBridge.call("builtins", "dict", [], [a: {1, "x"}, b: nil], opts) ==
+               {:ok, %{"a" => expected, "b" => nil}}
+
+      assert SnakeBridge.call("builtins", "dict", [], %{"a" => 1}, opts) == {:ok, %{"a" => 1}}
+    end
+
+    # A part that cannot cross at all wins over a JSON refusal met before it.
+    error = assert_raise ArgumentError, fn -> echo([:nan, self()], @json) end
+    assert error.message =~ "cannot send args[0][1] to Python"
+    assert error.message =~ "a pid cannot be sent to Python"
+
+    error =
+      assert_raise ArgumentError, fn ->
+        SnakeBridge.call("builtins", "dict", [], [a: :nan, b: [self()]], @json)
+      end
+
+    assert error.message =~ "cannot send kwargs[:b][0] to Python"
+
+    error =
+      assert_raise ArgumentError, fn ->
+        SnakeBridge.call("builtins", "dict", [], [a: :nan], @json)
+      end
+
+    assert error.message =~ "NaN cannot be written as JSON"
+  end
+
   test "TypeConverter encodes and decodes without Python, in both codecs" do
     term = %{"list" => [1, 2.5, nil], "nested" => %{"ok" => true}}
 

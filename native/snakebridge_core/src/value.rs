@@ -164,17 +164,23 @@ pub struct Tensor {
 impl Tensor {
     /// A tensor, or an error when `data` does not hold exactly the elements of `shape`.
     pub fn new(dtype: DType, shape: Vec<u64>, data: Bytes) -> Result<Tensor, String> {
+        Tensor::check(dtype, &shape, data.len())?;
+        Ok(Tensor { dtype, shape, data })
+    }
+
+    /// Whether `len` bytes hold exactly the elements of a `dtype` tensor of `shape`; the
+    /// error says what is wrong.
+    pub fn check(dtype: DType, shape: &[u64], len: usize) -> Result<(), String> {
         let expected = shape
             .iter()
             .try_fold(1u64, |n, d| n.checked_mul(*d))
             .and_then(|n| n.checked_mul(dtype.size() as u64));
         match expected {
-            Some(n) if n == data.len() as u64 => Ok(Tensor { dtype, shape, data }),
+            Some(n) if n == len as u64 => Ok(()),
             Some(n) => Err(format!(
-                "a {} tensor of shape {:?} needs {n} bytes of data, got {}",
+                "a {} tensor of shape {:?} needs {n} bytes of data, got {len}",
                 dtype.name(),
                 shape,
-                data.len()
             )),
             None => Err(format!("shape {shape:?} is too large")),
         }
@@ -280,17 +286,21 @@ impl Path {
         Path(vec![Segment::Root(name.to_owned())])
     }
 
-    /// Pushes a segment; pair with [`Path::pop`].
+    /// Pushes a segment; pair with [`Path::pop`]. (Inline: the walks of large terms call
+    /// this for every element.)
+    #[inline]
     pub fn push(&mut self, segment: Segment) {
         self.0.push(segment);
     }
 
     /// Removes the last segment.
+    #[inline]
     pub fn pop(&mut self) {
         self.0.pop();
     }
 
     /// How many segments below the root the path is.
+    #[inline]
     pub fn depth(&self) -> usize {
         self.0.len()
     }

@@ -17,8 +17,7 @@ use rustler::{Atom, Encoder, LocalPid, ResourceArc, Term};
 use snakebridge_core::callback::CallbackHandler;
 use snakebridge_core::codec::{self, split_call_arguments};
 use snakebridge_core::proto;
-use snakebridge_core::value::Path;
-use snakebridge_core::{Value, Worker};
+use snakebridge_core::Worker;
 
 use crate::{atoms, terms};
 
@@ -209,13 +208,15 @@ fn callback_reply<'a>(
             pin: Some(reply.worker.clone()),
             ..terms::Refs::default()
         };
-        let encoded = terms::to_value(value, &mut Path::root("result"), &mut refs)
-            .map_err(|u| (u.path, u.message))
-            .and_then(|value| encode(&value));
-        match encoded {
-            Ok(payload) => Ok(payload),
-            Err((path, message)) => {
-                return Ok((atoms::error(), (atoms::unsupported(), path, message)).encode(env))
+        let codec = proto::Codec::Msgpack;
+        match terms::encode(terms::Input::Term(value, "result"), &mut refs, codec, true) {
+            Ok((data, buffers)) => Ok(codec::payload(codec, data, buffers)),
+            Err(refused) => {
+                let (path, message) = match refused {
+                    terms::Refused::Unsupported(u) => (u.path, u.message),
+                    terms::Refused::Codec(err) => ("result".to_owned(), err.to_string()),
+                };
+                return Ok((atoms::error(), (atoms::unsupported(), path, message)).encode(env));
             }
         }
     } else if status == atoms::error() {
@@ -229,9 +230,4 @@ fn callback_reply<'a>(
     } else {
         Ok((atoms::error(), atoms::already_answered()).encode(env))
     }
-}
-
-fn encode(value: &Value) -> Result<proto::Payload, (String, String)> {
-    codec::encode_payload(proto::Codec::Msgpack, value)
-        .map_err(|e| ("result".into(), e.to_string()))
 }

@@ -5,7 +5,6 @@
 use rustler::{Binary, Encoder, Env, NifResult, Term};
 use snakebridge_core::codec::{json, msgpack};
 use snakebridge_core::proto;
-use snakebridge_core::value::Path;
 
 use crate::{atoms, buffers, terms};
 
@@ -14,7 +13,8 @@ fn codec_of(codec: i32) -> NifResult<proto::Codec> {
 }
 
 /// `{:ok, binary}`, `{:error, {:unsupported, path, message}}` for a term that cannot
-/// cross, or `{:error, message}` for one the codec cannot write.
+/// cross, or `{:error, message}` for one the codec cannot write. The bytes are written
+/// straight from the term (see [`terms::encode`]), large binaries in band.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn codec_encode<'a>(env: Env<'a>, term: Term<'a>, codec: i32) -> NifResult<Term<'a>> {
     let codec = codec_of(codec)?;
@@ -22,25 +22,18 @@ fn codec_encode<'a>(env: Env<'a>, term: Term<'a>, codec: i32) -> NifResult<Term<
         inert_callbacks: true,
         ..terms::Refs::default()
     };
-    let value = match terms::to_value(term, &mut Path::root("value"), &mut refs) {
-        Ok(value) => value,
-        Err(unsupported) => {
-            return Ok((
+    Ok(
+        match terms::encode(terms::Input::Term(term, "value"), &mut refs, codec, false) {
+            // A large result becomes a binary over the encoder's own buffer (no copy).
+            Ok((bytes, _)) => (atoms::ok(), buffers::binary_term(env, &bytes.into())).encode(env),
+            Err(terms::Refused::Unsupported(unsupported)) => (
                 atoms::error(),
                 (atoms::unsupported(), unsupported.path, unsupported.message),
             )
-                .encode(env))
-        }
-    };
-    let encoded = match codec {
-        proto::Codec::Msgpack => msgpack::encode(&value),
-        proto::Codec::Json => json::encode(&value),
-    };
-    Ok(match encoded {
-        // A large result becomes a binary over the encoder's own buffer (no copy).
-        Ok(bytes) => (atoms::ok(), buffers::binary_term(env, &bytes.into())).encode(env),
-        Err(err) => (atoms::error(), err.to_string()).encode(env),
-    })
+                .encode(env),
+            Err(terms::Refused::Codec(err)) => (atoms::error(), err.to_string()).encode(env),
+        },
+    )
 }
 
 /// `{:ok, term}` or `{:error, message}`.

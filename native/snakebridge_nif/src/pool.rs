@@ -11,11 +11,10 @@ use tokio::sync::oneshot;
 
 use snakebridge_core::allow::Allowlist;
 use snakebridge_core::callback::Callbacks;
-use snakebridge_core::codec::{self, call_arguments};
+use snakebridge_core::codec;
 use snakebridge_core::pool::CachePolicy;
 use snakebridge_core::proto;
 use snakebridge_core::stats::LATENCY_BUCKETS_US;
-use snakebridge_core::value::Path;
 use snakebridge_core::{CallRequest, Error, Op, Pool, PoolConfig, Value, Worker};
 
 use crate::reply::Reply;
@@ -398,31 +397,20 @@ pub(crate) fn encode_call<'a>(
     }
 }
 
-fn encode_arguments(
-    args: Term,
-    kwargs: Term,
+fn encode_arguments<'a>(
+    args: Term<'a>,
+    kwargs: Term<'a>,
     refs: &mut terms::Refs,
     codec: proto::Codec,
 ) -> Result<proto::Payload, terms::Unsupported> {
-    let mut path = Path::root("args");
-    let args = match terms::to_value(args, &mut path, refs)? {
-        snakebridge_core::Value::List(items) => items,
-        other => {
-            return Err(terms::Unsupported {
-                path: "args".into(),
-                message: format!(
-                    "positional arguments must be a list, got a {}",
-                    other.kind()
-                ),
-            })
-        }
-    };
-    let mut path = Path::root("kwargs");
-    let kwargs = terms::kwargs_to_values(kwargs, &mut path, refs)?;
-    codec::encode_payload(codec, &call_arguments(args, kwargs)).map_err(|e| terms::Unsupported {
-        path: "args".into(),
-        message: e.to_string(),
-    })
+    match terms::encode(terms::Input::Call(args, kwargs), refs, codec, true) {
+        Ok((data, buffers)) => Ok(codec::payload(codec, data, buffers)),
+        Err(terms::Refused::Unsupported(unsupported)) => Err(unsupported),
+        Err(terms::Refused::Codec(err)) => Err(terms::Unsupported {
+            path: "args".into(),
+            message: err.to_string(),
+        }),
+    }
 }
 
 /// Runs a call on every live worker; replies `{tag, {:ok, [{worker_pid, result}]}}` where

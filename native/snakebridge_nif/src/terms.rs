@@ -1,8 +1,10 @@
-//! Erlang terms ⇄ core [`Value`]s, following the value table of `DESIGN.md`.
+//! Erlang terms ⇄ the core's values and codecs, following the value table of `DESIGN.md`.
 //!
-//! Encoding runs on the caller's scheduler and refuses what cannot cross (pids, ports,
-//! references, functions, unknown structs, improper lists) with the path of the offending
-//! part, e.g. `args[1][:opts]`. Decoding runs on tokio threads into an owned env.
+//! Encoding runs on the caller's scheduler: one walk of the term ([`write_term`]) feeds a
+//! core [`Sink`], which builds a [`Value`] ([`to_value`]) or writes msgpack or JSON
+//! straight from the terms ([`encode`]). It refuses what cannot cross (pids, ports,
+//! references, unknown structs, improper lists) with the path of the offending part,
+//! e.g. `args[1][:opts]`. Decoding runs on tokio threads into an owned env.
 
 use rustler::types::map::MapIterator;
 use rustler::types::tuple::{get_tuple, make_tuple};
@@ -11,6 +13,10 @@ use rustler::{Atom, BigInt, Binary, Encoder, Env, NewBinary, Term, TermType};
 use std::sync::{Arc, Weak};
 
 use rustler::ResourceArc;
+use snakebridge_core::bytes::Bytes;
+use snakebridge_core::codec::sink::{self, Builder, Seq, Sink};
+use snakebridge_core::codec::{json, msgpack, CodecError};
+use snakebridge_core::proto;
 use snakebridge_core::value::{
     fill_pending_key, DType, Date, ObjectRef, Path, Segment, Tensor, Time, Value, MAX_DEPTH,
 };
@@ -36,6 +42,7 @@ impl Unsupported {
         self
     }
 
+    #[cold]
     fn at(path: &Path, message: impl Into<String>) -> Unsupported {
         Unsupported {
             path: path.to_string(),
@@ -45,10 +52,41 @@ impl Unsupported {
 }
 
 // ---------------------------------------------------------------------------------------
-// term -> value
+// term -> value, msgpack or JSON
+
+/// Why a term could not be encoded: a part of it cannot cross at all, or the codec cannot
+/// write it (JSON and NaN, ...).
+#[derive(Debug)]
+pub enum Refused {
+    Unsupported(Unsupported),
+    Codec(CodecError),
+}
+
+impl From<Unsupported> for Refused {
+    fn from(unsupported: Unsupported) -> Refused {
+        Refused::Unsupported(unsupported)
+    }
+}
+
+impl From<CodecError> for Refused {
+    fn from(err: CodecError) -> Refused {
+        Refused::Codec(err)
+    }
+}
+
+impl Refused {
+    #[cold]
+    #[inline(never)]
+    fn with_key(self, key: Term) -> Refused {
+        match self {
+            Refused::Unsupported(unsupported) => Refused::Unsupported(unsupported.with_key(key)),
+            codec => codec,
+        }
+    }
+}
 
 /// What encoding learned about the object references among the arguments.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Refs {
     /// The worker holding the referenced objects: the call must run there.
     pub pin: Option<Weak<Worker>>,
@@ -97,69 +135,140 @@ impl Refs {
     }
 }
 
-/// Converts a term to a value; `path` names where the term sits in the caller's input.
-pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, Unsupported> {
-    if path.depth() > MAX_DEPTH {
-        return Err(Unsupported::at(
-            path,
-            format!("value is nested more than {MAX_DEPTH} levels deep"),
-        ));
-    }
-    match term.get_type() {
-        TermType::Atom => Ok(atom_value(term)),
-        TermType::Integer => match term.decode::<i64>() {
-            Ok(n) => Ok(Value::Int(n)),
-            Err(_) => term
-                .decode::<BigInt>()
-                // rustler and the core use different num-bigint releases: convert via bytes.
-                .map(|n| {
-                    Value::integer(snakebridge_core::num_bigint::BigInt::from_signed_bytes_be(
-                        &n.to_signed_bytes_be(),
-                    ))
-                })
-                .map_err(|_| Unsupported::at(path, "integer could not be read")),
-        },
-        TermType::Float => term
-            .decode::<f64>()
-            .map(Value::Float)
-            .map_err(|_| Unsupported::at(path, "float could not be read")),
-        TermType::Binary => {
-            let bin = Binary::from_term(term).map_err(|_| {
-                Unsupported::at(path, "a bitstring that is not a whole number of bytes")
-            })?;
-            Ok(match std::str::from_utf8(bin.as_slice()) {
-                Ok(s) => Value::Str(s.to_owned()),
-                Err(_) => Value::Bytes(buffers::bytes_of(term, &bin)),
-            })
+/// What [`encode`] encodes.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    /// A term, its parts named from `root` in errors (`value[1][:opts]`).
+    Term(Term<'a>, &'static str),
+    /// A call's positional arguments (a list) and keyword arguments, encoded as the call
+    /// frame carries them: `[args, kwargs]` (see
+    /// [`call_arguments`](snakebridge_core::codec::call_arguments)).
+    Call(Term<'a>, Term<'a>),
+}
+
+impl Input<'_> {
+    fn write<S: Sink>(self, refs: &mut Refs, sink: &mut S) -> Result<S::Out, Refused> {
+        match self {
+            Input::Term(term, root) => write_term(term, &mut Path::root(root), refs, sink),
+            Input::Call(args, kwargs) => write_arguments(args, kwargs, refs, sink),
         }
-        TermType::List => list_items(term, path, refs).map(Value::List),
-        TermType::Tuple => {
-            let items = get_tuple(term).map_err(|_| Unsupported::at(path, "bad tuple"))?;
-            if is_elixir_mfa(&items) {
-                return Ok(function_value(term, refs));
-            }
-            seq(&items, path, refs).map(Value::Tuple)
-        }
-        TermType::Map => map_value(term, path, refs),
-        TermType::Pid => Err(Unsupported::at(path, "a pid cannot be sent to Python")),
-        TermType::Port => Err(Unsupported::at(path, "a port cannot be sent to Python")),
-        TermType::Ref => Err(Unsupported::at(
-            path,
-            "a reference cannot be sent to Python",
-        )),
-        TermType::Fun => Ok(function_value(term, refs)),
-        TermType::Unknown => Err(Unsupported::at(path, "a term of unknown type")),
     }
 }
 
-/// A function among the arguments: kept for Python to call (unless the value is only
-/// being inspected).
-fn function_value(term: Term, refs: &Refs) -> Value {
-    if refs.inert_callbacks {
-        Value::Callback(0)
-    } else {
-        Value::Callback(callbacks::register(term, refs.permanent_callbacks))
+/// Encodes `input` in `codec`, straight from the terms (no [`Value`] is built): the msgpack
+/// or JSON text and, when `out_of_band` (msgpack in calls), the buffers that large bytes
+/// and tensor data went to instead of the msgpack.
+///
+/// The error is the one converting the whole input to a [`Value`] and encoding that would
+/// give: a part that cannot cross at all wins over a refusal of the codec met earlier. So
+/// after a codec's refusal the input is walked again, into a value with callbacks inert
+/// (nothing is kept for Python), to look for such a part.
+pub fn encode(
+    input: Input,
+    refs: &mut Refs,
+    codec: proto::Codec,
+    out_of_band: bool,
+) -> Result<(Vec<u8>, Vec<Bytes>), Refused> {
+    let before = refs.clone();
+    let encoded = match codec {
+        proto::Codec::Msgpack => {
+            let mut writer = if out_of_band {
+                msgpack::Writer::out_of_band()
+            } else {
+                msgpack::Writer::in_band()
+            };
+            input.write(refs, &mut writer).map(|()| writer.into_parts())
+        }
+        proto::Codec::Json => {
+            let mut writer = json::Writer::new();
+            input
+                .write(refs, &mut writer)
+                .map(|()| (writer.into_bytes(), Vec::new()))
+        }
+    };
+    match encoded {
+        Err(Refused::Codec(err)) => {
+            let mut refs = Refs {
+                inert_callbacks: true,
+                ..before
+            };
+            match input.write(&mut refs, &mut Builder) {
+                Err(Refused::Unsupported(unsupported)) => Err(unsupported.into()),
+                _ => Err(err.into()),
+            }
+        }
+        other => other,
     }
+}
+
+/// Converts a term to a value; `path` names where the term sits in the caller's input.
+pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, Unsupported> {
+    write_term(term, path, refs, &mut Builder).map_err(|refused| match refused {
+        Refused::Unsupported(unsupported) => unsupported,
+        // The builder refuses nothing the walk has not checked already.
+        Refused::Codec(err) => Unsupported::at(path, err.to_string()),
+    })
+}
+
+/// Walks `term` into `sink`, refusing what cannot cross with where it is (`path`).
+///
+/// The walk recurses once per level of nesting, up to [`MAX_DEPTH`], on a dirty
+/// scheduler's small stack (320 KB by default): the functions on the recursion (this one
+/// and the containers') keep their frames small, and everything else is out of line.
+pub fn write_term<S: Sink>(
+    term: Term,
+    path: &mut Path,
+    refs: &mut Refs,
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
+    if path.depth() > MAX_DEPTH {
+        return Err(too_deep(path).into());
+    }
+    match term.get_type() {
+        TermType::Atom => write_atom(term, sink),
+        TermType::Integer => write_integer(term, path, sink),
+        TermType::Float => write_float(term, path, sink),
+        TermType::Binary => write_binary(term, path, sink),
+        TermType::List => write_list(term, path, refs, sink),
+        TermType::Tuple => write_tuple(term, path, refs, sink),
+        TermType::Map => write_map(term, path, refs, sink),
+        TermType::Fun => write_function(term, refs, sink),
+        other => Err(refuse_type(other, path).into()),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn too_deep(path: &Path) -> Unsupported {
+    Unsupported::at(path, sink::too_deep().to_string())
+}
+
+/// A term of a type that cannot cross at all.
+#[cold]
+#[inline(never)]
+fn refuse_type(ty: TermType, path: &Path) -> Unsupported {
+    let message = match ty {
+        TermType::Pid => "a pid cannot be sent to Python",
+        TermType::Port => "a port cannot be sent to Python",
+        TermType::Ref => "a reference cannot be sent to Python",
+        _ => "a term of unknown type",
+    };
+    Unsupported::at(path, message)
+}
+
+/// A function among the arguments: the id of its callable in Python (0 when the value
+/// is only being inspected).
+fn function_id(term: Term, refs: &Refs) -> u64 {
+    if refs.inert_callbacks {
+        0
+    } else {
+        callbacks::register(term, refs.permanent_callbacks)
+    }
+}
+
+#[inline(never)]
+fn write_function<S: Sink>(term: Term, refs: &Refs, sink: &mut S) -> Result<S::Out, Refused> {
+    Ok(sink.callback(function_id(term, refs))?)
 }
 
 /// `{Module, :function, arity}` with an Elixir module: a function reference, not data.
@@ -176,49 +285,208 @@ fn is_elixir_mfa(items: &[Term]) -> bool {
     }
 }
 
-fn atom_value(term: Term) -> Value {
-    if term == atoms::nil().to_term(term.get_env()) {
-        return Value::Nil;
-    }
-    if let Ok(b) = term.decode::<bool>() {
-        return Value::Bool(b);
-    }
-    let name = term.atom_to_string().unwrap_or_else(|_| String::from("?"));
-    match name.as_str() {
-        "nan" => Value::Float(f64::NAN),
-        "infinity" => Value::Float(f64::INFINITY),
-        "neg_infinity" => Value::Float(f64::NEG_INFINITY),
-        _ => Value::Str(name),
-    }
+#[inline(never)]
+fn write_atom<S: Sink>(term: Term, sink: &mut S) -> Result<S::Out, Refused> {
+    Ok(if atoms::nil() == term {
+        sink.nil()?
+    } else if let Ok(b) = term.decode::<bool>() {
+        sink.bool(b)?
+    } else if atoms::nan() == term {
+        sink.float(f64::NAN)?
+    } else if atoms::infinity() == term {
+        sink.float(f64::INFINITY)?
+    } else if atoms::neg_infinity() == term {
+        sink.float(f64::NEG_INFINITY)?
+    } else {
+        let name = term.atom_to_string().unwrap_or_else(|_| String::from("?"));
+        sink.str(&name)?
+    })
 }
 
-fn seq(items: &[Term], path: &mut Path, refs: &mut Refs) -> Result<Vec<Value>, Unsupported> {
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+#[inline(never)]
+fn write_integer<S: Sink>(term: Term, path: &Path, sink: &mut S) -> Result<S::Out, Refused> {
+    if let Ok(n) = term.decode::<i64>() {
+        return Ok(sink.int(n)?);
+    }
+    let n = term
+        .decode::<BigInt>()
+        .map_err(|_| Unsupported::at(path, "integer could not be read"))?;
+    // rustler and the core use different num-bigint releases: convert via bytes.
+    let n = snakebridge_core::num_bigint::BigInt::from_signed_bytes_be(&n.to_signed_bytes_be());
+    Ok(match i64::try_from(&n) {
+        Ok(small) => sink.int(small)?,
+        Err(_) => sink.big_int(&n)?,
+    })
+}
+
+#[inline(never)]
+fn write_float<S: Sink>(term: Term, path: &Path, sink: &mut S) -> Result<S::Out, Refused> {
+    let f = term
+        .decode::<f64>()
+        .map_err(|_| Unsupported::at(path, "float could not be read"))?;
+    Ok(sink.float(f)?)
+}
+
+/// A binary: text when it is UTF-8, else bytes.
+#[inline(never)]
+fn write_binary<S: Sink>(term: Term, path: &Path, sink: &mut S) -> Result<S::Out, Refused> {
+    let bin = Binary::from_term(term)
+        .map_err(|_| Unsupported::at(path, "a bitstring that is not a whole number of bytes"))?;
+    Ok(match std::str::from_utf8(bin.as_slice()) {
+        Ok(s) => sink.str(s)?,
+        Err(_) => sink.bytes(bin.as_slice(), || buffers::bytes_of(term, &bin))?,
+    })
+}
+
+#[inline(never)]
+fn write_tuple<S: Sink>(
+    term: Term,
+    path: &mut Path,
+    refs: &mut Refs,
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
+    let items = get_tuple(term).map_err(|_| Unsupported::at(path, "bad tuple"))?;
+    if is_elixir_mfa(&items) {
+        return write_function(term, refs, sink);
+    }
+    write_items(Seq::Tuple, &items, path, refs, sink)
+}
+
+/// A tuple's items.
+#[inline(never)]
+fn write_items<S: Sink>(
+    kind: Seq,
+    items: &[Term],
+    path: &mut Path,
+    refs: &mut Refs,
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
+    let mut items_left = items.iter().enumerate();
+    sink.seq(kind, items.len(), |sink| {
+        let (i, item) = items_left.next().ok_or_else(sink::overrun)?;
         path.push(Segment::Index(i));
-        let value = to_value(*item, path, refs);
+        let written = write_term(*item, path, refs, sink);
         path.pop();
-        out.push(value?);
-    }
-    Ok(out)
+        written
+    })
 }
 
-fn list_items(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Vec<Value>, Unsupported> {
-    let mut out = Vec::new();
+/// A list. Its length comes first (msgpack writes it before the items); an improper
+/// list's items are walked up to its tail before it is refused, so that an item that
+/// cannot cross is reported first, as converting it item by item would.
+#[inline(never)]
+fn write_list<S: Sink>(
+    term: Term,
+    path: &mut Path,
+    refs: &mut Refs,
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
+    let (len, proper) = match term.list_length() {
+        Ok(len) => (len, true),
+        Err(_) => (proper_prefix(term), false),
+    };
     let mut rest = term;
-    loop {
-        if rest.is_empty_list() {
-            return Ok(out);
-        }
-        let (head, tail) = rest
-            .list_get_cell()
-            .map_err(|_| Unsupported::at(path, "an improper list cannot be sent to Python"))?;
-        path.push(Segment::Index(out.len()));
-        let value = to_value(head, path, refs);
+    let mut index = 0;
+    let written = sink.seq(Seq::List, len, |sink| {
+        let (head, tail) = rest.list_get_cell().map_err(|_| sink::overrun())?;
+        rest = tail;
+        path.push(Segment::Index(index));
+        index += 1;
+        let item = write_term(head, path, refs, sink);
         path.pop();
-        out.push(value?);
+        item
+    })?;
+    if proper {
+        Ok(written)
+    } else {
+        Err(Unsupported::at(path, "an improper list cannot be sent to Python").into())
+    }
+}
+
+/// How many cells an improper list has before its tail.
+#[cold]
+fn proper_prefix(term: Term) -> usize {
+    let mut len = 0;
+    let mut rest = term;
+    while let Ok((_, tail)) = rest.list_get_cell() {
+        len += 1;
         rest = tail;
     }
+    len
+}
+
+#[inline(never)]
+fn write_map<S: Sink>(
+    term: Term,
+    path: &mut Path,
+    refs: &mut Refs,
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
+    match struct_name(term).as_deref() {
+        None => {}
+        Some("Elixir.MapSet") => return write_set(term, path, refs, sink),
+        Some(name) => return write_struct(term, name, path, refs, sink),
+    }
+    let pairs = map_pairs(term).ok_or_else(|| Unsupported::at(path, "bad map"))?;
+    let mut pairs_left = pairs.iter();
+    sink.map(pairs.len(), |sink| {
+        let &(k, v) = pairs_left.next().ok_or_else(sink::overrun)?;
+        write_entry(k, v, path, refs, sink)
+    })
+}
+
+/// The entries of a map. (Collected rather than iterated during the walk: a map iterator
+/// is large, and would sit in every level's frame of a nested walk.)
+#[inline(never)]
+fn map_pairs(term: Term) -> Option<Vec<(Term, Term)>> {
+    let mut pairs = Vec::with_capacity(term.map_size().ok()?);
+    pairs.extend(MapIterator::new(term)?);
+    Some(pairs)
+}
+
+#[inline(never)]
+fn write_entry<S: Sink>(
+    k: Term,
+    v: Term,
+    path: &mut Path,
+    refs: &mut Refs,
+    sink: &mut S,
+) -> Result<(S::Out, S::Out), Refused> {
+    path.push(Segment::PendingKey);
+    let entry =
+        write_term(k, path, refs, sink).and_then(|key| Ok((key, write_term(v, path, refs, sink)?)));
+    path.pop();
+    entry.map_err(|err| err.with_key(k))
+}
+
+/// A `MapSet`: a set of its map's keys.
+#[inline(never)]
+fn write_set<S: Sink>(
+    term: Term,
+    path: &mut Path,
+    refs: &mut Refs,
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
+    let map = field(term, atoms::map(), path)?;
+    let members = map_pairs(map).ok_or_else(|| Unsupported::at(path, "malformed MapSet"))?;
+    let mut members_left = members.iter();
+    sink.seq(Seq::Set, members.len(), |sink| {
+        let &(k, _) = members_left.next().ok_or_else(sink::overrun)?;
+        write_member(k, path, refs, sink)
+    })
+}
+
+#[inline(never)]
+fn write_member<S: Sink>(
+    k: Term,
+    path: &mut Path,
+    refs: &mut Refs,
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
+    path.push(Segment::PendingKey);
+    let item = write_term(k, path, refs, sink);
+    path.pop();
+    item.map_err(|err| err.with_key(k))
 }
 
 /// Renders a map key the way Elixir would show it in an access path.
@@ -280,21 +548,6 @@ fn time_of(term: Term, path: &Path) -> Result<Time, Unsupported> {
     })
 }
 
-fn map_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, Unsupported> {
-    if let Some(name) = struct_name(term) {
-        return struct_value(term, &name, path, refs);
-    }
-    let iter = MapIterator::new(term).ok_or_else(|| Unsupported::at(path, "bad map"))?;
-    let mut pairs = Vec::with_capacity(term.map_size().unwrap_or(0));
-    for (k, v) in iter {
-        path.push(Segment::PendingKey);
-        let pair = to_value(k, path, refs).and_then(|key| Ok((key, to_value(v, path, refs)?)));
-        path.pop();
-        pairs.push(pair.map_err(|err| err.with_key(k))?);
-    }
-    Ok(Value::Map(pairs))
-}
-
 fn iso_calendar(term: Term, path: &Path) -> Result<(), Unsupported> {
     let calendar = field(term, atoms::calendar(), path)?
         .atom_to_string()
@@ -309,28 +562,32 @@ fn iso_calendar(term: Term, path: &Path) -> Result<(), Unsupported> {
     }
 }
 
-fn struct_value(
+/// A struct other than `MapSet` (the structs that can cross hold no other values).
+#[inline(never)]
+fn write_struct<S: Sink>(
     term: Term,
     name: &str,
-    path: &mut Path,
+    path: &Path,
     refs: &mut Refs,
-) -> Result<Value, Unsupported> {
-    match name {
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
+    Ok(match name {
         "Elixir.SnakeBridge.Ref" => {
             let resource: ResourceArc<RefResource> = field(term, atoms::resource(), path)?
                 .decode()
                 .map_err(|_| Unsupported::at(path, "%SnakeBridge.Ref{} without its resource"))?;
-            refs.add(&resource, path).map(Value::Ref)
+            let object = refs.add(&resource, path)?;
+            sink.object_ref(&object)?
         }
         "Elixir.SnakeBridge.Bytes" => {
             let data = field(term, atoms::data(), path)?;
-            Binary::from_term(data)
-                .map(|bin| Value::Bytes(buffers::bytes_of(data, &bin)))
-                .map_err(|_| Unsupported::at(path, "%SnakeBridge.Bytes{} data must be a binary"))
+            let bin = Binary::from_term(data)
+                .map_err(|_| Unsupported::at(path, "%SnakeBridge.Bytes{} data must be a binary"))?;
+            sink.bytes(bin.as_slice(), || buffers::bytes_of(data, &bin))?
         }
         "Elixir.SnakeBridge.Tensor" => {
             let data = field(term, atoms::data(), path)?;
-            tensor_value(term, data, path)
+            return write_tensor(term, data, path, sink);
         }
         "Elixir.Nx.Tensor" => {
             // Only the binary backend's data is in the BEAM; other backends (EXLA, ...)
@@ -339,68 +596,59 @@ fn struct_value(
             match struct_name(backend).as_deref() {
                 Some("Elixir.Nx.BinaryBackend") => {
                     let data = field(backend, atoms::state(), path)?;
-                    tensor_value(term, data, path)
+                    return write_tensor(term, data, path, sink);
                 }
-                other => Err(Unsupported::at(
-                    path,
-                    format!(
-                        "an Nx tensor on the {} backend cannot be sent to Python: call Nx.backend_transfer(tensor, Nx.BinaryBackend) first",
-                        other.unwrap_or("unknown").trim_start_matches("Elixir.")
-                    ),
-                )),
+                other => {
+                    return Err(Unsupported::at(
+                        path,
+                        format!(
+                            "an Nx tensor on the {} backend cannot be sent to Python: call Nx.backend_transfer(tensor, Nx.BinaryBackend) first",
+                            other.unwrap_or("unknown").trim_start_matches("Elixir.")
+                        ),
+                    )
+                    .into())
+                }
             }
-        }
-        "Elixir.MapSet" => {
-            let map = field(term, atoms::map(), path)?;
-            let iter =
-                MapIterator::new(map).ok_or_else(|| Unsupported::at(path, "malformed MapSet"))?;
-            let mut items = Vec::new();
-            for (k, _) in iter {
-                path.push(Segment::PendingKey);
-                let item = to_value(k, path, refs);
-                path.pop();
-                items.push(item.map_err(|err| err.with_key(k))?);
-            }
-            Ok(Value::Set(items))
         }
         "Elixir.Date" => {
             iso_calendar(term, path)?;
-            Ok(Value::Date(date_of(term, path)?))
+            sink.date(date_of(term, path)?)?
         }
         "Elixir.Time" => {
             iso_calendar(term, path)?;
-            Ok(Value::Time(time_of(term, path)?))
+            sink.time(time_of(term, path)?)?
         }
         "Elixir.NaiveDateTime" => {
             iso_calendar(term, path)?;
-            Ok(Value::NaiveDateTime(
-                date_of(term, path)?,
-                time_of(term, path)?,
-            ))
+            sink.naive_datetime(date_of(term, path)?, time_of(term, path)?)?
         }
         "Elixir.DateTime" => {
             iso_calendar(term, path)?;
             let utc: i32 = int_field(term, atoms::utc_offset(), path)?;
             let std: i32 = int_field(term, atoms::std_offset(), path)?;
-            Ok(Value::DateTime(
-                date_of(term, path)?,
-                time_of(term, path)?,
-                utc + std,
-            ))
+            sink.datetime(date_of(term, path)?, time_of(term, path)?, utc + std)?
         }
-        other => Err(Unsupported::at(
-            path,
-            format!(
-                "struct %{}{{}} cannot be sent to Python (convert it to a map first)",
-                other.trim_start_matches("Elixir.")
-            ),
-        )),
-    }
+        other => {
+            return Err(Unsupported::at(
+                path,
+                format!(
+                    "struct %{}{{}} cannot be sent to Python (convert it to a map first)",
+                    other.trim_start_matches("Elixir.")
+                ),
+            )
+            .into())
+        }
+    })
 }
 
 /// A tensor from the `type` (`{:f, 32}`) and `shape` (`{2, 3}`) fields of `term` and its
 /// data binary; a large binary is not copied.
-fn tensor_value(term: Term, data: Term, path: &Path) -> Result<Value, Unsupported> {
+fn write_tensor<S: Sink>(
+    term: Term,
+    data: Term,
+    path: &Path,
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
     let ty = field(term, atoms::r#type(), path)?;
     let dtype = get_tuple(ty)
         .ok()
@@ -427,17 +675,57 @@ fn tensor_value(term: Term, data: Term, path: &Path) -> Result<Value, Unsupporte
         })?;
     let bin = Binary::from_term(data)
         .map_err(|_| Unsupported::at(path, "tensor data must be a binary"))?;
-    Tensor::new(dtype, shape, buffers::bytes_of(data, &bin))
-        .map(Value::Tensor)
-        .map_err(|message| Unsupported::at(path, message))
+    Tensor::check(dtype, &shape, bin.len()).map_err(|message| Unsupported::at(path, message))?;
+    Ok(sink.tensor(dtype, &shape, bin.as_slice(), || {
+        buffers::bytes_of(data, &bin)
+    })?)
 }
 
-/// Converts keyword arguments (a keyword list or a map with atom or string keys).
-pub fn kwargs_to_values(
+/// A call's arguments as the call frame carries them: `[args, kwargs]`.
+fn write_arguments<S: Sink>(
+    args: Term,
+    kwargs: Term,
+    refs: &mut Refs,
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
+    let mut parts = 0;
+    sink.seq(Seq::List, 2, |sink| {
+        parts += 1;
+        match parts {
+            1 if args.get_type() == TermType::List => {
+                write_term(args, &mut Path::root("args"), refs, sink)
+            }
+            1 => Err(not_a_list(args, refs).into()),
+            2 => write_kwargs(kwargs, &mut Path::root("kwargs"), refs, sink),
+            _ => Err(sink::overrun().into()),
+        }
+    })
+}
+
+/// Why positional arguments that are not a list are refused: a part of them that cannot
+/// cross, else their kind.
+#[cold]
+fn not_a_list(args: Term, refs: &mut Refs) -> Unsupported {
+    match to_value(args, &mut Path::root("args"), refs) {
+        Err(unsupported) => unsupported,
+        Ok(other) => Unsupported {
+            path: "args".into(),
+            message: format!(
+                "positional arguments must be a list, got a {}",
+                other.kind()
+            ),
+        },
+    }
+}
+
+/// Keyword arguments (a keyword list or a map with atom or string keys), as a map with
+/// string keys.
+fn write_kwargs<S: Sink>(
     term: Term,
     path: &mut Path,
     refs: &mut Refs,
-) -> Result<Vec<(Value, Value)>, Unsupported> {
+    sink: &mut S,
+) -> Result<S::Out, Refused> {
     let bad = |path: &Path| {
         Unsupported::at(
             path,
@@ -452,7 +740,7 @@ pub fn kwargs_to_values(
                 let (head, tail) = rest.list_get_cell().map_err(|_| bad(path))?;
                 match get_tuple(head).as_deref() {
                     Ok([k, v]) => pairs.push((*k, *v)),
-                    _ => return Err(bad(path)),
+                    _ => return Err(bad(path).into()),
                 }
                 rest = tail;
             }
@@ -461,21 +749,22 @@ pub fn kwargs_to_values(
         TermType::Map if struct_name(term).is_none() => {
             MapIterator::new(term).ok_or_else(|| bad(path))?.collect()
         }
-        _ => return Err(bad(path)),
+        _ => return Err(bad(path).into()),
     };
-    let mut out = Vec::with_capacity(pairs.len());
-    for (k, v) in pairs {
+    let mut pairs_left = pairs.iter();
+    sink.map(pairs.len(), |sink| {
+        let (k, v) = pairs_left.next().ok_or_else(sink::overrun)?;
         let name = match k.get_type() {
             TermType::Atom => k.atom_to_string().map_err(|_| bad(path))?,
             TermType::Binary => k.decode::<String>().map_err(|_| bad(path))?,
-            _ => return Err(bad(path)),
+            _ => return Err(bad(path).into()),
         };
-        path.push(Segment::Key(render_key(k)));
-        let value = to_value(v, path, refs);
+        let key = sink.str(&name)?;
+        path.push(Segment::Key(render_key(*k)));
+        let value = write_term(*v, path, refs, sink);
         path.pop();
-        out.push((Value::Str(name), value?));
-    }
-    Ok(out)
+        Ok((key, value?))
+    })
 }
 
 // ---------------------------------------------------------------------------------------

@@ -15,10 +15,12 @@
 //! NaN and the infinities, object references, Elixir functions and tensors cannot be
 //! written as JSON: encoding them is an error (use msgpack, the default).
 
-use std::fmt::Write as _;
+use bytes::Bytes;
+use num_bigint::BigInt;
 
+use super::sink::{write_value, Seq, Sink};
 use super::CodecError;
-use crate::value::{Date, Time, Value, MAX_DEPTH};
+use crate::value::{DType, Date, ObjectRef, Time, Value};
 
 /// Converts a JSON document into a value. Numbers that fit `i64` stay integers; larger
 /// ones and fractions become floats.
@@ -50,122 +52,253 @@ pub fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
 
 /// Encodes a value as JSON text (see the module doc for what is lossy or refused).
 pub fn encode(value: &Value) -> Result<Vec<u8>, CodecError> {
-    let mut out = String::with_capacity(64);
-    write_value(value, &mut out, 0)?;
-    Ok(out.into_bytes())
+    let mut writer = Writer::new();
+    write_value(value, &mut writer)?;
+    Ok(writer.into_bytes())
 }
 
-fn write_value(value: &Value, out: &mut String, depth: usize) -> Result<(), CodecError> {
-    if depth > MAX_DEPTH {
-        return Err(CodecError::new(format!(
-            "value is nested more than {MAX_DEPTH} levels deep"
-        )));
-    }
-    match value {
-        Value::Nil => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(n) => out.push_str(itoa::Buffer::new().format(*n)),
-        Value::BigInt(n) => {
-            let _ = write!(out, "{n}");
+/// Writes JSON text: the [`Sink`] behind [`encode`], which a binding can also drive
+/// straight from its own data (the NIF, from Erlang terms) without building a [`Value`].
+/// What JSON cannot hold is refused here, and only here.
+#[derive(Debug, Default)]
+pub struct Writer {
+    out: Vec<u8>,
+    /// The next value is a map key: it must be written as a string, then `:`.
+    key: bool,
+}
+
+impl Writer {
+    /// An empty writer.
+    pub fn new() -> Writer {
+        Writer {
+            out: Vec::with_capacity(64),
+            key: false,
         }
-        // The shortest form that reads back as the same float (ryu, as serde_json).
-        Value::Float(f) if f.is_finite() => out.push_str(ryu::Buffer::new().format_finite(*f)),
-        Value::Float(f) => {
+    }
+
+    /// The JSON text written (UTF-8).
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.out
+    }
+
+    /// Whether the value now written is a map key (the value after it is not).
+    fn take_key(&mut self) -> bool {
+        std::mem::take(&mut self.key)
+    }
+
+    /// A scalar: `text` as a key (a string, then `:`) or as it is.
+    fn scalar(&mut self, text: &str) -> Result<(), CodecError> {
+        if self.take_key() {
+            self.key_str(text);
+        } else {
+            self.out.extend_from_slice(text.as_bytes());
+        }
+        Ok(())
+    }
+
+    fn key_str(&mut self, key: &str) {
+        write_str(key, &mut self.out);
+        self.out.push(b':');
+    }
+
+    /// A value written as a string (bytes in base64, dates and times in ISO 8601), which
+    /// cannot be a key.
+    fn text(&mut self, kind: &str, text: impl FnOnce() -> String) -> Result<(), CodecError> {
+        if self.take_key() {
+            return Err(not_a_key(kind));
+        }
+        write_str(&text(), &mut self.out);
+        Ok(())
+    }
+
+    /// What JSON cannot hold at all.
+    fn refuse(&mut self, kind: &str) -> Result<(), CodecError> {
+        Err(if self.take_key() {
+            not_a_key(kind)
+        } else {
+            CodecError::new(format!(
+                "a {kind} cannot be written as JSON (use the msgpack codec)"
+            ))
+        })
+    }
+}
+
+fn not_a_key(kind: &str) -> CodecError {
+    CodecError::new(format!("a {kind} cannot be a JSON object key"))
+}
+
+impl Sink for Writer {
+    type Out = ();
+
+    fn nil(&mut self) -> Result<(), CodecError> {
+        self.scalar("null")
+    }
+
+    fn bool(&mut self, b: bool) -> Result<(), CodecError> {
+        self.scalar(if b { "true" } else { "false" })
+    }
+
+    fn int(&mut self, n: i64) -> Result<(), CodecError> {
+        self.scalar(itoa::Buffer::new().format(n))
+    }
+
+    fn big_int(&mut self, n: &BigInt) -> Result<(), CodecError> {
+        self.scalar(&n.to_string())
+    }
+
+    fn float(&mut self, f: f64) -> Result<(), CodecError> {
+        if self.take_key() {
+            // Keys take any float, in Rust's notation (`1e21` is written out in full).
+            self.key_str(&f.to_string());
+        } else if f.is_finite() {
+            // The shortest form that reads back as the same float (ryu, as serde_json).
+            let mut buffer = ryu::Buffer::new();
+            self.out
+                .extend_from_slice(buffer.format_finite(f).as_bytes());
+        } else {
             return Err(CodecError::new(format!(
                 "{f} cannot be written as JSON (use the msgpack codec)"
-            )))
+            )));
         }
-        Value::Str(s) => write_str(s, out),
-        Value::Bytes(b) => write_str(&base64(b), out),
-        Value::List(items) | Value::Tuple(items) | Value::Set(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(item, out, depth + 1)?;
-            }
-            out.push(']');
+        Ok(())
+    }
+
+    fn str(&mut self, s: &str) -> Result<(), CodecError> {
+        if self.take_key() {
+            self.key_str(s);
+        } else {
+            write_str(s, &mut self.out);
         }
-        Value::Map(pairs) => {
-            out.push('{');
-            for (i, (k, v)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_str(&key_text(k)?, out);
-                out.push(':');
-                write_value(v, out, depth + 1)?;
-            }
-            out.push('}');
-        }
-        Value::Date(d) => write_str(&date_text(d), out),
-        Value::Time(t) => write_str(&time_text(t), out),
-        Value::NaiveDateTime(d, t) => write_str(&format!("{}T{}", date_text(d), time_text(t)), out),
-        Value::DateTime(d, t, offset) => {
-            let sign = if *offset < 0 { '-' } else { '+' };
+        Ok(())
+    }
+
+    fn bytes(&mut self, data: &[u8], _: impl FnOnce() -> Bytes) -> Result<(), CodecError> {
+        self.text("bytes", || base64(data))
+    }
+
+    fn date(&mut self, d: Date) -> Result<(), CodecError> {
+        self.text("date", || date_text(&d))
+    }
+
+    fn time(&mut self, t: Time) -> Result<(), CodecError> {
+        self.text("time", || time_text(&t))
+    }
+
+    fn naive_datetime(&mut self, d: Date, t: Time) -> Result<(), CodecError> {
+        self.text("naive datetime", || {
+            format!("{}T{}", date_text(&d), time_text(&t))
+        })
+    }
+
+    fn datetime(&mut self, d: Date, t: Time, offset: i32) -> Result<(), CodecError> {
+        self.text("datetime", || {
+            let sign = if offset < 0 { '-' } else { '+' };
             let abs = offset.unsigned_abs();
-            write_str(
-                &format!(
-                    "{}T{}{sign}{:02}:{:02}",
-                    date_text(d),
-                    time_text(t),
-                    abs / 3600,
-                    (abs % 3600) / 60
-                ),
-                out,
+            format!(
+                "{}T{}{sign}{:02}:{:02}",
+                date_text(&d),
+                time_text(&t),
+                abs / 3600,
+                (abs % 3600) / 60
             )
-        }
-        other => {
-            return Err(CodecError::new(format!(
-                "a {} cannot be written as JSON (use the msgpack codec)",
-                other.kind()
-            )))
-        }
+        })
     }
-    Ok(())
-}
 
-fn write_str(s: &str, out: &mut String) {
-    out.push('"');
-    // Most strings need no escaping: copy them whole.
-    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
-        out.push_str(s);
-        out.push('"');
-        return;
+    fn object_ref(&mut self, _: &ObjectRef) -> Result<(), CodecError> {
+        self.refuse("object reference")
     }
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+
+    fn callback(&mut self, _: u64) -> Result<(), CodecError> {
+        self.refuse("callback")
+    }
+
+    fn tensor(
+        &mut self,
+        _: DType,
+        _: &[u64],
+        _: &[u8],
+        _: impl FnOnce() -> Bytes,
+    ) -> Result<(), CodecError> {
+        self.refuse("tensor")
+    }
+
+    fn seq<E: From<CodecError>>(
+        &mut self,
+        kind: Seq,
+        len: usize,
+        mut item: impl FnMut(&mut Self) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.take_key() {
+            return Err(not_a_key(kind.kind()).into());
+        }
+        self.out.push(b'[');
+        for i in 0..len {
+            if i > 0 {
+                self.out.push(b',');
             }
-            c => out.push(c),
+            item(self)?;
         }
+        self.out.push(b']');
+        Ok(())
     }
-    out.push('"');
+
+    fn map<E: From<CodecError>>(
+        &mut self,
+        len: usize,
+        mut entry: impl FnMut(&mut Self) -> Result<((), ()), E>,
+    ) -> Result<(), E> {
+        if self.take_key() {
+            return Err(not_a_key("map").into());
+        }
+        self.out.push(b'{');
+        for i in 0..len {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            // The entry's first value is its key.
+            self.key = true;
+            entry(self)?;
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
 }
 
-/// A map key as JSON object keys must be: a string.
-fn key_text(key: &Value) -> Result<String, CodecError> {
-    Ok(match key {
-        Value::Str(s) => s.clone(),
-        Value::Int(n) => n.to_string(),
-        Value::BigInt(n) => n.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Nil => "null".to_owned(),
-        other => {
-            return Err(CodecError::new(format!(
-                "a {} cannot be a JSON object key",
-                other.kind()
-            )))
-        }
-    })
+/// `s` as a JSON string: quoted, with `"`, `\` and control characters escaped.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    // Escapes are all ASCII, and no byte of a multi-byte UTF-8 character is: the text is
+    // copied in runs between the bytes to escape.
+    let bytes = s.as_bytes();
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let control;
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                control = [
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(b >> 4)],
+                    HEX[usize::from(b & 15)],
+                ];
+                &control
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        out.extend_from_slice(escape);
+        run = i + 1;
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
 }
 
 fn date_text(d: &Date) -> String {
@@ -208,6 +341,7 @@ fn base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Tensor;
 
     fn s(text: &str) -> Value {
         Value::Str(text.into())
@@ -299,6 +433,89 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("invalid JSON"));
+    }
+
+    #[test]
+    fn refusals_name_the_kind_of_value() {
+        let tensor = Tensor::new(DType::U8, vec![1], Bytes::from_static(&[1])).unwrap();
+        for value in [
+            Value::Ref(ObjectRef::default()),
+            Value::Callback(1),
+            Value::Tensor(tensor),
+        ] {
+            assert_eq!(
+                encode(&Value::List(vec![Value::Int(1), value.clone()]))
+                    .unwrap_err()
+                    .to_string(),
+                format!(
+                    "a {} cannot be written as JSON (use the msgpack codec)",
+                    value.kind()
+                )
+            );
+        }
+        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(
+                encode(&Value::Float(f)).unwrap_err().to_string(),
+                format!("{f} cannot be written as JSON (use the msgpack codec)")
+            );
+        }
+    }
+
+    #[test]
+    fn keys_are_strings_of_scalars_and_nothing_else() {
+        let big = BigInt::from(1u128 << 70);
+        let keys = Value::Map(vec![
+            (Value::Int(-1), Value::Nil),
+            (Value::integer(big), Value::Nil),
+            (Value::Float(1e21), Value::Nil),
+            (Value::Float(f64::NAN), Value::Nil),
+            (Value::Bool(true), Value::Nil),
+            (Value::Nil, Value::Nil),
+            (s("a\"b"), Value::Float(1e21)),
+        ]);
+        assert_eq!(
+            String::from_utf8(encode(&keys).unwrap()).unwrap(),
+            r#"{"-1":null,"1180591620717411303424":null,"1000000000000000000000":null,"NaN":null,"true":null,"null":null,"a\"b":1e21}"#
+        );
+        let date = Date {
+            year: 2026,
+            month: 1,
+            day: 2,
+        };
+        let time = Time {
+            hour: 0,
+            minute: 0,
+            second: 0,
+            microsecond: 0,
+        };
+        for key in [
+            Value::List(vec![]),
+            Value::Tuple(vec![]),
+            Value::Set(vec![]),
+            Value::Map(vec![]),
+            Value::Bytes(Bytes::new()),
+            Value::Date(date),
+            Value::Time(time),
+            Value::NaiveDateTime(date, time),
+            Value::DateTime(date, time, 0),
+            Value::Ref(ObjectRef::default()),
+            Value::Callback(1),
+        ] {
+            let map = Value::Map(vec![(s("fine"), Value::Nil), (key.clone(), Value::Nil)]);
+            assert_eq!(
+                encode(&map).unwrap_err().to_string(),
+                format!("a {} cannot be a JSON object key", key.kind())
+            );
+        }
+    }
+
+    #[test]
+    fn strings_escape_quotes_backslashes_and_control_characters() {
+        let text = s("a\"b\\c\nd\re\tf\u{1}\u{1f} \u{7f}é☃");
+        assert_eq!(
+            String::from_utf8(encode(&text).unwrap()).unwrap(),
+            "\"a\\\"b\\\\c\\nd\\re\\tf\\u0001\\u001f \u{7f}é☃\""
+        );
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Codecs: [`Value`] ⇄ bytes in the codec negotiated for a payload: msgpack (the
 //! default, lossless, tensors out of band) or JSON (see [`json`] for what it loses).
+//! Both write through a [`sink::Sink`], which a binding can also drive from its own data
+//! (the NIF writes Erlang terms straight to bytes, without building a [`Value`]).
 
 pub mod json;
 pub mod msgpack;
+pub mod sink;
 
 use crate::proto;
 use crate::value::Value;
@@ -34,12 +37,17 @@ pub fn encode_payload(codec: proto::Codec, value: &Value) -> Result<proto::Paylo
         proto::Codec::Msgpack => msgpack::encode_parts(value)?,
         proto::Codec::Json => (json::encode(value)?, Vec::new()),
     };
-    Ok(proto::Payload {
+    Ok(payload(codec, data, buffers))
+}
+
+/// The wire payload of bytes encoded in `codec` and the out-of-band buffers they refer to.
+pub fn payload(codec: proto::Codec, data: Vec<u8>, buffers: Vec<bytes::Bytes>) -> proto::Payload {
+    proto::Payload {
         codec: codec as i32,
         data,
         buffers,
         ..proto::Payload::default()
-    })
+    }
 }
 
 /// Decodes a wire payload into a value, in whatever codec the payload names.

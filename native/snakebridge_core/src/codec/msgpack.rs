@@ -18,15 +18,17 @@
 //! | 11 | large bytes | empty; a tag: the next value is the index of an out-of-band buffer |
 //! | 10 | tensor | empty; a tag: the next value is `[dtype name, [dims...], data]`, where data is a `bin` (in band) or the index of one of the payload's out-of-band buffers |
 //!
-//! Tensor data travels out of band when the encoder is given a place for buffers
-//! ([`encode_parts`]): the encoded value holds only the buffer's index, and the bytes are
-//! sent beside it without being copied into the msgpack.
+//! Tensor data, and bytes of at least [`OUT_OF_BAND_MIN`], travel out of band when the
+//! encoder is given a place for buffers ([`encode_parts`], [`Writer::out_of_band`]): the
+//! encoded value holds only the buffer's index, and the bytes are sent beside it without
+//! being copied into the msgpack.
 //! Tuples, sets and references are tags before an ordinary array so that nested containers are written
 //! in one pass, without encoding the inner value to a scratch buffer first.
 
 use bytes::Bytes;
 use num_bigint::{BigInt, Sign};
 
+use super::sink::{too_deep, write_value, Seq, Sink};
 use super::CodecError;
 use crate::value::{DType, Date, ObjectRef, Tensor, Time, Value, MAX_DEPTH};
 
@@ -45,136 +47,200 @@ const EXT_BUFFER: i8 = 11;
 /// Bytes values at least this large travel out of band (when the encoder has buffers).
 pub const OUT_OF_BAND_MIN: usize = 64 << 10;
 
-/// Where tensor data goes while encoding: in band (`None`), or out of band into buffers.
-type Sink = Option<Vec<Bytes>>;
-
 /// Encodes `value` as msgpack, tensor data in band.
 pub fn encode(value: &Value) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(64);
-    write_value(value, &mut out, &mut None, 0)?;
-    Ok(out)
+    let mut writer = Writer::in_band();
+    write_value(value, &mut writer)?;
+    Ok(writer.into_parts().0)
 }
 
 /// Encodes `value` as msgpack with tensor data out of band: the msgpack and the buffers
 /// it refers to by index. The buffers are the tensors' own `Bytes` (nothing is copied).
 pub fn encode_parts(value: &Value) -> Result<(Vec<u8>, Vec<Bytes>), CodecError> {
-    let mut out = Vec::with_capacity(64);
-    let mut sink = Some(Vec::new());
-    write_value(value, &mut out, &mut sink, 0)?;
-    Ok((out, sink.unwrap_or_default()))
+    let mut writer = Writer::out_of_band();
+    write_value(value, &mut writer)?;
+    Ok(writer.into_parts())
 }
 
-fn too_deep() -> CodecError {
-    CodecError::new(format!("value is nested more than {MAX_DEPTH} levels deep"))
+/// Writes msgpack: the [`Sink`] behind [`encode`] and [`encode_parts`], which a binding can
+/// also drive straight from its own data (the NIF, from Erlang terms) without building a
+/// [`Value`].
+#[derive(Debug)]
+pub struct Writer {
+    out: Vec<u8>,
+    /// Where large bytes and tensor data go: in band (`None`), or out of band.
+    buffers: Option<Vec<Bytes>>,
 }
 
-fn write_value(
-    value: &Value,
-    out: &mut Vec<u8>,
-    sink: &mut Sink,
-    depth: usize,
-) -> Result<(), CodecError> {
-    if depth > MAX_DEPTH {
-        return Err(too_deep());
+impl Writer {
+    /// A writer that puts all data in the msgpack (as [`encode`]).
+    pub fn in_band() -> Writer {
+        Writer {
+            out: Vec::with_capacity(64),
+            buffers: None,
+        }
     }
-    // Writing into a Vec cannot fail; the results of the rmp writers are therefore ignored
-    // through `ok()` only where the writer is a Vec.
-    match value {
-        Value::Nil => out.push(0xc0),
-        Value::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
-        Value::Int(n) => {
-            rmp::encode::write_sint(out, *n).map_err(CodecError::io)?;
+
+    /// A writer that puts tensor data and large bytes in out-of-band buffers (as
+    /// [`encode_parts`]).
+    pub fn out_of_band() -> Writer {
+        Writer {
+            buffers: Some(Vec::new()),
+            ..Writer::in_band()
         }
-        Value::BigInt(n) => {
-            let (sign, magnitude) = n.to_bytes_be();
-            write_ext_header(out, EXT_BIGINT, 1 + magnitude.len())?;
-            out.push(u8::from(sign == Sign::Minus));
-            out.extend_from_slice(&magnitude);
+    }
+
+    /// The msgpack written and the buffers it refers to (none when in band).
+    pub fn into_parts(self) -> (Vec<u8>, Vec<Bytes>) {
+        (self.out, self.buffers.unwrap_or_default())
+    }
+}
+
+// Writing into a Vec cannot fail: the rmp writers' errors are mapped, never expected.
+impl Sink for Writer {
+    type Out = ();
+
+    fn nil(&mut self) -> Result<(), CodecError> {
+        self.out.push(0xc0);
+        Ok(())
+    }
+
+    fn bool(&mut self, b: bool) -> Result<(), CodecError> {
+        self.out.push(if b { 0xc3 } else { 0xc2 });
+        Ok(())
+    }
+
+    fn int(&mut self, n: i64) -> Result<(), CodecError> {
+        rmp::encode::write_sint(&mut self.out, n).map_err(CodecError::io)?;
+        Ok(())
+    }
+
+    fn big_int(&mut self, n: &BigInt) -> Result<(), CodecError> {
+        let (sign, magnitude) = n.to_bytes_be();
+        write_ext_header(&mut self.out, EXT_BIGINT, 1 + magnitude.len())?;
+        self.out.push(u8::from(sign == Sign::Minus));
+        self.out.extend_from_slice(&magnitude);
+        Ok(())
+    }
+
+    fn float(&mut self, f: f64) -> Result<(), CodecError> {
+        self.out.push(0xcb);
+        self.out.extend_from_slice(&f.to_be_bytes());
+        Ok(())
+    }
+
+    fn str(&mut self, s: &str) -> Result<(), CodecError> {
+        write_str(&mut self.out, s)
+    }
+
+    fn bytes(&mut self, data: &[u8], keep: impl FnOnce() -> Bytes) -> Result<(), CodecError> {
+        match &mut self.buffers {
+            Some(buffers) if data.len() >= OUT_OF_BAND_MIN => {
+                write_ext_header(&mut self.out, EXT_BUFFER, 0)?;
+                rmp::encode::write_uint(&mut self.out, buffers.len() as u64)
+                    .map_err(CodecError::io)?;
+                buffers.push(keep());
+            }
+            _ => write_bin(&mut self.out, data)?,
         }
-        Value::Float(f) => {
-            out.push(0xcb);
-            out.extend_from_slice(&f.to_be_bytes());
+        Ok(())
+    }
+
+    fn date(&mut self, d: Date) -> Result<(), CodecError> {
+        write_ext_header(&mut self.out, EXT_DATE, 6)?;
+        put_date(&mut self.out, &d);
+        Ok(())
+    }
+
+    fn time(&mut self, t: Time) -> Result<(), CodecError> {
+        write_ext_header(&mut self.out, EXT_TIME, 7)?;
+        put_time(&mut self.out, &t);
+        Ok(())
+    }
+
+    fn naive_datetime(&mut self, d: Date, t: Time) -> Result<(), CodecError> {
+        write_ext_header(&mut self.out, EXT_NAIVE_DATETIME, 13)?;
+        put_date(&mut self.out, &d);
+        put_time(&mut self.out, &t);
+        Ok(())
+    }
+
+    fn datetime(&mut self, d: Date, t: Time, offset: i32) -> Result<(), CodecError> {
+        write_ext_header(&mut self.out, EXT_DATETIME, 17)?;
+        put_date(&mut self.out, &d);
+        put_time(&mut self.out, &t);
+        self.out.extend_from_slice(&offset.to_be_bytes());
+        Ok(())
+    }
+
+    fn object_ref(&mut self, r: &ObjectRef) -> Result<(), CodecError> {
+        write_ext_header(&mut self.out, EXT_REF, 0)?;
+        self.out.push(0x93);
+        rmp::encode::write_uint(&mut self.out, r.id).map_err(CodecError::io)?;
+        write_str(&mut self.out, &r.type_name)?;
+        write_str(&mut self.out, &r.repr)
+    }
+
+    fn callback(&mut self, id: u64) -> Result<(), CodecError> {
+        write_ext_header(&mut self.out, EXT_CALLBACK, 0)?;
+        rmp::encode::write_uint(&mut self.out, id).map_err(CodecError::io)?;
+        Ok(())
+    }
+
+    fn tensor(
+        &mut self,
+        dtype: DType,
+        shape: &[u64],
+        data: &[u8],
+        keep: impl FnOnce() -> Bytes,
+    ) -> Result<(), CodecError> {
+        let out = &mut self.out;
+        write_ext_header(out, EXT_TENSOR, 0)?;
+        out.push(0x93);
+        write_str(out, dtype.name())?;
+        rmp::encode::write_array_len(out, len32(shape.len())?).map_err(CodecError::io)?;
+        for dim in shape {
+            rmp::encode::write_uint(out, *dim).map_err(CodecError::io)?;
         }
-        Value::Str(s) => write_str(out, s)?,
-        Value::Bytes(b) => match sink {
-            Some(buffers) if b.len() >= OUT_OF_BAND_MIN => {
-                write_ext_header(out, EXT_BUFFER, 0)?;
+        match &mut self.buffers {
+            Some(buffers) => {
                 rmp::encode::write_uint(out, buffers.len() as u64).map_err(CodecError::io)?;
-                buffers.push(b.clone());
+                buffers.push(keep());
             }
-            _ => {
-                rmp::encode::write_bin_len(out, len32(b.len())?).map_err(CodecError::io)?;
-                out.extend_from_slice(b);
-            }
-        },
-        Value::List(items) => write_array(items, out, sink, depth)?,
-        Value::Tuple(items) => {
-            write_ext_header(out, EXT_TUPLE, 0)?;
-            write_array(items, out, sink, depth)?;
+            None => write_bin(out, data)?,
         }
-        Value::Set(items) => {
-            write_ext_header(out, EXT_SET, 0)?;
-            write_array(items, out, sink, depth)?;
-        }
-        Value::Map(pairs) => {
-            rmp::encode::write_map_len(out, len32(pairs.len())?).map_err(CodecError::io)?;
-            for (k, v) in pairs {
-                write_value(k, out, sink, depth + 1)?;
-                write_value(v, out, sink, depth + 1)?;
-            }
-        }
-        Value::Date(d) => {
-            write_ext_header(out, EXT_DATE, 6)?;
-            put_date(out, d);
-        }
-        Value::Time(t) => {
-            write_ext_header(out, EXT_TIME, 7)?;
-            put_time(out, t);
-        }
-        Value::NaiveDateTime(d, t) => {
-            write_ext_header(out, EXT_NAIVE_DATETIME, 13)?;
-            put_date(out, d);
-            put_time(out, t);
-        }
-        Value::DateTime(d, t, offset) => {
-            write_ext_header(out, EXT_DATETIME, 17)?;
-            put_date(out, d);
-            put_time(out, t);
-            out.extend_from_slice(&offset.to_be_bytes());
-        }
-        Value::Ref(r) => {
-            write_ext_header(out, EXT_REF, 0)?;
-            out.push(0x93);
-            rmp::encode::write_uint(out, r.id).map_err(CodecError::io)?;
-            write_str(out, &r.type_name)?;
-            write_str(out, &r.repr)?;
-        }
-        Value::Callback(id) => {
-            write_ext_header(out, EXT_CALLBACK, 0)?;
-            rmp::encode::write_uint(out, *id).map_err(CodecError::io)?;
-        }
-        Value::Tensor(t) => {
-            write_ext_header(out, EXT_TENSOR, 0)?;
-            out.push(0x93);
-            write_str(out, t.dtype.name())?;
-            rmp::encode::write_array_len(out, len32(t.shape.len())?).map_err(CodecError::io)?;
-            for dim in &t.shape {
-                rmp::encode::write_uint(out, *dim).map_err(CodecError::io)?;
-            }
-            match sink {
-                Some(buffers) => {
-                    rmp::encode::write_uint(out, buffers.len() as u64).map_err(CodecError::io)?;
-                    buffers.push(t.data.clone());
-                }
-                None => {
-                    rmp::encode::write_bin_len(out, len32(t.data.len())?)
-                        .map_err(CodecError::io)?;
-                    out.extend_from_slice(&t.data);
-                }
-            }
-        }
+        Ok(())
     }
-    Ok(())
+
+    fn seq<E: From<CodecError>>(
+        &mut self,
+        kind: Seq,
+        len: usize,
+        mut item: impl FnMut(&mut Self) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match kind {
+            Seq::List => {}
+            Seq::Tuple => write_ext_header(&mut self.out, EXT_TUPLE, 0)?,
+            Seq::Set => write_ext_header(&mut self.out, EXT_SET, 0)?,
+        }
+        rmp::encode::write_array_len(&mut self.out, len32(len)?).map_err(CodecError::io)?;
+        for _ in 0..len {
+            item(self)?;
+        }
+        Ok(())
+    }
+
+    fn map<E: From<CodecError>>(
+        &mut self,
+        len: usize,
+        mut entry: impl FnMut(&mut Self) -> Result<((), ()), E>,
+    ) -> Result<(), E> {
+        rmp::encode::write_map_len(&mut self.out, len32(len)?).map_err(CodecError::io)?;
+        for _ in 0..len {
+            entry(self)?;
+        }
+        Ok(())
+    }
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), CodecError> {
@@ -183,22 +249,15 @@ fn write_str(out: &mut Vec<u8>, s: &str) -> Result<(), CodecError> {
     Ok(())
 }
 
+fn write_bin(out: &mut Vec<u8>, data: &[u8]) -> Result<(), CodecError> {
+    rmp::encode::write_bin_len(out, len32(data.len())?).map_err(CodecError::io)?;
+    out.extend_from_slice(data);
+    Ok(())
+}
+
 fn len32(len: usize) -> Result<u32, CodecError> {
     u32::try_from(len)
         .map_err(|_| CodecError::new(format!("length {len} exceeds msgpack's 2^32-1")))
-}
-
-fn write_array(
-    items: &[Value],
-    out: &mut Vec<u8>,
-    sink: &mut Sink,
-    depth: usize,
-) -> Result<(), CodecError> {
-    rmp::encode::write_array_len(out, len32(items.len())?).map_err(CodecError::io)?;
-    for item in items {
-        write_value(item, out, sink, depth + 1)?;
-    }
-    Ok(())
 }
 
 fn write_ext_header(out: &mut Vec<u8>, ty: i8, len: usize) -> Result<(), CodecError> {
@@ -232,6 +291,7 @@ pub fn decode_parts(bytes: &[u8], buffers: &[Bytes]) -> Result<Value, CodecError
         bytes,
         pos: 0,
         buffers,
+        limit: MAX_DEPTH,
     };
     let value = reader.value(0)?;
     if reader.pos != bytes.len() {
@@ -247,6 +307,27 @@ struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
     buffers: &'a [Bytes],
+    /// The deepest a value read now may be: [`MAX_DEPTH`], or a few levels more inside the
+    /// payload of a leaf's tag (see [`Reader::leaf_payload`]).
+    limit: usize,
+}
+
+/// Elements allocated up front for an array or map: its header's count is only a claim
+/// (a few bytes can announce millions), so larger ones grow as their elements arrive.
+const PREALLOCATE_MAX: usize = 4096;
+
+/// Levels the payload after a leaf's tag takes below the leaf (a tensor's
+/// `[dtype, [dims...], data]`), which the writer does not count as nesting.
+const LEAF_PAYLOAD_DEPTH: usize = 3;
+
+/// A non-negative integer as the writer writes ids, indices and dimensions (`write_uint`):
+/// beyond `i64::MAX` it decodes as a big integer.
+fn unsigned(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        Value::BigInt(n) => u64::try_from(n).ok(),
+        _ => None,
+    }
 }
 
 impl<'a> Reader<'a> {
@@ -311,7 +392,7 @@ impl<'a> Reader<'a> {
 
     fn seq(&mut self, len: usize, depth: usize) -> Result<Vec<Value>, CodecError> {
         let len = self.count(len)?;
-        let mut items = Vec::with_capacity(len);
+        let mut items = Vec::with_capacity(len.min(PREALLOCATE_MAX));
         for _ in 0..len {
             items.push(self.value(depth + 1)?);
         }
@@ -320,7 +401,7 @@ impl<'a> Reader<'a> {
 
     fn map(&mut self, len: usize, depth: usize) -> Result<Value, CodecError> {
         let len = self.count(len)?;
-        let mut pairs = Vec::with_capacity(len);
+        let mut pairs = Vec::with_capacity(len.min(PREALLOCATE_MAX));
         for _ in 0..len {
             let k = self.value(depth + 1)?;
             let v = self.value(depth + 1)?;
@@ -330,7 +411,7 @@ impl<'a> Reader<'a> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, CodecError> {
-        if depth > MAX_DEPTH {
+        if depth > self.limit {
             return Err(too_deep());
         }
         let marker = self.u8()?;
@@ -443,15 +524,7 @@ impl<'a> Reader<'a> {
                 if len != 0 {
                     return Err(bad("tuple/set tag"));
                 }
-                let items = match self.value(depth + 1)? {
-                    Value::List(items) => items,
-                    other => {
-                        return Err(self.error(format!(
-                            "a tuple/set tag must be followed by an array, found {}",
-                            other.kind()
-                        )))
-                    }
-                };
+                let items = self.tagged_array(depth)?;
                 Ok(if ty == EXT_TUPLE {
                     Value::Tuple(items)
                 } else {
@@ -462,15 +535,16 @@ impl<'a> Reader<'a> {
                 if len != 0 {
                     return Err(bad("reference tag"));
                 }
-                match self.value(depth + 1)? {
+                match self.leaf_payload(depth)? {
                     Value::List(items) => match items.as_slice() {
-                        [Value::Int(id), Value::Str(type_name), Value::Str(repr)] if *id >= 0 => {
-                            Ok(Value::Ref(ObjectRef {
-                                id: *id as u64,
+                        [id, Value::Str(type_name), Value::Str(repr)] => match unsigned(id) {
+                            Some(id) => Ok(Value::Ref(ObjectRef {
+                                id,
                                 type_name: type_name.clone(),
                                 repr: repr.clone(),
-                            }))
-                        }
+                            })),
+                            None => Err(self.error("a reference's id must be a u64")),
+                        },
                         _ => Err(self.error("a reference must be [id, type name, repr]")),
                     },
                     other => Err(self.error(format!(
@@ -483,11 +557,12 @@ impl<'a> Reader<'a> {
                 if len != 0 {
                     return Err(bad("callback tag"));
                 }
-                match self.value(depth + 1)? {
-                    Value::Int(id) if id >= 0 => Ok(Value::Callback(id as u64)),
-                    other => Err(self.error(format!(
+                let id = self.leaf_payload(depth)?;
+                match unsigned(&id) {
+                    Some(id) => Ok(Value::Callback(id)),
+                    None => Err(self.error(format!(
                         "a callback tag must be followed by its id, found {}",
-                        other.kind()
+                        id.kind()
                     ))),
                 }
             }
@@ -495,7 +570,7 @@ impl<'a> Reader<'a> {
                 if len != 0 {
                     return Err(bad("buffer tag"));
                 }
-                match self.value(depth + 1)? {
+                match self.leaf_payload(depth)? {
                     Value::Int(i) if i >= 0 => self
                         .buffers
                         .get(i as usize)
@@ -543,11 +618,41 @@ impl<'a> Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// The array right after a tuple or set tag, read as the tagged value itself: its
+    /// items one level down, as the writer counts them.
+    fn tagged_array(&mut self, depth: usize) -> Result<Vec<Value>, CodecError> {
+        let at = self.pos;
+        let len = match self.u8()? {
+            marker @ 0x90..=0x9f => usize::from(marker & 0x0f),
+            0xdc => usize::from(self.u16()?),
+            0xdd => self.u32()? as usize,
+            _ => {
+                self.pos = at;
+                let other = self.value(depth + 1)?;
+                return Err(self.error(format!(
+                    "a tuple/set tag must be followed by an array, found {}",
+                    other.kind()
+                )));
+            }
+        };
+        self.seq(len, depth)
+    }
+
+    /// The value after the tag of a leaf (reference, callback, buffer, tensor): one level
+    /// down, but allowed [`LEAF_PAYLOAD_DEPTH`] levels past [`MAX_DEPTH`], since the writer
+    /// counts the leaf only. Still deeper with each level, so tags nested in tags end.
+    fn leaf_payload(&mut self, depth: usize) -> Result<Value, CodecError> {
+        let limit = std::mem::replace(&mut self.limit, MAX_DEPTH + LEAF_PAYLOAD_DEPTH);
+        let payload = self.value(depth + 1);
+        self.limit = limit;
+        payload
+    }
+
     /// The `[dtype, shape, data]` after a tensor tag.
     fn tensor(&mut self, depth: usize) -> Result<Value, CodecError> {
         let at = self.pos;
         let fail = |message: String| CodecError::new(format!("msgpack at byte {at}: {message}"));
-        let Value::List(parts) = self.value(depth + 1)? else {
+        let Value::List(parts) = self.leaf_payload(depth)? else {
             return Err(fail("a tensor tag must be followed by an array".into()));
         };
         let [Value::Str(dtype), Value::List(dims), data] = parts.as_slice() else {
@@ -557,11 +662,10 @@ impl Reader<'_> {
             .ok_or_else(|| fail(format!("unknown tensor dtype {dtype:?}")))?;
         let shape = dims
             .iter()
-            .map(|d| match d {
-                Value::Int(n) if *n >= 0 => Ok(*n as u64),
-                _ => Err(fail(
-                    "a tensor's dimensions must be non-negative integers".into(),
-                )),
+            .map(|d| {
+                unsigned(d).ok_or_else(|| {
+                    fail("a tensor's dimensions must be non-negative integers".into())
+                })
             })
             .collect::<Result<Vec<u64>, _>>()?;
         let data = match data {
@@ -735,6 +839,68 @@ mod tests {
     }
 
     #[test]
+    fn kinds_beyond_plain_msgpack_are_written_as_the_table_says() {
+        let date = Date {
+            year: 2026,
+            month: 11,
+            day: 25,
+        };
+        let time = Time {
+            hour: 1,
+            minute: 2,
+            second: 3,
+            microsecond: 40,
+        };
+        let u8s = Tensor::new(DType::U8, vec![2], Bytes::from_static(&[7, 8])).unwrap();
+        let cases: Vec<(Value, Vec<u8>)> = vec![
+            (Value::Tuple(vec![Value::Int(1)]), vec![0xc7, 0, 2, 0x91, 1]),
+            (Value::Set(vec![]), vec![0xc7, 0, 3, 0x90]),
+            (
+                Value::integer(-BigInt::from(1u128 << 64)),
+                vec![0xc7, 10, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+            ),
+            (
+                Value::Date(date),
+                vec![0xc7, 6, 4, 0, 0, 0x07, 0xea, 11, 25],
+            ),
+            (Value::Time(time), vec![0xc7, 7, 5, 1, 2, 3, 0, 0, 0, 40]),
+            (
+                Value::DateTime(date, time, -1),
+                vec![
+                    0xc7, 17, 7, 0, 0, 0x07, 0xea, 11, 25, 1, 2, 3, 0, 0, 0, 40, 0xff, 0xff, 0xff,
+                    0xff,
+                ],
+            ),
+            (
+                Value::Ref(ObjectRef {
+                    id: 5,
+                    type_name: "t".into(),
+                    repr: "r".into(),
+                }),
+                vec![0xc7, 0, 8, 0x93, 5, 0xa1, b't', 0xa1, b'r'],
+            ),
+            (Value::Callback(9), vec![0xc7, 0, 9, 9]),
+            (
+                Value::Tensor(u8s),
+                [
+                    &[0xc7, 0, 10, 0x93, 0xa5][..],
+                    b"uint8",
+                    &[0x91, 2, 0xc4, 2, 7, 8],
+                ]
+                .concat(),
+            ),
+            (
+                Value::Bytes(Bytes::from_static(&[7, 8])),
+                vec![0xc4, 2, 7, 8],
+            ),
+            (Value::Float(1.5), vec![0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0]),
+        ];
+        for (value, bytes) in cases {
+            assert_eq!(encode(&value).unwrap(), bytes, "{value:?}");
+        }
+    }
+
+    #[test]
     fn nan_survives() {
         match round_trip(&Value::Float(f64::NAN)) {
             Value::Float(f) => assert!(f.is_nan()),
@@ -754,15 +920,25 @@ mod tests {
 
     #[test]
     fn nesting_past_the_limit_is_refused_not_overflowed() {
-        let mut v = Value::Nil;
-        for _ in 0..(MAX_DEPTH + 5) {
-            v = Value::List(vec![v]);
-        }
-        assert!(encode(&v).unwrap_err().to_string().contains("nested"));
-        // Hand-made deep input: MAX_DEPTH + 5 one-element arrays.
-        let mut bytes = vec![0x91; MAX_DEPTH + 5];
-        bytes.push(0xc0);
-        assert!(decode(&bytes).unwrap_err().to_string().contains("nested"));
+        // The decoder's frames in a debug build take more than a test thread's 2 MiB
+        // at the limit (release builds need a fraction of that, see tests/deep_nesting.rs).
+        let checks = || {
+            let mut v = Value::Nil;
+            for _ in 0..(MAX_DEPTH + 5) {
+                v = Value::List(vec![v]);
+            }
+            assert!(encode(&v).unwrap_err().to_string().contains("nested"));
+            // Hand-made deep input: MAX_DEPTH + 5 one-element arrays.
+            let mut bytes = vec![0x91; MAX_DEPTH + 5];
+            bytes.push(0xc0);
+            assert!(decode(&bytes).unwrap_err().to_string().contains("nested"));
+        };
+        std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(checks)
+            .expect("thread starts")
+            .join()
+            .expect("no panic");
     }
 
     #[test]
