@@ -24,13 +24,14 @@ export LANG := C.UTF-8
 export LC_ALL := C.UTF-8
 export ERL_AFLAGS := +sbwt none
 
-.PHONY: help setup toolchain venv agent nif test lint test-rust test-elixir test-path-dep demo bench soak clean
+.PHONY: help setup toolchain venv agent nif test lint test-rust test-elixir test-path-dep demo bench soak fuzz clean
 
 help:
 	@echo "make demo   - run the example (sets everything up first)"
 	@echo "make test   - run every test suite and lint gate"
 	@echo "make bench  - run the benchmarks with their same-run baselines"
 	@echo "make soak   - 200,000 calls from 64 callers with 1% worker kills (make test runs 20,000)"
+	@echo "make fuzz   - fuzz the decoders for 300 s (make test gives them 10 s)"
 	@echo "make setup  - install what is missing: Elixir, the venv, the Python agent, the NIF"
 
 setup: toolchain agent nif
@@ -117,6 +118,13 @@ bench: setup
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/generator_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/tensor_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/codec_bench.exs
+
+# The decoders' fuzz run (native/snakebridge_core/tests/fuzz_decoders.rs), longer than the
+# 10 s `make test` gives it: SNAKEBRIDGE_FUZZ_SECONDS=600 make fuzz; SNAKEBRIDGE_FUZZ_SEED
+# repeats a run.
+fuzz:
+	cd $(ROOT) && SNAKEBRIDGE_FUZZ_SECONDS=$${SNAKEBRIDGE_FUZZ_SECONDS:-300} \
+	  cargo test --release -p snakebridge_core --test fuzz_decoders -- --nocapture
 
 clean:
 	rm -rf $(BUILD) $(ROOT)/priv/native $(ROOT)/deps

@@ -291,7 +291,10 @@ defmodule SnakeBridge.Config do
   defp plain({key, value}), do: {key, plain(value)}
   defp plain(%_{} = struct), do: struct |> Map.from_struct() |> plain()
   defp plain(map) when is_map(map), do: Map.new(map, fn {k, v} -> {k, plain(v)} end)
-  defp plain(list) when is_list(list), do: Enum.map(list, &plain/1)
+  # An improper list stays as it is: validation refuses it, with its path.
+  defp plain(list) when is_list(list),
+    do: if(List.improper?(list), do: list, else: Enum.map(list, &plain/1))
+
   defp plain(other), do: other
 
   @doc """

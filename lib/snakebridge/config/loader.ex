@@ -122,7 +122,9 @@ defmodule SnakeBridge.Config.Loader do
   defp read_file(file) do
     case File.read(file) do
       {:ok, source} ->
-        {:ok, source}
+        if String.valid?(source),
+          do: {:ok, source},
+          else: {:error, [{"config", "#{file} is not UTF-8 text"}]}
 
       {:error, reason} ->
         {:error, [{"config", "cannot read #{file}: #{:file.format_error(reason)}"}]}

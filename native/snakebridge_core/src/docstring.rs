@@ -160,9 +160,13 @@ fn indentation(line: &str) -> usize {
     line.len() - line.trim_start().len()
 }
 
-/// `line` without up to `n` leading spaces.
+/// `line` without up to `n` bytes of leading whitespace, never cutting into a character
+/// (Unicode spaces such as U+2003 take several bytes).
 fn strip(line: &str, n: usize) -> &str {
-    let cut = indentation(line).min(n);
+    let mut cut = indentation(line).min(n);
+    while !line.is_char_boundary(cut) {
+        cut -= 1;
+    }
     &line[cut..]
 }
 

@@ -21,6 +21,10 @@ use crate::shared::SharedDir;
 /// Slot number of a payload's encoded `data` in `Part` and `Payload.parted`.
 pub const DATA_SLOT: i32 = -1;
 
+/// Most bytes reserved up front for a slot being assembled: a part's announced total is
+/// only a claim (one byte can announce 2^62), so larger slots grow as their parts arrive.
+const PREALLOCATE_MAX: usize = 64 << 20;
+
 /// The part size for a connection whose messages may be `max_message_size` bytes: half of
 /// it (room for the frame's other fields), at most 8 MiB, at least 64 KiB.
 pub fn part_size(max_message_size: usize) -> usize {
@@ -240,7 +244,7 @@ impl Assembler {
                 slots.push(Slot {
                     slot: part.slot,
                     total,
-                    bytes: BytesMut::with_capacity(total),
+                    bytes: BytesMut::with_capacity(total.min(PREALLOCATE_MAX)),
                 });
                 slots.len() - 1
             }

@@ -330,3 +330,28 @@ def leak_global_and_die() -> None:
 
     print(f"connecting with key {_global.get('value')!s}", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def deep(levels: int, kind: str = "list") -> Any:
+    """A list (or dict, tuple) nested `levels` deep, built without recursion."""
+    value: Any = []
+    for _ in range(levels):
+        if kind == "dict":
+            value = {"k": value}
+        elif kind == "tuple":
+            value = (value,)
+        else:
+            value = [value]
+    return value
+
+
+def holding_itself() -> list[Any]:
+    """A list that contains itself."""
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    return cycle
+
+
+def call_with_deep(fn: Any, levels: int) -> Any:
+    """Calls `fn` (an Elixir function) with a list nested `levels` deep."""
+    return fn(deep(levels))
