@@ -138,50 +138,6 @@ defmodule SnakeBridge.TensorTest do
     assert SnakeBridge.call!("sb_fixtures", "echo", [bytes], [], opts) == bytes.data
   end
 
-  describe "shared memory" do
-    defp shared_dirs do
-      MapSet.new(Path.wildcard("/dev/shm/snakebridge-#{System.pid()}-*"))
-    end
-
-    test "large buffers cross through files the receiver removes, in a directory the pool removes" do
-      before = shared_dirs()
-      pool = start_supervised!({SnakeBridge.TestPool, name: :shared, size: 1, shared_memory: 4096})
-      assert SnakeBridge.Pool.settings(:shared)[:shared_memory] == 4096
-      assert [dir] = MapSet.difference(shared_dirs(), before) |> MapSet.to_list()
-      assert File.stat!(dir).access == :read_write
-      assert Bitwise.band(File.stat!(dir).mode, 0o777) == 0o700
-
-      opts = [pool: :shared]
-      n = 3_000
-      tensor = Tensor.new(iota({:s, 32}, n), {:s, 32}, {n})
-      # 12 kB each way, above the 4096-byte minimum; a small one stays in the message.
-      assert SnakeBridge.call!("numpy", "copy", [tensor], [], opts) == tensor
-      small = Tensor.new(iota({:u, 8}, 100), {:u, 8}, {100})
-      assert SnakeBridge.call!("numpy", "copy", [small], [], opts) == small
-      data = :crypto.strong_rand_bytes(50_000)
-
-      assert SnakeBridge.call!("sb_fixtures", "echo", [%SnakeBridge.Bytes{data: data}], [], opts) ==
-               data
-
-      # Python reads the shared buffer in place, read-only.
-      assert SnakeBridge.call!("sb_fixtures", "array_info", [tensor], [], opts)["writeable"] ==
-               false
-
-      assert File.ls!(dir) == [], "every file was removed by its receiver"
-      :ok = stop_supervised(:shared)
-      refute Process.alive?(pool)
-      refute File.exists?(dir)
-    end
-
-    test "without shared memory the same values cross in messages" do
-      start_supervised!({SnakeBridge.TestPool, name: :unshared, size: 1, shared_memory: false})
-      assert SnakeBridge.Pool.settings(:unshared)[:shared_memory] == false
-      n = 500_000
-      tensor = Tensor.new(iota({:f, 64}, n), {:f, 64}, {n})
-      assert SnakeBridge.call!("numpy", "copy", [tensor], [], pool: :unshared) == tensor
-    end
-  end
-
   test "large binaries travel out of band, both ways" do
     data = :crypto.strong_rand_bytes(5_000_000)
     assert SnakeBridge.call!("sb_fixtures", "echo", [%SnakeBridge.Bytes{data: data}]) == data
