@@ -37,6 +37,12 @@ defmodule SnakeBridge.ValuesTest do
     round_trips(false, "builtins.bool")
     assert echo(:hello) == "hello"
     assert python_type(:hello) == "builtins.str"
+    # Names beyond Latin-1 cross whole (OTP 25's NIF API reads only Latin-1 names).
+    assert echo(:"🐍 日本") == "🐍 日本"
+    assert echo(%{ключ: 1}) == %{"ключ" => 1}
+
+    assert SnakeBridge.TypeConverter.to_python(:"ü🐍", :json) ==
+             {:ok, ~s("ü🐍")}
   end
 
   test "strings, unicode and bytes" do

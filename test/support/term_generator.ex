@@ -9,10 +9,10 @@ defmodule SnakeBridge.TermGenerator do
   # Map keys and set elements never collide in Python (`1`, `1.0` and `true` are one key
   # there; so are `:a` and `"a"`), so that what comes back can be predicted.
 
-  # Atoms beyond Latin-1 (`:"🐍"`) are left out until the NIF reads atom names as UTF-8:
-  # it reads them as Latin-1, and sends "?" for the others.
   @odd_atoms [
     :hello,
+    :"🐍",
+    :日本語,
     :"with space",
     :ünïcode,
     :"",

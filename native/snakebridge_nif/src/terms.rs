@@ -225,7 +225,7 @@ pub fn write_term<S: Sink>(
         return Err(too_deep(path).into());
     }
     match term.get_type() {
-        TermType::Atom => write_atom(term, sink),
+        TermType::Atom => write_atom(term, path, sink),
         TermType::Integer => write_integer(term, path, sink),
         TermType::Float => write_float(term, path, sink),
         TermType::Binary => write_binary(term, path, sink),
@@ -286,7 +286,7 @@ fn is_elixir_mfa(items: &[Term]) -> bool {
 }
 
 #[inline(never)]
-fn write_atom<S: Sink>(term: Term, sink: &mut S) -> Result<S::Out, Refused> {
+fn write_atom<S: Sink>(term: Term, path: &Path, sink: &mut S) -> Result<S::Out, Refused> {
     Ok(if atoms::nil() == term {
         sink.nil()?
     } else if let Ok(b) = term.decode::<bool>() {
@@ -298,7 +298,8 @@ fn write_atom<S: Sink>(term: Term, sink: &mut S) -> Result<S::Out, Refused> {
     } else if atoms::neg_infinity() == term {
         sink.float(f64::NEG_INFINITY)?
     } else {
-        let name = term.atom_to_string().unwrap_or_else(|_| String::from("?"));
+        let name = atom_name(term)
+            .ok_or_else(|| Unsupported::at(path, "the atom's name could not be read"))?;
         sink.str(&name)?
     })
 }
@@ -489,12 +490,35 @@ fn write_member<S: Sink>(
     item.map_err(|err| err.with_key(k))
 }
 
+/// The name of atom `term`, whatever its characters. `enif_get_atom` reads only Latin-1
+/// names before NIF 2.17 (OTP 26); other names are read from the atom's external format
+/// (`ATOM_UTF8_EXT` / `SMALL_ATOM_UTF8_EXT`), as `:"🐍"` must cross as `"🐍"`, not be lost.
+pub fn atom_name(term: Term) -> Option<String> {
+    if let Ok(name) = term.atom_to_string() {
+        return Some(name);
+    }
+    if term.get_type() != TermType::Atom {
+        return None;
+    }
+    let external = term.to_binary();
+    let name = match external.as_slice() {
+        [131, 119, len, name @ ..] if name.len() == usize::from(*len) => name,
+        [131, 118, hi, lo, name @ ..]
+            if name.len() == usize::from(u16::from_be_bytes([*hi, *lo])) =>
+        {
+            name
+        }
+        _ => return None,
+    };
+    String::from_utf8(name.to_vec()).ok()
+}
+
 /// Renders a map key the way Elixir would show it in an access path.
 pub fn render_key(key: Term) -> String {
     match key.get_type() {
-        TermType::Atom => match key.atom_to_string() {
-            Ok(name) => format!(":{name}"),
-            Err(_) => ":?".to_owned(),
+        TermType::Atom => match atom_name(key) {
+            Some(name) => format!(":{name}"),
+            None => ":?".to_owned(),
         },
         TermType::Binary => match key.decode::<String>() {
             Ok(s) => format!("{s:?}"),
@@ -755,7 +779,7 @@ fn write_kwargs<S: Sink>(
     sink.map(pairs.len(), |sink| {
         let (k, v) = pairs_left.next().ok_or_else(sink::overrun)?;
         let name = match k.get_type() {
-            TermType::Atom => k.atom_to_string().map_err(|_| bad(path))?,
+            TermType::Atom => atom_name(*k).ok_or_else(|| bad(path))?,
             TermType::Binary => k.decode::<String>().map_err(|_| bad(path))?,
             _ => return Err(bad(path).into()),
         };
