@@ -21,7 +21,8 @@ defmodule SnakeBridge.TypeConverter do
   | integer beyond 64 bits | number | float |
 
   NaN and the infinities, refs, functions and tensors cannot be written as JSON: encoding
-  them is an error. A call chooses its codecs with the `:serialization` option (see
+  them is an error. So are integers beyond 2^1023 (no float holds them) and values nested
+  more than 127 levels (JSON's readers stop there; msgpack takes 256). A call chooses its codecs with the `:serialization` option (see
   `SnakeBridge.Runtime`); an integration config with its `serialization` key.
 
   Both directions run on a dirty CPU scheduler, so a large term never blocks a normal one.

@@ -133,12 +133,24 @@ defmodule SnakeBridge.TypeConverterTest do
       assert {:ok, packed} = TypeConverter.to_python(deepest, :msgpack), "#{kind}"
       assert TypeConverter.from_python(packed, :msgpack) == {:ok, deepest}, "#{kind}"
 
-      case TypeConverter.to_python(deepest, :json) do
-        {:ok, _} ->
+      # JSON nests at most 127 levels (what its reader takes).
+      {json_deepest, json_too_deep} =
+        if kind == :mixed,
+          do: {nest(31, wrap), nest(32, wrap)},
+          else: {nest(127, wrap), nest(128, wrap)}
+
+      case TypeConverter.to_python(json_deepest, :json) do
+        {:ok, json} ->
           assert kind != :map_key
+          assert {:ok, _} = TypeConverter.from_python(json, :json)
 
         {:error, message} ->
           assert {kind, message} == {:map_key, "a map cannot be a JSON object key"}
+      end
+
+      if kind != :map_key do
+        assert {:error, message} = TypeConverter.to_python(json_too_deep, :json)
+        assert message =~ "JSON may nest at most 127 levels", "#{kind}"
       end
 
       for codec <- [:msgpack, :json] do

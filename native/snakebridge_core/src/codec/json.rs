@@ -13,7 +13,9 @@
 //! | integer beyond 64 bits | number | float |
 //!
 //! NaN and the infinities, object references, Elixir functions and tensors cannot be
-//! written as JSON: encoding them is an error (use msgpack, the default).
+//! written as JSON: encoding them is an error (use msgpack, the default). So are integers
+//! beyond a float's range (about 1.8e308), which no JSON reader here could read back, and
+//! values nested more than [`MAX_JSON_DEPTH`] levels, the most the reader takes.
 
 use bytes::Bytes;
 use num_bigint::BigInt;
@@ -21,6 +23,10 @@ use num_bigint::BigInt;
 use super::sink::{write_value, Seq, Sink};
 use super::CodecError;
 use crate::value::{DType, Date, ObjectRef, Time, Value};
+
+/// The deepest nesting of arrays and objects JSON text may have: what serde_json reads
+/// (its recursion limit of 128 stops at the 128th level).
+pub const MAX_JSON_DEPTH: usize = 127;
 
 /// Converts a JSON document into a value. Numbers that fit `i64` stay integers; larger
 /// ones and fractions become floats.
@@ -47,7 +53,17 @@ pub fn to_value(json: &serde_json::Value) -> Value {
 pub fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
     serde_json::from_slice::<serde_json::Value>(bytes)
         .map(|json| to_value(&json))
-        .map_err(|e| CodecError::new(format!("invalid JSON: {e}")))
+        .map_err(|e| {
+            if e.to_string().starts_with("recursion limit exceeded") {
+                CodecError::new(format!(
+                    "JSON nested more than {MAX_JSON_DEPTH} levels deep (at line {}, column {})",
+                    e.line(),
+                    e.column()
+                ))
+            } else {
+                CodecError::new(format!("invalid JSON: {e}"))
+            }
+        })
 }
 
 /// Encodes a value as JSON text (see the module doc for what is lossy or refused).
@@ -65,6 +81,8 @@ pub struct Writer {
     out: Vec<u8>,
     /// The next value is a map key: it must be written as a string, then `:`.
     key: bool,
+    /// Arrays and objects open around the value now written.
+    depth: usize,
 }
 
 impl Writer {
@@ -73,12 +91,24 @@ impl Writer {
         Writer {
             out: Vec::with_capacity(64),
             key: false,
+            depth: 0,
         }
     }
 
     /// The JSON text written (UTF-8).
     pub fn into_bytes(self) -> Vec<u8> {
         self.out
+    }
+
+    /// Enters an array or object; refused past [`MAX_JSON_DEPTH`].
+    fn open(&mut self) -> Result<(), CodecError> {
+        if self.depth == MAX_JSON_DEPTH {
+            return Err(CodecError::new(format!(
+                "JSON may nest at most {MAX_JSON_DEPTH} levels (use msgpack for deeper values)"
+            )));
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     /// Whether the value now written is a map key (the value after it is not).
@@ -143,6 +173,13 @@ impl Sink for Writer {
     }
 
     fn big_int(&mut self, n: &BigInt) -> Result<(), CodecError> {
+        // Below 2^1023 a JSON reader's float holds it (approximately); above about 2^1024
+        // it reads as infinity or not at all.
+        if !self.key && n.bits() > 1023 {
+            return Err(CodecError::new(
+                "an integer beyond a float's range cannot be written as JSON (use msgpack)",
+            ));
+        }
         self.scalar(&n.to_string())
     }
 
@@ -231,6 +268,7 @@ impl Sink for Writer {
         if self.take_key() {
             return Err(not_a_key(kind.kind()).into());
         }
+        self.open()?;
         self.out.push(b'[');
         for i in 0..len {
             if i > 0 {
@@ -239,6 +277,7 @@ impl Sink for Writer {
             item(self)?;
         }
         self.out.push(b']');
+        self.depth -= 1;
         Ok(())
     }
 
@@ -250,6 +289,7 @@ impl Sink for Writer {
         if self.take_key() {
             return Err(not_a_key("map").into());
         }
+        self.open()?;
         self.out.push(b'{');
         for i in 0..len {
             if i > 0 {
@@ -260,6 +300,7 @@ impl Sink for Writer {
             entry(self)?;
         }
         self.out.push(b'}');
+        self.depth -= 1;
         Ok(())
     }
 }
