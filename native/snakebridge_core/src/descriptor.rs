@@ -158,10 +158,33 @@ pub fn parse(file: &Path, json: &[u8]) -> Result<Entry, CacheError> {
     Ok(entry)
 }
 
+/// Which version of a file: what changes when it is rewritten (every store is a rename,
+/// so a new inode) or edited in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+impl Stamp {
+    fn of(file: &Path) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(file).ok()?;
+        Some(Stamp {
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+}
+
 /// Both levels of the cache for one directory.
 pub struct DescriptorCache {
     dir: PathBuf,
-    hot: Mutex<lru::LruCache<(String, String), Arc<Entry>>>,
+    /// Entries and the version of the file each came from: one whose file changed since
+    /// (replaced, edited, removed) is read again.
+    hot: Mutex<lru::LruCache<(String, String), (Arc<Entry>, Option<Stamp>)>>,
 }
 
 impl DescriptorCache {
@@ -188,18 +211,21 @@ impl DescriptorCache {
         integration: &str,
         expected_key: Option<&str>,
     ) -> Result<Option<Arc<Entry>>, CacheError> {
+        let file = self.file(integration);
         if let Ok(mut hot) = self.hot.lock() {
             let found = hot
                 .iter()
-                .find(|((name, _), entry)| {
+                .find(|((name, _), (entry, _))| {
                     name == integration && expected_key.is_none_or(|k| entry.cache_key == k)
                 })
-                .map(|(key, _)| key.clone());
-            if let Some(key) = found {
-                return Ok(hot.get(&key).cloned());
+                .map(|(key, (_, stamp))| (key.clone(), *stamp));
+            if let Some((key, stamp)) = found {
+                if stamp.is_some() && stamp == Stamp::of(&file) {
+                    return Ok(hot.get(&key).map(|(entry, _)| Arc::clone(entry)));
+                }
+                hot.pop(&key);
             }
         }
-        let file = self.file(integration);
         let json = match std::fs::read(&file) {
             Ok(json) => json,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -210,11 +236,12 @@ impl DescriptorCache {
                 })
             }
         };
+        let stamp = Stamp::of(&file);
         let entry = Arc::new(parse(&file, &json)?);
         if expected_key.is_some_and(|k| entry.cache_key != k) {
             return Ok(None);
         }
-        self.remember(&entry);
+        self.remember(&entry, stamp);
         Ok(Some(entry))
     }
 
@@ -236,7 +263,7 @@ impl DescriptorCache {
             let _ = std::fs::remove_file(&temporary);
             io(e.to_string())
         })?;
-        self.remember(&Arc::new(entry));
+        self.remember(&Arc::new(entry), Stamp::of(&file));
         Ok(file)
     }
 
@@ -263,11 +290,11 @@ impl DescriptorCache {
         }
     }
 
-    fn remember(&self, entry: &Arc<Entry>) {
+    fn remember(&self, entry: &Arc<Entry>, stamp: Option<Stamp>) {
         if let Ok(mut hot) = self.hot.lock() {
             hot.put(
                 (entry.integration.clone(), entry.descriptor_hash.clone()),
-                Arc::clone(entry),
+                (Arc::clone(entry), stamp),
             );
         }
     }
@@ -363,6 +390,34 @@ mod tests {
 
         assert!(fresh.invalidate("json").unwrap());
         assert!(fresh.load("json", None).unwrap().is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_changed_behind_the_hot_cache_is_read_again() {
+        let dir = scratch();
+        let cache = DescriptorCache::new(&dir);
+        let file = cache.store(entry()).unwrap();
+        assert!(cache.load("json", None).unwrap().is_some());
+
+        // Replaced by another descriptor (a checkout, another node's store).
+        let mut other = entry();
+        other.library_version = "3.1".into();
+        let writer = DescriptorCache::new(&dir);
+        writer.store(other).unwrap();
+        assert_eq!(
+            cache.load("json", None).unwrap().unwrap().library_version,
+            "3.1"
+        );
+
+        // Corrupted in place: an error naming the file, not the old entry.
+        std::fs::write(&file, b"{ not json").unwrap();
+        let err = cache.load("json", None).unwrap_err().to_string();
+        assert!(err.contains("json.json"), "{err}");
+
+        // Removed: gone.
+        std::fs::remove_file(&file).unwrap();
+        assert!(cache.load("json", None).unwrap().is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
