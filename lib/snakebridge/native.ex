@@ -64,7 +64,7 @@ defmodule SnakeBridge.Native do
 
   def call_cancel(_handle), do: not_loaded()
 
-  def pool_broadcast(_pool, _name, _target, _args, _kwargs, _timeout_ms, _pid, _tag),
+  def pool_broadcast(_pool, _name, _target, _args, _kwargs, _timeout_ms, _codecs, _pid, _tag),
     do: not_loaded()
 
   def pool_stream(

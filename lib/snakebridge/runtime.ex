@@ -295,7 +295,8 @@ defmodule SnakeBridge.Runtime do
   global state such as a library's configuration. Returns `{:ok, %{worker_pid => result}}`
   when every worker succeeded, else `{:error, %SnakeBridge.Error{}}` of the first failure
   (its `worker_pid` says where). Workers started later (replacements) do not see the
-  call: use the pool's `:init` option for state every worker must have.
+  call: use the pool's `:init` option for state every worker must have. Options:
+  `:pool`, `:timeout` and `:serialization`, as for `call/5`.
   """
   @spec broadcast(module_name(), function_name(), list(), keyword() | map(), keyword()) ::
           {:ok, %{pos_integer() => term()}} | {:error, Error.t()}
@@ -315,6 +316,7 @@ defmodule SnakeBridge.Runtime do
              args,
              kwargs,
              timeout_ms(timeout),
+             codecs(opts),
              self(),
              tag
            ) do

@@ -87,6 +87,16 @@ defmodule SnakeBridge.InitTest do
 
     assert {:error, %Error{reason: :python_exception}} =
              SnakeBridge.broadcast("sb_fixtures", "fail", ["no"], [], pool: :broadcast_pool)
+
+    # Its codecs are chosen like a call's: JSON has no tuples.
+    json = [pool: :broadcast_pool, serialization: %{args: :json, result: :json}]
+    assert {:ok, echoed} = SnakeBridge.broadcast("sb_fixtures", "echo", [{1, "a"}], [], json)
+    assert Map.values(echoed) == [[1, "a"], [1, "a"]]
+
+    assert {:ok, echoed} =
+             SnakeBridge.broadcast("sb_fixtures", "echo", [{1, "a"}], [], pool: :broadcast_pool)
+
+    assert Map.values(echoed) == [{1, "a"}, {1, "a"}]
   end
 
   test "a pool applies its integrations' init calls (secrets, nested calls) and tools" do

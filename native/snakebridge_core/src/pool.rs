@@ -490,6 +490,7 @@ impl Pool {
                 args: request.args.clone(),
                 timeout: request.timeout,
                 return_ref: request.return_ref,
+                result_codec: request.result_codec,
                 pin: Some(Arc::downgrade(&worker)),
                 ..CallRequest::default()
             };

@@ -425,10 +425,12 @@ fn pool_broadcast<'a>(
     positional: Term<'a>,
     kwargs: Term<'a>,
     timeout_ms: u64,
+    codecs: (i32, i32),
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let payload = match encode_call(env, positional, kwargs, None, proto::Codec::Msgpack) {
+    let (args_codec, result_codec) = codecs_of(codecs)?;
+    let payload = match encode_call(env, positional, kwargs, None, args_codec) {
         Ok((payload, refs)) if refs.pin.is_none() => payload,
         Ok(_) => {
             let reason = "object references live on one worker and cannot be broadcast";
@@ -441,6 +443,7 @@ fn pool_broadcast<'a>(
         target,
         args: payload,
         timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
+        result_codec,
         ..CallRequest::default()
     };
     let pool = pool.pool.clone();
