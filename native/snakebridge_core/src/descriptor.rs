@@ -179,12 +179,15 @@ impl Stamp {
     }
 }
 
+/// Hot entries by (integration, descriptor hash), with the version of their file.
+type Hot = lru::LruCache<(String, String), (Arc<Entry>, Option<Stamp>)>;
+
 /// Both levels of the cache for one directory.
 pub struct DescriptorCache {
     dir: PathBuf,
     /// Entries and the version of the file each came from: one whose file changed since
     /// (replaced, edited, removed) is read again.
-    hot: Mutex<lru::LruCache<(String, String), (Arc<Entry>, Option<Stamp>)>>,
+    hot: Mutex<Hot>,
 }
 
 impl DescriptorCache {
