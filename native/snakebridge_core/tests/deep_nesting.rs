@@ -179,7 +179,7 @@ fn encoders_refuse_a_value_nested_a_million_levels_deep() {
         // JSON refuses a map key that is a container before looking deeper: lists only.
         // It stops at its own limit, json::MAX_JSON_DEPTH.
         let deep = (0..LEVELS).fold(Value::Nil, |inner, _| Value::List(vec![inner]));
-        let refused = json::encode(&deep).err().expect("refused").to_string();
+        let refused = json::encode(&deep).expect_err("refused").to_string();
         dismantle(deep);
         assert!(
             refused.contains("JSON may nest at most 127 levels"),
