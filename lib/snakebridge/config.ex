@@ -73,9 +73,11 @@ defmodule SnakeBridge.Config do
       `integrations: [config]` (see `SnakeBridge.Pool`). In `init` arguments, a value
       `{:call, "dspy.LM", args, kwargs}` is made by the worker (the result of that call).
     * `python_deps` - installed by `mix snakebridge.setup`.
-    * `serialization: %{args: :json, result: :json}` - the codecs of the generated
-      functions' calls (default msgpack; see `SnakeBridge.TypeConverter` for what JSON
-      loses).
+    * `serialization: %{args: :json, result: :json, tensor_passthrough: false}` - the
+      codecs of the generated functions' calls (default msgpack; see
+      `SnakeBridge.TypeConverter` for what JSON loses), and whether tensors cross as
+      arrays (`true`, the default) or as nested lists (see `SnakeBridge.Runtime`'s
+      `:serialization`).
     * `grpc: %{max_message_size: bytes}` - bounds a single message of a pool started
       with `integrations: [config]`; larger payloads travel in parts.
     * `allowed_modules: ["dspy", "litellm"]` - restricts a pool started with

@@ -147,7 +147,10 @@ defmodule SnakeBridge.Generator do
           telemetry: telemetry_option(config.telemetry),
           serialization:
             if(config.serialization,
-              do: config.serialization |> Map.new() |> Map.take([:args, :result])
+              do:
+                config.serialization
+                |> Map.new()
+                |> Map.take([:args, :result, :tensor_passthrough])
             ),
           pooled: match?(%{mode: mode} when mode in [:pooled, "pooled"], config.session),
           session_aware:

@@ -29,7 +29,9 @@ defmodule SnakeBridge.Runtime do
     * `:serialization` - the codecs of the arguments and of the result, `%{args: codec,
       result: codec}` (or a keyword list), each `:msgpack` (the default: lossless,
       tensors out of band) or `:json` (see `SnakeBridge.TypeConverter` for what JSON
-      loses).
+      loses). `tensor_passthrough: false` in it makes tensors cross as nested lists:
+      tensor arguments reach Python as lists, numpy arrays in the result come back as
+      lists (which JSON can carry); default `true`, arrays both ways.
     * `:telemetry` - `false` emits no telemetry events for the call; a list of atoms
       replaces the `[:snakebridge]` prefix of its event names (default `true`).
     * `:integration` - the name telemetry and the result cache file the call under
@@ -556,17 +558,28 @@ defmodule SnakeBridge.Runtime do
     end
   end
 
-  # The wire numbers of the argument and result codecs.
+  # The wire numbers of the argument and result codecs, and whether tensors cross as lists.
   defp codecs(opts) do
     case Keyword.get(opts, :serialization) do
       nil ->
-        {0, 0}
+        {0, 0, false}
 
       serialization when is_map(serialization) or is_list(serialization) ->
         serialization = Map.new(serialization)
 
+        passthrough =
+          case Map.get(serialization, :tensor_passthrough, true) do
+            passthrough when is_boolean(passthrough) ->
+              passthrough
+
+            other ->
+              raise ArgumentError,
+                    "expected :tensor_passthrough in :serialization to be a boolean, got: #{inspect(other)}"
+          end
+
         {SnakeBridge.TypeConverter.codec_number(Map.get(serialization, :args, :msgpack)),
-         SnakeBridge.TypeConverter.codec_number(Map.get(serialization, :result, :msgpack))}
+         SnakeBridge.TypeConverter.codec_number(Map.get(serialization, :result, :msgpack)),
+         not passthrough}
 
       other ->
         raise ArgumentError,

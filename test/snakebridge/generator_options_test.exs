@@ -205,6 +205,16 @@ defmodule SnakeBridge.GeneratorOptionsTest do
     # JSON has no tuples: the tuple comes back a list (msgpack would keep it).
     assert run(SBGen.JSONCodec, :echo!, [{1, "a"}]) == [1, "a"]
     assert SnakeBridge.call!("sb_fixtures", "echo", [{1, "a"}]) == {1, "a"}
+
+    Generator.generate_and_load(
+      config(dir,
+        elixir_module: SBGen.ListTensors,
+        serialization: %{result: :json, tensor_passthrough: false},
+        functions: [%{python_path: "sb_fixtures.arange"}]
+      )
+    )
+
+    assert run(SBGen.ListTensors, :arange!, ["int32", 3]) == [0, 1, 2]
   end
 
   test "configured types must name parameters and types; the version must match", %{dir: dir} do

@@ -7,7 +7,8 @@ defmodule SnakeBridge.TensorTest do
 
   alias SnakeBridge.Tensor
 
-  defp call!(function, args), do: SnakeBridge.call!("sb_fixtures", function, args)
+  defp call!(function, args, opts \\ []),
+    do: SnakeBridge.call!("sb_fixtures", function, args, [], opts)
 
   # `n` elements 0, 1, 2, ... of `type`, in Nx's layout.
   defp iota({:bool, 8}, n), do: for(i <- 0..(n - 1), into: <<>>, do: <<min(i, 1)>>)
@@ -136,6 +137,32 @@ defmodule SnakeBridge.TensorTest do
     # A large in-band value (the encoded msgpack itself) is parted too.
     bytes = %SnakeBridge.Bytes{data: :binary.copy(<<255, 0>>, 1_500_000)}
     assert SnakeBridge.call!("sb_fixtures", "echo", [bytes], [], opts) == bytes.data
+  end
+
+  test "with tensor_passthrough: false, tensors cross as nested lists both ways" do
+    lists = [serialization: %{tensor_passthrough: false}]
+    json = [serialization: %{result: :json, tensor_passthrough: false}]
+
+    assert SnakeBridge.call!("numpy", "ones", [[2, 3]], [], lists) == [
+             [1.0, 1.0, 1.0],
+             [1.0, 1.0, 1.0]
+           ]
+
+    # JSON cannot carry an array, but it can carry the lists.
+    assert SnakeBridge.call!("numpy", "arange", [4], [], json) == [0, 1, 2, 3]
+
+    assert {:error, %SnakeBridge.Error{reason: :encoding}} =
+             SnakeBridge.call("numpy", "arange", [4], [], serialization: %{result: :json})
+
+    # A tensor argument reaches Python as a list.
+    tensor = Tensor.new(iota({:s, 16}, 4), {:s, 16}, {2, 2})
+    assert call!("type_name", [tensor], lists) == "builtins.list"
+    assert call!("echo", [tensor], lists) == [[0, 1], [2, 3]]
+    assert call!("type_name", [tensor]) == "numpy.ndarray"
+
+    assert_raise ArgumentError, ~r/tensor_passthrough/, fn ->
+      SnakeBridge.call("numpy", "ones", [1], [], serialization: %{tensor_passthrough: :no})
+    end
   end
 
   test "large binaries travel out of band, both ways" do

@@ -27,6 +27,10 @@ pub struct Key {
     pub op: i32,
     /// The encoded `[args, kwargs]`: compared whole, so distinct arguments never collide.
     pub args: Vec<u8>,
+    /// How the result is encoded (its codec, tensors as lists): a result cached in one
+    /// form does not answer a call that asked for another.
+    pub result_codec: i32,
+    pub tensors_as_lists: bool,
 }
 
 struct Entry {
@@ -114,6 +118,8 @@ mod tests {
             target: "math.sqrt".into(),
             op: 0,
             args: args.to_vec(),
+            result_codec: 0,
+            tensors_as_lists: false,
         }
     }
 

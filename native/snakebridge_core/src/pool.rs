@@ -121,6 +121,8 @@ pub struct CallRequest {
     pub cache: Option<CachePolicy>,
     /// The codec the worker encodes the result in (msgpack by default).
     pub result_codec: proto::Codec,
+    /// Tensors cross as nested lists (`serialization.tensor_passthrough: false`).
+    pub tensors_as_lists: bool,
 }
 
 /// How a cacheable call's answer is kept.
@@ -330,6 +332,8 @@ impl Pool {
                     target: request.target.clone(),
                     op: request.op as i32,
                     args: request.args.data.clone(),
+                    result_codec: request.result_codec as i32,
+                    tensors_as_lists: request.tensors_as_lists,
                 },
                 policy.ttl,
             )),
@@ -491,6 +495,7 @@ impl Pool {
                 timeout: request.timeout,
                 return_ref: request.return_ref,
                 result_codec: request.result_codec,
+                tensors_as_lists: request.tensors_as_lists,
                 pin: Some(Arc::downgrade(&worker)),
                 ..CallRequest::default()
             };
@@ -588,6 +593,7 @@ impl Pool {
                 result_codec: request.result_codec as i32,
                 op: request.op as i32,
                 return_ref: request.return_ref,
+                tensors_as_lists: request.tensors_as_lists,
             })),
         };
         (id, timeout_ms, frame)

@@ -281,7 +281,7 @@ fn pool_call<'a>(
     return_ref: bool,
     session: Option<ResourceArc<SessionResource>>,
     cache: Option<(String, u64)>,
-    codecs: (i32, i32),
+    codecs: (i32, i32, bool),
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
@@ -344,11 +344,12 @@ pub(crate) fn prepare_call<'a>(
     kwargs: Term<'a>,
     timeout_ms: u64,
     session: &Option<ResourceArc<SessionResource>>,
-    codecs: (i32, i32),
+    codecs: (i32, i32, bool),
 ) -> NifResult<Result<CallRequest, Term<'a>>> {
-    let (args_codec, result_codec) = codecs_of(codecs)?;
+    let encoding = codecs_of(codecs)?;
     let op = Op::try_from(op).map_err(|_| rustler::Error::BadArg)?;
-    let (args, refs) = match encode_call(env, positional, kwargs, session.as_deref(), args_codec) {
+    let (args, refs) = match encode_call(env, positional, kwargs, session.as_deref(), encoding.args)
+    {
         Ok(encoded) => encoded,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -359,18 +360,30 @@ pub(crate) fn prepare_call<'a>(
         timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
         pin: refs.pin,
         session: session.as_ref().map(|s| s.id().to_owned()),
-        result_codec,
+        result_codec: encoding.result,
+        tensors_as_lists: encoding.tensors_as_lists,
         ..CallRequest::default()
     }))
 }
 
-/// The argument and result codecs from their wire numbers.
-fn codecs_of(codecs: (i32, i32)) -> NifResult<(proto::Codec, proto::Codec)> {
+/// How a call's values are encoded: `{args_codec, result_codec, tensors_as_lists}`, the
+/// codecs as their wire numbers.
+pub(crate) struct Encoding {
+    pub args: proto::Codec,
+    pub result: proto::Codec,
+    pub tensors_as_lists: bool,
+}
+
+fn codecs_of(codecs: (i32, i32, bool)) -> NifResult<Encoding> {
     match (
         proto::Codec::try_from(codecs.0),
         proto::Codec::try_from(codecs.1),
     ) {
-        (Ok(args), Ok(result)) => Ok((args, result)),
+        (Ok(args), Ok(result)) => Ok(Encoding {
+            args,
+            result,
+            tensors_as_lists: codecs.2,
+        }),
         _ => Err(rustler::Error::BadArg),
     }
 }
@@ -425,12 +438,12 @@ fn pool_broadcast<'a>(
     positional: Term<'a>,
     kwargs: Term<'a>,
     timeout_ms: u64,
-    codecs: (i32, i32),
+    codecs: (i32, i32, bool),
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let (args_codec, result_codec) = codecs_of(codecs)?;
-    let payload = match encode_call(env, positional, kwargs, None, args_codec) {
+    let encoding = codecs_of(codecs)?;
+    let payload = match encode_call(env, positional, kwargs, None, encoding.args) {
         Ok((payload, refs)) if refs.pin.is_none() => payload,
         Ok(_) => {
             let reason = "object references live on one worker and cannot be broadcast";
@@ -443,7 +456,8 @@ fn pool_broadcast<'a>(
         target,
         args: payload,
         timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
-        result_codec,
+        result_codec: encoding.result,
+        tensors_as_lists: encoding.tensors_as_lists,
         ..CallRequest::default()
     };
     let pool = pool.pool.clone();

@@ -47,7 +47,7 @@ fn pool_stream<'a>(
     timeout_ms: u64,
     window: u32,
     session: Option<ResourceArc<SessionResource>>,
-    codecs: (i32, i32),
+    codecs: (i32, i32, bool),
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {

@@ -15,6 +15,7 @@ use pyo3::types::{
 };
 use snakebridge_core::value::{Date, ObjectRef, Path, Segment, Time, Value, MAX_DEPTH};
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::callback::{ElixirFunction, Link};
@@ -141,8 +142,41 @@ fn to_python_at<'py>(
         Value::Callback(id) => Bound::new(py, ElixirFunction::new(*id, link.clone()))
             .map_err(|e| python_error(path, e))?
             .into_any(),
-        Value::Tensor(t) => tensor::to_numpy(py, t).map_err(|e| python_error(path, e))?,
+        Value::Tensor(t) => {
+            let array = tensor::to_numpy(py, t).map_err(|e| python_error(path, e))?;
+            if tensors_as_lists() {
+                array
+                    .call_method0(pyo3::intern!(py, "tolist"))
+                    .map_err(|e| python_error(path, e))?
+            } else {
+                array
+            }
+        }
     })
+}
+
+thread_local! {
+    /// Whether the call running on this thread has tensors cross as nested lists.
+    static TENSORS_AS_LISTS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` (a call, on this thread) with tensors crossing as nested lists when `on`
+/// (`serialization.tensor_passthrough: false`): tensor arguments reach Python as lists,
+/// and numpy arrays in results come back as lists.
+pub fn with_tensors_as_lists<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    let before = TENSORS_AS_LISTS.with(|flag| flag.replace(on));
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TENSORS_AS_LISTS.with(|flag| flag.set(self.0));
+        }
+    }
+    let _restore = Restore(before);
+    f()
+}
+
+fn tensors_as_lists() -> bool {
+    TENSORS_AS_LISTS.with(Cell::get)
 }
 
 /// Stores `obj` in the registry and returns the reference that stands for it.
@@ -360,6 +394,12 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
         return Ok(Value::Time(time_fields(t)));
     }
     match tensor::from_numpy(obj).map_err(|e| python_error(path, e))? {
+        Numpy::Tensor(_) if tensors_as_lists() => {
+            let list = obj
+                .call_method0(pyo3::intern!(obj.py(), "tolist"))
+                .map_err(|e| python_error(path, e))?;
+            return from_python_at(&list, path, depth);
+        }
         Numpy::Tensor(t) => return Ok(Value::Tensor(t)),
         Numpy::Scalar(item) => {
             // A numpy scalar whose item is not a plain value (complex) stays in Python.

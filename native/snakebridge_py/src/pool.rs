@@ -16,6 +16,7 @@ use tonic::Status;
 
 use crate::call::{self, Dispatch};
 use crate::callback::Link;
+use crate::convert;
 use crate::registry;
 
 /// Stack size of each pool thread: deep Python recursion and value nesting need room.
@@ -221,15 +222,18 @@ impl Job {
             Some(reason) => send(call::error_frame(request_id, Kind::Cancelled, reason)),
             None => {
                 let session = call.session_id.clone();
+                let as_lists = call.tensors_as_lists;
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    registry::in_session(&session, || {
-                        if call.streaming {
-                            call::stream(dispatch, request_id, call, &link, &*control, &send);
-                        } else {
-                            send(call::run(
-                                dispatch, request_id, call, &link, queue_us, &*control,
-                            ));
-                        }
+                    convert::with_tensors_as_lists(as_lists, || {
+                        registry::in_session(&session, || {
+                            if call.streaming {
+                                call::stream(dispatch, request_id, call, &link, &*control, &send);
+                            } else {
+                                send(call::run(
+                                    dispatch, request_id, call, &link, queue_us, &*control,
+                                ));
+                            }
+                        })
                     })
                 }));
                 if outcome.is_err() {
