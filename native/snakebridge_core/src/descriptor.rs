@@ -99,9 +99,19 @@ pub fn request_key(config: &[u8], request: &DescribeLibraryRequest) -> String {
 /// A hash of the descriptor's content (deterministic: maps are ordered), ignoring the
 /// hash field itself.
 pub fn descriptor_hash(descriptor: &DescribeLibraryResponse) -> String {
+    hex(&descriptor_digest(descriptor))
+}
+
+/// The SHA-256 behind [`descriptor_hash`], as bytes (what the worker puts in
+/// `DescribeLibraryResponse.descriptor_hash`). Deterministic: the generated maps are
+/// `BTreeMap`s.
+pub fn descriptor_digest(descriptor: &DescribeLibraryResponse) -> Vec<u8> {
+    if descriptor.descriptor_hash.is_empty() {
+        return Sha256::digest(descriptor.encode_to_vec()).to_vec();
+    }
     let mut unhashed = descriptor.clone();
     unhashed.descriptor_hash.clear();
-    hex(&Sha256::digest(unhashed.encode_to_vec()))
+    Sha256::digest(unhashed.encode_to_vec()).to_vec()
 }
 
 /// Checks what the JSON schema cannot: names consistent with their keys, hashes right.

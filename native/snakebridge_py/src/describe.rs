@@ -6,10 +6,8 @@
 //! (deterministic: the generated maps are `BTreeMap`s).
 //! Nothing here panics on a malformed answer: it becomes an `internal` status.
 
-use prost::Message;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
-use sha2::{Digest, Sha256};
 use snakebridge_core::proto::{
     self, function_descriptor, parameter_descriptor, type_descriptor, ClassDescriptor,
     FunctionDescriptor, ParameterDescriptor, PropertyDescriptor, TypeDescriptor,
@@ -96,21 +94,6 @@ fn python_error(py: Python<'_>, err: &PyErr) -> String {
     text
 }
 
-/// SHA-256 of the response's protobuf encoding with `descriptor_hash` empty: deterministic
-/// because the generated maps are `BTreeMap`s. The same digest as
-/// `snakebridge_core::descriptor::descriptor_hash` (which hex-encodes it).
-pub fn descriptor_hash(response: &proto::DescribeLibraryResponse) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    if response.descriptor_hash.is_empty() {
-        hasher.update(response.encode_to_vec());
-    } else {
-        let mut unhashed = response.clone();
-        unhashed.descriptor_hash.clear();
-        hasher.update(unhashed.encode_to_vec());
-    }
-    hasher.finalize().to_vec()
-}
-
 /// Converts the agent's dicts, collecting warnings about unknown enum names.
 #[derive(Default)]
 struct Converter {
@@ -147,7 +130,7 @@ impl Converter {
             descriptor_hash: Vec::new(),
             warnings,
         };
-        response.descriptor_hash = descriptor_hash(&response);
+        response.descriptor_hash = snakebridge_core::descriptor::descriptor_digest(&response);
         Ok(response)
     }
 
