@@ -961,35 +961,9 @@ mod tests {
             .contains("unknown"));
     }
 
-    fn arb_value() -> impl Strategy<Value = Value> {
-        let leaf =
-            prop_oneof![
-                Just(Value::Nil),
-                any::<bool>().prop_map(Value::Bool),
-                any::<i64>().prop_map(Value::Int),
-                any::<i128>().prop_map(|n| Value::integer(BigInt::from(n))),
-                any::<f64>()
-                    .prop_filter("nan is checked apart", |f| !f.is_nan())
-                    .prop_map(Value::Float),
-                ".*".prop_map(Value::Str),
-                proptest::collection::vec(any::<u8>(), 0..32)
-                    .prop_map(|b| Value::Bytes(Bytes::from(b))),
-                (any::<i32>(), 1u8..=12, 1u8..=28)
-                    .prop_map(|(year, month, day)| Value::Date(Date { year, month, day })),
-            ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::List),
-                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Tuple),
-                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Set),
-                proptest::collection::vec((inner.clone(), inner), 0..8).prop_map(Value::Map),
-            ]
-        })
-    }
-
     proptest! {
         #[test]
-        fn any_value_round_trips(v in arb_value()) {
+        fn any_value_round_trips(v in crate::codec::sink::tests::arb_value()) {
             prop_assert_eq!(round_trip(&v), v);
         }
 
