@@ -536,8 +536,26 @@ impl Worker {
         }
     }
 
+    /// Takes the waiter of request `id` on the worker's last frame for it. A request given
+    /// up on is not pending any more: it leaves the abandoned set (its thread is free).
+    fn finish(&self, id: u64) -> Option<Waiter> {
+        if id < INIT_REQUEST_BASE {
+            self.served.store(true, Ordering::Relaxed);
+        }
+        let mut calls = lock_calls(self);
+        let waiter = self.remove_pending(&mut calls, id);
+        if waiter.is_none() {
+            calls.abandoned.remove(&id);
+        }
+        waiter
+    }
+
     fn take(&self, id: u64) -> Option<Waiter> {
-        let waiter = lock_calls(self).pending.remove(&id);
+        self.remove_pending(&mut lock_calls(self), id)
+    }
+
+    fn remove_pending(&self, calls: &mut Calls, id: u64) -> Option<Waiter> {
+        let waiter = calls.pending.remove(&id);
         if waiter.is_some() {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
@@ -562,16 +580,8 @@ impl Worker {
 
     fn route(self: &Arc<Self>, frame: proto::Frame) {
         let id = frame.request_id;
-        let last = matches!(&frame.body, Some(Body::Result(_) | Body::Error(_)))
-            || matches!(&frame.body, Some(Body::Chunk(chunk)) if chunk.is_final);
-        if last {
-            lock_calls(self).abandoned.remove(&id);
-            if id < INIT_REQUEST_BASE {
-                self.served.store(true, Ordering::Relaxed);
-            }
-        }
         match frame.body {
-            Some(Body::Result(result)) => match self.take(id) {
+            Some(Body::Result(result)) => match self.finish(id) {
                 Some(Waiter::Once(tx)) => {
                     // The caller may have stopped waiting; that is fine.
                     let _ = tx.send(Ok(Answer {
@@ -586,12 +596,12 @@ impl Worker {
                 None => {}
             },
             Some(Body::Error(error)) => {
-                if let Some(waiter) = self.take(id) {
+                if let Some(waiter) = self.finish(id) {
                     waiter.fail(Error::from_frame(error, self.pid));
                 }
             }
             Some(Body::Chunk(chunk)) if chunk.is_final => {
-                if let Some(Waiter::Stream(tx)) = self.take(id) {
+                if let Some(Waiter::Stream(tx)) = self.finish(id) {
                     if let Some(payload) = chunk.payload {
                         let _ = tx.send(StreamEvent::Chunk(payload));
                     }
