@@ -192,10 +192,32 @@ defmodule SnakeBridge.SecurityTest do
       assert error.message =~ "wrong password [REDACTED]"
     end
 
-    test "generated code and descriptor caches never hold a secret", %{secret: secret} do
+    test "generated modules, their source and the descriptor caches never hold a secret", %{
+      secret: secret
+    } do
+      # A config whose init call and exported tool take the secret, generated while the
+      # variable is set: generation keeps `{:system, ...}` and leaves it to the pool.
+      config = %{
+        python_module: "json",
+        elixir_module: SnakeBridge.SecretTest.JSON,
+        introspection: %{cache_path: "test/fixtures/schemas"},
+        functions: [%{python_path: "json.dumps"}],
+        init: [%{python_path: "json.dumps", args: [{:system, "SB_SECURITY_SECRET"}]}]
+      }
+
+      quoted = SnakeBridge.Generator.quoted(config)
+      refute Macro.to_string(quoted) =~ secret
+
+      for {:defmodule, _, [name | _]} = module <- quoted do
+        [{^name, beam}] = Code.compile_quoted(module)
+        refute beam =~ secret, "#{inspect(name)}'s .beam holds the secret"
+        :code.purge(name)
+        :code.delete(name)
+      end
+
       files =
         Enum.flat_map(
-          ["priv/snakebridge", ".snakebridge_cache", "_build/test/lib/snakebridge/ebin"],
+          ["priv/snakebridge", ".snakebridge_cache", "test/fixtures/schemas", "_build/test/lib"],
           &Path.wildcard(Path.join(&1, "**/*"), match_dot: true)
         )
 

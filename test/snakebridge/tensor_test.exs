@@ -92,6 +92,7 @@ defmodule SnakeBridge.TensorTest do
     assert [1.5, 7, true, %SnakeBridge.Ref{type: "numpy.complex64"}] = arrays["scalars"]
     assert arrays["array_module"] == <<1::signed-32-native, 2::signed-32-native>>
     assert arrays["bytearray"] == "ab"
+    assert arrays["memoryview"] == "yz"
   end
 
   test "a tensor whose data does not match its shape is refused before anything is sent" do

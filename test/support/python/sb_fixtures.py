@@ -256,6 +256,7 @@ def numpy_arrays() -> dict[str, Any]:
         "scalars": [np.float32(1.5), np.int64(7), np.bool_(True), np.complex64(1j)],
         "array_module": __import__("array").array("i", [1, 2]),
         "bytearray": bytearray(b"ab"),
+        "memoryview": memoryview(b"xyz")[1:],
     }
 
 
