@@ -1,5 +1,5 @@
 # SnakeBridge: two commands do everything on a fresh machine.
-#   make demo   runs the example (installs what is missing first)
+#   make demo   runs the examples: stdlib, numpy tensors, DSPy (installs what is missing first)
 #   make test   runs every test suite and the lint gates
 # `make setup` is what both use; `make bench` runs the benchmarks, `make soak` the long soak.
 
@@ -97,6 +97,8 @@ test-path-dep:
 
 demo: setup
 	cd $(ROOT) && mix run examples/stdlib.exs
+	@echo
+	cd $(ROOT) && mix run examples/numpy.exs
 	@echo
 	cd $(ROOT) && mix run examples/dspy/demo.exs
 
