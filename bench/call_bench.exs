@@ -6,7 +6,7 @@
 # Run with `make bench`. The machine is shared and noisy: every figure is the median of
 # several alternating rounds, and the table quotes ratios to the same-run baselines.
 # Nothing here fails on a number. The VM runs with its default scheduler busy wait, as in
-# production (`make test` passes +sbwt none, which adds about 100 µs to each call's p50
+# production (`make test` passes +sbwt none, which adds about 70 µs to a call's p50
 # here: the scheduler that gets the reply is asleep).
 
 Code.require_file("support.exs", __DIR__)
