@@ -26,7 +26,7 @@ export LC_ALL := C.UTF-8
 # 2-core machine's CPUs to the Python workers; the demo and the benchmarks run the VM as
 # users do, with its default busy wait (which answers a call's reply message sooner:
 # a sequential call's p50 about 180 µs with it, 250 µs without, in alternating runs here).
-TEST_ERL_AFLAGS := +sbwt none
+test-elixir soak: export ERL_AFLAGS := +sbwt none
 
 .PHONY: help setup toolchain venv agent nif test lint test-rust test-elixir test-path-dep demo bench soak fuzz clean
 
@@ -88,12 +88,12 @@ test-rust:
 	cd $(ROOT) && cargo run --release -q -p snakebridge_py --example call_worker -- $(PYTHON)
 
 test-elixir:
-	cd $(ROOT) && ERL_AFLAGS="$(TEST_ERL_AFLAGS)" MIX_ENV=test mix test
+	cd $(ROOT) && MIX_ENV=test mix test
 
 # The long soak: 200,000 calls from 64 callers, 1% of them killing their worker (make test
 # runs 20,000).
 soak: setup
-	cd $(ROOT) && ERL_AFLAGS="$(TEST_ERL_AFLAGS)" SNAKEBRIDGE_SOAK_CALLS=200000 MIX_ENV=test mix test test/snakebridge/soak_test.exs
+	cd $(ROOT) && SNAKEBRIDGE_SOAK_CALLS=200000 MIX_ENV=test mix test test/snakebridge/soak_test.exs
 
 # SnakeBridge must compile as a path dependency of another Mix application.
 test-path-dep:

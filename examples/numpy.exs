@@ -13,7 +13,7 @@ defmodule NumpyDemo do
         {micros / 1000, result}
       end
 
-    {ms, result} = runs |> Enum.sort() |> Enum.at(2)
+    {ms, result} = runs |> Enum.sort_by(&elem(&1, 0)) |> Enum.at(2)
     {result, ms}
   end
 
@@ -26,12 +26,7 @@ end
 
 IO.puts("Tensors cross as numpy arrays of the same dtype and shape:")
 
-matrix =
-  Tensor.new(
-    <<1::32-signed-native, 2::32-signed-native, 3::32-signed-native, 4::32-signed-native>>,
-    {:s, 32},
-    {2, 2}
-  )
+matrix = Tensor.new(for(x <- 1..4, into: <<>>, do: <<x::32-signed-native>>), {:s, 32}, {2, 2})
 
 {:ok, product} = SnakeBridge.call("numpy", "matmul", [matrix, matrix])
 

@@ -195,8 +195,8 @@ defmodule SnakeBridge.SecurityTest do
     test "generated modules, their source and the descriptor caches never hold a secret", %{
       secret: secret
     } do
-      # A config whose init call and exported tool take the secret, generated while the
-      # variable is set: generation keeps `{:system, ...}` and leaves it to the pool.
+      # A config whose init call takes the secret, generated while the variable is set:
+      # generation keeps `{:system, ...}` and leaves resolving it to the pool.
       config = %{
         python_module: "json",
         elixir_module: SnakeBridge.SecretTest.JSON,
