@@ -1,4 +1,4 @@
 [
-  inputs: ["{mix,.formatter}.exs", "{config,lib,test,bench,examples}/**/*.{ex,exs}"],
+  inputs: ["{mix,.formatter}.exs", "native/*.exs", "{config,lib,test,bench,examples}/**/*.{ex,exs}"],
   line_length: 100
 ]

@@ -11,11 +11,7 @@ ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 BUILD := $(ROOT)/_build
 VENV := $(BUILD)/venv
 PYTHON := $(VENV)/bin/python
-AGENT_STAMP := $(VENV)/.snakebridge_agent.stamp
-AGENT_SOURCES := $(shell find $(ROOT)/native/snakebridge_core $(ROOT)/native/snakebridge_py \
-	$(ROOT)/priv/python/snakebridge_agent $(ROOT)/proto -type f \
-	-not -path '*/__pycache__/*' -not -name '*.pyc' -not -name '*.so' 2>/dev/null) \
-	$(ROOT)/Cargo.toml $(wildcard $(ROOT)/Cargo.lock)
+REQUIREMENTS_STAMP := $(VENV)/.requirements.stamp
 
 export CARGO_TARGET_DIR := $(BUILD)/cargo
 export SNAKEBRIDGE_CARGO_TARGET_DIR := $(BUILD)/cargo
@@ -28,7 +24,7 @@ export LC_ALL := C.UTF-8
 # a sequential call's p50 about 180 µs with it, 250 µs without, in alternating runs here).
 test-elixir soak: export ERL_AFLAGS := +sbwt none
 
-.PHONY: help setup toolchain venv agent nif test lint test-rust test-elixir test-path-dep demo bench soak fuzz clean
+.PHONY: help setup toolchain venv nif test lint test-rust test-elixir test-package demo bench soak fuzz clean release-artifacts
 
 help:
 	@echo "make demo   - run the example (sets everything up first)"
@@ -36,9 +32,10 @@ help:
 	@echo "make bench  - run the benchmarks with their same-run baselines"
 	@echo "make soak   - 200,000 calls from 64 callers with 1% worker kills (make test runs 20,000)"
 	@echo "make fuzz   - fuzz the decoders for 300 s (make test gives them 10 s)"
-	@echo "make setup  - install what is missing: Elixir, the venv, the Python agent, the NIF"
+	@echo "make setup  - install what is missing: Elixir, the test venv, the native code"
+	@echo "make release-artifacts - the precompiled NIF and worker extension, and their checksum file"
 
-setup: toolchain agent nif
+setup: toolchain venv nif
 
 # Debian's Elixir/Erlang when `mix` is absent (as root), and a check for cargo.
 toolchain:
@@ -53,38 +50,40 @@ toolchain:
 	@command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (rustup)" >&2; exit 1; }
 	@command -v python3 >/dev/null 2>&1 || { echo "python3 not found" >&2; exit 1; }
 
-venv: $(PYTHON)
+# The venv of the tests, the demo and the benchmarks: the libraries they call (numpy, dspy),
+# and uv (for the package test's `mix snakebridge.setup`).
+# The worker's own code is not installed in it: SnakeBridge hands it to every interpreter.
+venv: $(REQUIREMENTS_STAMP)
 
 $(PYTHON):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r $(ROOT)/priv/python/requirements-dev.txt
 
-# The worker's Python package with its PyO3 extension, built by maturin into the venv.
-agent: $(AGENT_STAMP)
-
-$(AGENT_STAMP): $(PYTHON) $(AGENT_SOURCES) $(ROOT)/priv/python/requirements-dev.txt
-	$(VENV)/bin/pip install -q --disable-pip-version-check -r $(ROOT)/priv/python/requirements-dev.txt
-	cd $(ROOT)/priv/python/snakebridge_agent && VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH \
-	  $(VENV)/bin/maturin develop --release --quiet
+$(REQUIREMENTS_STAMP): $(PYTHON) $(ROOT)/test/python-requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r $(ROOT)/test/python-requirements.txt
 	touch $@
 
-# The NIF is built by the Mix compiler defined in mix.exs (skipped when nothing changed).
+# The NIF and the worker's Python extension are built by the Mix compiler of
+# native/mix_compiler.exs (skipped when nothing changed).
 nif: toolchain
 	cd $(ROOT) && mix compile
 	cd $(ROOT) && MIX_ENV=test mix compile
 
-test: setup lint test-rust test-path-dep test-elixir
+test: setup lint test-rust test-package test-elixir
 
 lint:
 	cd $(ROOT) && cargo fmt --all -- --check
+	cd $(ROOT)/bench/baselines && cargo fmt --all -- --check
 	cd $(ROOT) && cargo clippy --release --workspace --all-targets -- -D warnings
+	cd $(ROOT) && PYO3_NO_PYTHON=1 cargo clippy --release -p snakebridge_py --features extension-module -- -D warnings
+	cd $(ROOT)/bench/baselines && cargo clippy --release --all-targets -- -D warnings
 	cd $(ROOT) && MIX_ENV=test mix format --check-formatted
 	cd $(ROOT) && MIX_ENV=test mix compile --force --warnings-as-errors
 
 # Core unit/property tests, a real worker against the core's transport, and the worker's
 # protocol conformance run (every frame kind and error kind, against real Python).
 test-rust:
-	cd $(ROOT) && cargo test --release -p snakebridge_core -p snakebridge_bench_baselines
+	cd $(ROOT) && cargo test --release -p snakebridge_core
+	cd $(ROOT)/bench/baselines && cargo test --release
 	cd $(ROOT) && cargo run --release -q -p snakebridge_py --example call_worker -- $(PYTHON)
 
 test-elixir:
@@ -95,9 +94,10 @@ test-elixir:
 soak: setup
 	cd $(ROOT) && SNAKEBRIDGE_SOAK_CALLS=200000 MIX_ENV=test mix test test/snakebridge/soak_test.exs
 
-# SnakeBridge must compile as a path dependency of another Mix application.
-test-path-dep:
-	$(ROOT)/test/path_dependency_test.sh
+# SnakeBridge as a dependency of a new app, from exactly its package's files: bare
+# interpreters, mix snakebridge.setup, precompiled artifacts without Rust, a missing Python.
+test-package:
+	$(ROOT)/test/package_test.sh
 
 demo: setup
 	cd $(ROOT) && mix run examples/stdlib.exs
@@ -117,7 +117,7 @@ bench: setup
 	    echo "erlang-jiffy not installed (install Debian's 'erlang-jiffy' as root): bench/codec_bench.exs skips its jiffy rows" >&2; \
 	  fi; \
 	fi
-	cd $(ROOT) && cargo build --release -p snakebridge_bench_baselines
+	cd $(ROOT)/bench/baselines && cargo build --release
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/call_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/runtime_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/introspection_bench.exs
@@ -131,6 +131,12 @@ bench: setup
 fuzz:
 	cd $(ROOT) && SNAKEBRIDGE_FUZZ_SECONDS=$${SNAKEBRIDGE_FUZZ_SECONDS:-300} \
 	  cargo test --release -p snakebridge_core --test fuzz_decoders -- --nocapture
+
+# This machine's precompiled artifacts (the NIF and the worker extension, built from source)
+# and checksum-snakebridge.exs for them, in _build/release: upload the artifacts to the
+# release and put the checksum file in the package's root before publishing.
+release-artifacts: toolchain
+	cd $(ROOT) && mix snakebridge.release_artifacts $(BUILD)/release
 
 clean:
 	rm -rf $(BUILD) $(ROOT)/priv/native $(ROOT)/deps

@@ -21,7 +21,7 @@ defmodule CallBench do
   def run do
     Bench.start()
     baselines = Path.expand("../_build/cargo/release/baselines", __DIR__)
-    python = SnakeBridge.Pool.default_python()
+    python = elem(SnakeBridge.Python.resolve(), 0)
 
     IO.puts(
       "SnakeBridge call benchmark: #{@rounds} rounds, #{@sequential} sequential calls, " <>

@@ -6,7 +6,18 @@ defmodule SnakeBridge.Application do
         start_pool: true,                # false: start pools yourself
         pool: [size: 2, threads: 4, timeout: 30_000, env: %{"OMP_NUM_THREADS" => "1"}]
 
-  See `SnakeBridge.Pool` for every pool option.
+  See `SnakeBridge.Pool` for every pool option. The pool is not strict: when Python cannot
+  start, the application boots all the same, logs why, and calls answer `:no_workers` with
+  the explanation until a worker starts.
+
+  Other application settings:
+
+    * `:python` - the interpreter of every pool (see `SnakeBridge.Python` for the order).
+    * `:venv` - where `mix snakebridge.setup` puts the app's venv (default
+      `_build/snakebridge/venv`).
+    * `:python_deps` - requirements `mix snakebridge.setup` installs besides the configs'.
+    * `:release_url` - where SnakeBridge's compiler downloads its precompiled artifacts
+      (read when SnakeBridge compiles; `SNAKEBRIDGE_RELEASE_URL` overrides it).
 
   In development, `config :snakebridge, watch: true` (or a keyword list of options) also
   starts `SnakeBridge.Watcher`, which reloads generated modules when their config changes.

@@ -15,11 +15,13 @@ defmodule SnakeBridge.Error do
     * `:timeout` - no reply before the call's `:timeout`; the call was cancelled.
     * `:worker_crashed` - the worker running the call died; `exit_status` (exit code, or
       minus the signal number) and `stderr_tail` say how. The pool replaces the worker.
-    * `:worker_start_failed` - a worker could not start (bad interpreter, import error).
+    * `:worker_start_failed` - a worker of a `strict: true` pool could not start; the
+      message names the interpreter, what went wrong and the command that fixes it.
     * `:invalid_config` - an integration's config cannot be used (for example a
       `{:system, "ENV_VAR"}` whose variable is not set when the pool starts).
-    * `:no_workers` - no live worker before the deadline (all were restarting); the
-      message says why the last restart failed, if one did.
+    * `:no_workers` - no live worker: none could start (the call fails at once, and the
+      message explains why, as the pool's start error would), or all were restarting
+      until the deadline.
     * `:not_allowed` - the target, attribute or object lies outside the pool's
       `:allowed_modules` (or is a private name in a restricted pool); nothing ran.
     * `:overloaded` - the pool already had as many calls running or queued as it takes

@@ -71,7 +71,7 @@ defmodule SnakeBridge.Introspection do
     pool = Application.get_env(:snakebridge, :pool, [])
 
     pool_opts =
-      [name: name, size: 1, threads: 1]
+      [name: name, size: 1, threads: 1, strict: true]
       |> Keyword.merge(Keyword.take(pool, [:python, :python_path, :env, :startup_timeout]))
 
     case Pool.start(pool_opts) do

@@ -15,9 +15,16 @@ defmodule SnakeBridge.Pool do
   ## Options
 
     * `:name` - registered name of the pool (default `SnakeBridge.Pool`).
-    * `:python` - the Python interpreter; it must have `snakebridge_agent` installed.
-      Default: `$SNAKEBRIDGE_PYTHON`, else the venv `make setup` creates in SnakeBridge's
-      checkout (`_build/venv/bin/python`).
+    * `:python` - the Python interpreter: any CPython 3.10 or newer, with the libraries
+      your calls use (SnakeBridge brings its own worker code). Without it: `config
+      :snakebridge, python: ...`, `$SNAKEBRIDGE_PYTHON`, the venv of `mix
+      snakebridge.setup`, then `python3` (see `SnakeBridge.Python`).
+    * `:strict` - whether the pool's start fails when a worker cannot start (default
+      `false`). A pool that is not strict starts anyway, logs one error that names the
+      interpreter, what went wrong and the command that fixes it, and keeps trying to start
+      its workers with backoff (up to 5 s apart); meanwhile calls fail at once with
+      `:no_workers` and the same explanation. So an application that uses SnakeBridge
+      boots even when Python is missing or broken.
     * `:size` - number of worker processes (default `System.schedulers_online/0`).
     * `:threads` - Python threads per worker; `1` runs one call at a time (default `4`).
     * `:timeout` - default per-call timeout in milliseconds, or `:infinity` (default
@@ -86,13 +93,14 @@ defmodule SnakeBridge.Pool do
 
   use GenServer
 
-  alias SnakeBridge.{Error, Native}
+  require Logger
 
-  @default_python Path.expand("../../_build/venv/bin/python", __DIR__)
+  alias SnakeBridge.{Error, Native}
 
   @type option ::
           {:name, atom()}
           | {:python, Path.t()}
+          | {:strict, boolean()}
           | {:size, pos_integer()}
           | {:threads, pos_integer()}
           | {:timeout, timeout()}
@@ -112,8 +120,9 @@ defmodule SnakeBridge.Pool do
           | {:integrations, [SnakeBridge.Config.source()]}
 
   @doc """
-  Starts a pool and links it to the caller. Returns once every worker is ready, or
-  `{:error, %SnakeBridge.Error{}}` saying why one could not start.
+  Starts a pool and links it to the caller. Returns once every worker is ready or, when
+  one cannot start, `{:ok, pid}` all the same (the pool retries and logs why) or, with
+  `strict: true`, `{:error, %SnakeBridge.Error{}}` saying why.
   """
   @spec start_link([option()]) :: GenServer.on_start()
   def start_link(opts \\ []) do
@@ -155,8 +164,8 @@ defmodule SnakeBridge.Pool do
   end
 
   @doc """
-  The settings a running pool works with, after its integrations were applied: `:python`,
-  `:size`, `:threads`, `:timeout`, `:startup_timeout`, `:max_message_size`,
+  The settings a running pool works with, after its integrations were applied: `:python`
+  (and `:python_source`, where it came from), `:strict`, `:size`, `:threads`, `:timeout`, `:startup_timeout`, `:max_message_size`,
   `:max_payload_size`, `:max_queue`, `:hang_grace`, `:on_hang`, `:allowed_modules` (nil
   for any module) and `:shared_memory` (never its init calls or tools, which may hold
   secrets). `:shared_memory` is the smallest buffer that crosses through shared memory,
@@ -192,13 +201,6 @@ defmodule SnakeBridge.Pool do
     end
   end
 
-  @doc false
-  @spec default_python() :: String.t()
-  def default_python do
-    System.get_env("SNAKEBRIDGE_PYTHON") ||
-      if(File.exists?(@default_python), do: @default_python, else: "python3")
-  end
-
   @impl true
   def init(opts) do
     Process.flag(:trap_exit, true)
@@ -219,6 +221,9 @@ defmodule SnakeBridge.Pool do
     native_options = %{
       name: opts[:name],
       python: opts[:python],
+      priv_dir: List.to_string(:code.priv_dir(:snakebridge)),
+      strict: opts[:strict],
+      start_hint: SnakeBridge.Python.start_hint({opts[:python], opts[:python_source]}),
       size: opts[:size],
       threads: opts[:threads],
       startup_timeout: opts[:startup_timeout],
@@ -238,7 +243,8 @@ defmodule SnakeBridge.Pool do
     :ok = Native.pool_start(native_options, self(), tag)
 
     receive do
-      {^tag, {:ok, resource, shared_min_size}} ->
+      {^tag, {:ok, resource, shared_min_size, start_error}} ->
+        if start_error, do: log_start_error(opts[:name], Error.from_native(start_error, nil))
         :persistent_term.put({__MODULE__, opts[:name]}, {resource, opts[:timeout]})
         settings = Keyword.put(effective_settings(opts), :shared_memory, shared_min_size)
         {:ok, %{name: opts[:name], resource: resource, settings: settings}}
@@ -252,6 +258,14 @@ defmodule SnakeBridge.Pool do
     end
   end
 
+  defp log_start_error(name, %Error{message: message}) do
+    Logger.error(
+      "SnakeBridge pool #{inspect(name)} started without Python workers; calls answer " <>
+        "{:error, %SnakeBridge.Error{reason: :no_workers}} until one starts " <>
+        "(it keeps trying): #{message}"
+    )
+  end
+
   @impl true
   def terminate(_reason, %{name: name, resource: resource}) do
     :persistent_term.erase({__MODULE__, name})
@@ -261,6 +275,8 @@ defmodule SnakeBridge.Pool do
 
   @settings [
     :python,
+    :python_source,
+    :strict,
     :size,
     :threads,
     :timeout,
@@ -307,7 +323,8 @@ defmodule SnakeBridge.Pool do
   defp validate!(opts) do
     defaults = [
       name: __MODULE__,
-      python: default_python(),
+      python: nil,
+      strict: false,
       size: System.schedulers_online(),
       threads: 4,
       timeout: 30_000,
@@ -328,6 +345,7 @@ defmodule SnakeBridge.Pool do
     ]
 
     opts = Keyword.merge(defaults, opts)
+    {python, source} = SnakeBridge.Python.resolve(opts)
 
     Enum.each(opts, fn {key, value} ->
       unless valid?(key, value) do
@@ -336,7 +354,7 @@ defmodule SnakeBridge.Pool do
     end)
 
     opts
-    |> Keyword.update!(:python, &to_string/1)
+    |> Keyword.merge(python: python, python_source: source)
     |> Keyword.update!(:env, fn env ->
       Enum.map(env, fn {k, v} -> {to_string(k), to_string(v)} end)
     end)
@@ -381,7 +399,8 @@ defmodule SnakeBridge.Pool do
   end
 
   defp valid?(:name, name), do: is_atom(name)
-  defp valid?(:python, python), do: is_binary(python) or is_list(python)
+  defp valid?(:python, python), do: python == nil or is_binary(python) or is_list(python)
+  defp valid?(:strict, strict), do: is_boolean(strict)
 
   defp valid?(key, n)
        when key in [:size, :threads, :startup_timeout, :max_message_size, :max_payload_size],

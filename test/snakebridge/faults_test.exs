@@ -162,7 +162,10 @@ defmodule SnakeBridge.FaultsTest do
       assert {:error, {%Error{reason: :worker_start_failed, message: message}, _}} =
                start_supervised(
                  {TestPool,
-                  name: :init_fails, size: 1, init: [{"sb_fixtures", "start_once", [log], []}]}
+                  name: :init_fails,
+                  size: 1,
+                  strict: true,
+                  init: [{"sb_fixtures", "start_once", [log], []}]}
                )
 
       assert message =~ "sb_fixtures.start_once"
@@ -185,7 +188,7 @@ defmodule SnakeBridge.FaultsTest do
       assert {:error, %Error{reason: :no_workers, message: message}} =
                call(:restart_fails, "pid", [], timeout: 4_000)
 
-      assert message =~ "the last restart failed"
+      assert message =~ "the last attempt to start one failed"
       assert message =~ "cannot import a dependency"
 
       Process.sleep(max(0, 6_000 - (System.monotonic_time(:millisecond) - killed)))

@@ -49,7 +49,10 @@ defmodule SnakeBridge.InitTest do
     assert {:error, {%Error{reason: :worker_start_failed} = error, _}} =
              start_supervised(
                {TestPool,
-                name: :bad_init_pool, size: 1, init: [{"sb_fixtures", "fail", ["bad init"], []}]}
+                name: :bad_init_pool,
+                size: 1,
+                strict: true,
+                init: [{"sb_fixtures", "fail", ["bad init"], []}]}
              )
 
     assert error.message =~ "sb_fixtures.fail"

@@ -17,29 +17,53 @@ defmodule SnakeBridge.MixTasksTest do
     end
   end
 
-  test "setup --check reports what the venv lacks, and setup installs nothing twice", %{
+  test "setup makes a venv and a lock file, then does nothing, and --check says so", %{
     tmp_dir: dir
   } do
-    venv = Path.dirname(Path.dirname(SnakeBridge.Pool.default_python()))
+    venv = Path.join(dir, "venv")
+    lock = Path.join(dir, "snakebridge.lock")
+    # No requirements (this project's configs have none), so nothing is downloaded.
+    args = ["--venv", venv, "--lock", lock, "--installer", "pip", "--python", "python3"]
 
-    assert capture_io(fn ->
-             Mix.Tasks.Snakebridge.Setup.run(["--venv", venv, "--deps", "numpy", "--check"])
-           end) =~
-             "are installed"
+    output = capture_io(fn -> Mix.Tasks.Snakebridge.Setup.run(args) end)
+    assert output =~ "Creating the venv"
+    assert File.exists?(Path.join([venv, "bin", "python"]))
+    assert File.read!(lock) =~ ~r/^python 3\.\d+\.\d+$/m
+
+    assert capture_io(fn -> Mix.Tasks.Snakebridge.Setup.run(args) end) =~ "is up to date"
+
+    assert capture_io(fn -> Mix.Tasks.Snakebridge.Setup.run(args ++ ["--check"]) end) =~
+             "holds what"
 
     output =
-      capture_io(fn ->
-        assert catch_exit(
-                 Mix.Tasks.Snakebridge.Setup.run(["--venv", venv, "--deps", "numpy>=999", "--check"])
-               ) == {:shutdown, 1}
+      capture_io(:stderr, fn ->
+        assert catch_exit(Mix.Tasks.Snakebridge.Setup.run(args ++ ["--check", "--deps", "numpy"])) ==
+                 {:shutdown, 1}
       end)
 
-    assert output =~ "missing: numpy>=999"
+    assert output =~ "the requirements changed"
+    assert output =~ "now numpy"
 
-    assert capture_io(fn -> Mix.Tasks.Snakebridge.Setup.run(["--venv", venv, "--deps", "numpy"]) end) =~
-             "are installed"
+    File.rm!(lock)
 
-    assert dir
+    output =
+      capture_io(:stderr, fn ->
+        assert catch_exit(Mix.Tasks.Snakebridge.Setup.run(args ++ ["--check"])) == {:shutdown, 1}
+      end)
+
+    assert output =~ "there is no lock file"
+  end
+
+  test "setup refuses an interpreter older than CPython 3.10", %{tmp_dir: dir} do
+    old = Path.expand("~/.pyenv/versions/3.9.18/bin/python3")
+
+    if File.exists?(old) do
+      args = ["--venv", Path.join(dir, "venv"), "--lock", Path.join(dir, "lock"), "--python", old]
+
+      assert_raise Mix.Error, ~r/needs CPython 3.10 or newer; .* is 3\.9/, fn ->
+        capture_io(fn -> Mix.Tasks.Snakebridge.Setup.run(args ++ ["--installer", "pip"]) end)
+      end
+    end
   end
 
   test "diff exits 0 when nothing changed and 1 when the API did", %{tmp_dir: dir} do

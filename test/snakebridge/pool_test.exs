@@ -36,26 +36,15 @@ defmodule SnakeBridge.PoolTest do
     refute System.cmd("kill", ["-0", "#{before}"], stderr_to_stdout: true) |> elem(1) == 0
   end
 
-  test "a pool whose interpreter does not exist fails to start with a clear error" do
+  test "a strict pool whose interpreter does not exist fails to start with a clear error" do
     assert {:error, {%Error{reason: :worker_start_failed, message: message}, _}} =
              start_supervised(
-               {SnakeBridge.Pool, name: :bad_pool, python: "/nonexistent/python3", size: 1}
-             )
-
-    assert message =~ "/nonexistent/python3"
-  end
-
-  test "a pool whose agent cannot be imported reports the worker's stderr" do
-    assert {:error, {%Error{reason: :worker_start_failed} = error, _}} =
-             start_supervised(
                {SnakeBridge.Pool,
-                name: :no_agent_pool,
-                python: System.find_executable("python3"),
-                size: 1,
-                env: %{"PYTHONNOUSERSITE" => "1", "PYTHONPATH" => ""}}
+                name: :bad_pool, python: "/nonexistent/python3", size: 1, strict: true}
              )
 
-    assert error.stderr_tail =~ "snakebridge_agent"
+    assert message =~ "`/nonexistent/python3` was not found"
+    assert message =~ "mix snakebridge.setup"
   end
 
   test "invalid options raise ArgumentError" do

@@ -175,7 +175,9 @@ defmodule SnakeBridge.SecurityTest do
       failing = %{config | init: config.init ++ [%{python_path: "sb_fixtures.leak_global"}]}
 
       assert {:error, {%Error{reason: :worker_start_failed} = error, _}} =
-               start_supervised({TestPool, name: :secretive_init, size: 1, integrations: [failing]})
+               start_supervised(
+                 {TestPool, name: :secretive_init, size: 1, strict: true, integrations: [failing]}
+               )
 
       assert error.message =~ "the service refused the key [REDACTED]"
       refute inspect(error, limit: :infinity, printable_limit: :infinity) =~ secret

@@ -46,7 +46,7 @@ defmodule SnakeBridge.VMKillTest do
         :binary,
         :exit_status,
         {:line, 4096},
-        {:env, [{~c"SB_PYTHON", String.to_charlist(SnakeBridge.Pool.default_python())}]},
+        {:env, [{~c"SB_PYTHON", String.to_charlist(elem(SnakeBridge.Python.resolve(), 0))}]},
         args: paths ++ ["-e", @script]
       ])
 

@@ -13,7 +13,7 @@ options:
   --calls N          sequential calls, and total calls of the concurrent run (default 20000)
   --concurrency C    concurrent callers (default 64)
   --workers W        Python worker processes, one connection/channel each (default 2)
-  --python PATH      Python interpreter (default /work/main/_build/venv/bin/python)
+  --python PATH      Python interpreter (default: _build/venv/bin/python of this checkout)
   --scripts DIR      directory holding the worker scripts (default: bench/python)
   --payload BYTES    request payload size in bytes (default 32, minimum 8)
   --warmup N         warm-up calls before each measurement (default: calls/10, 100..=2000)
@@ -63,6 +63,12 @@ fn default_scripts_dir() -> PathBuf {
     crate_dir.parent().unwrap_or(crate_dir).join("python")
 }
 
+/// `_build/venv/bin/python` of the checkout holding this crate.
+fn default_python() -> PathBuf {
+    let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    crate_dir.join("../../_build/venv/bin/python")
+}
+
 impl Args {
     pub fn parse(mut argv: impl Iterator<Item = String>) -> Result<Self> {
         let bench = match argv.next().as_deref() {
@@ -76,7 +82,7 @@ impl Args {
             calls: 20_000,
             concurrency: 64,
             workers: 2,
-            python: PathBuf::from("/work/main/_build/venv/bin/python"),
+            python: default_python(),
             scripts: default_scripts_dir(),
             payload: 32,
             warmup: 0,

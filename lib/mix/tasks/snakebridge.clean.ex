@@ -7,7 +7,8 @@ defmodule Mix.Tasks.Snakebridge.Clean do
 
   Removes the descriptor files (`priv/snakebridge/schemas/*.json`, or `--cache-dir`) and
   the workers' own introspection caches (`.snakebridge_cache/`). With `--all`, also the
-  venv and native builds under `_build/` that `make setup` creates.
+  app's venv (`mix snakebridge.setup` makes it again) and SnakeBridge's installed native
+  code (the next `mix compile` installs it again).
   """
   use Mix.Task
 
@@ -37,9 +38,11 @@ defmodule Mix.Tasks.Snakebridge.Clean do
     Mix.shell().info("removed #{length(removed)} worker cache entr(ies) in .snakebridge_cache")
 
     if opts[:all] do
-      for path <- ["_build/venv", "_build/cargo", "priv/native"] do
+      native = Path.join(List.to_string(:code.priv_dir(:snakebridge)), "native")
+
+      for path <- [SnakeBridge.Python.venv_dir(), native] do
         File.rm_rf!(path)
-        Mix.shell().info("removed #{path}")
+        Mix.shell().info("removed #{Path.relative_to_cwd(path)}")
       end
     end
   end

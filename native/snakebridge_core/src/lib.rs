@@ -12,8 +12,10 @@
 //! - [`shared`]: large payload buffers through shared memory instead of messages.
 //! - [`transport`]: the carrier of frames between the core and a worker (gRPC over a Unix
 //!   socket), behind a trait.
+//! - [`agent`]: the worker's own Python code, handed to each worker process.
 //! - [`worker`]: one Python worker process and its connection.
 //! - [`pool`]: N workers, dispatch, deadlines, replacement of crashed workers.
+//! - [`startup`]: why a worker could not start, in words a user can act on.
 //! - [`auth`]: the per-run token.
 //! - [`allow`]: the allowlist of Python modules a pool may reach.
 //! - [`cache`]: answers of cacheable calls.
@@ -26,6 +28,7 @@
 //! - [`callback`]: Python calling functions that live in the BEAM.
 //! - [`watch`]: the dev-mode watcher of config manifests (debounced batches of changed files).
 
+pub mod agent;
 pub mod allow;
 pub mod auth;
 pub mod cache;
@@ -43,6 +46,7 @@ pub mod proto;
 pub mod secrets;
 pub mod shared;
 pub mod signing;
+pub mod startup;
 pub mod stats;
 pub mod transport;
 pub mod types;

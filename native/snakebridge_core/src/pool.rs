@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
+use crate::agent::Agent;
 use crate::allow::Allowlist;
 use crate::auth;
 use crate::cache::{self, ResultCache};
@@ -21,6 +22,7 @@ use crate::callback::Callbacks;
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
 use crate::shared::SharedDir;
+use crate::startup;
 use crate::stats::{Snapshot, Stats};
 use crate::transport::{GrpcTransport, Transport};
 use crate::worker::{StreamEvent, Worker, WorkerInfo, WorkerSpec};
@@ -28,8 +30,11 @@ use crate::worker::{StreamEvent, Worker, WorkerInfo, WorkerSpec};
 /// How a pool is built.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// The Python interpreter of a venv where `snakebridge_agent` is installed.
+    /// The Python interpreter.
     pub python: PathBuf,
+    /// The worker's Python code, put on the interpreter's path (see [`crate::agent`]);
+    /// `None` when the interpreter has `snakebridge_agent` installed.
+    pub agent: Option<Agent>,
     /// Number of worker processes.
     pub size: usize,
     /// Python threads per worker (1 = strictly serial).
@@ -70,12 +75,20 @@ pub struct PoolConfig {
     /// Calls each worker runs when it starts and after a restart (target and encoded
     /// `[args, kwargs]`), e.g. to configure a library's global state.
     pub init: Vec<(String, proto::Payload)>,
+    /// Whether [`Pool::start`] fails when a worker cannot start. Otherwise the pool starts
+    /// without it, keeps trying to start it with backoff, and calls that find no live
+    /// worker fail at once with `no_workers` and the reason ([`Pool::start_error`]).
+    pub strict: bool,
+    /// What to do about a worker that cannot start, appended to the explanation (see
+    /// [`crate::startup::explain`]), e.g. the command that installs what is missing.
+    pub start_hint: Option<String>,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
             python: PathBuf::from("python3"),
+            agent: None,
             size: 2,
             threads: 4,
             env: Vec::new(),
@@ -92,6 +105,8 @@ impl Default for PoolConfig {
             secrets: Vec::new(),
             callbacks: Callbacks::default(),
             init: Vec::new(),
+            strict: true,
+            start_hint: None,
         }
     }
 }
@@ -199,9 +214,11 @@ struct Inner {
     hang_grace: Duration,
     replace_hung_workers: bool,
     allowed_modules: Option<Allowlist>,
-    /// Why the last attempt to (re)start a worker failed, for the errors of calls that
-    /// find no live worker.
+    /// Why the last attempt to (re)start a worker failed (explained, see
+    /// [`crate::startup`]), for the errors of calls that find no live worker; `None` once
+    /// a start succeeded.
     last_start_error: std::sync::Mutex<Option<Error>>,
+    start_hint: Option<String>,
     /// Per slot, the delay before replacing a worker that died young (grows while they
     /// keep dying young).
     crash_delays: std::sync::Mutex<Vec<Duration>>,
@@ -249,6 +266,7 @@ impl Pool {
         let inner = Arc::new(Inner {
             spec: WorkerSpec {
                 python: config.python,
+                agent: config.agent,
                 threads: config.threads,
                 env: config.env,
                 python_path: config.python_path,
@@ -284,6 +302,7 @@ impl Pool {
             replace_hung_workers: config.replace_hung_workers,
             allowed_modules: config.allowed_modules,
             last_start_error: std::sync::Mutex::new(None),
+            start_hint: config.start_hint,
             crash_delays: std::sync::Mutex::new(vec![Duration::ZERO; config.size]),
         });
 
@@ -310,11 +329,28 @@ impl Pool {
         let pool = Pool { inner };
         match first_error {
             None => Ok(pool),
-            Some(err) => {
+            Some(err) if config.strict => {
                 pool.close();
                 Err(err)
             }
+            Some(err) => {
+                pool.inner.set_start_error(Some(err));
+                let empty: Vec<usize> = (pool.inner.read_slots().iter().enumerate())
+                    .filter(|(_, worker)| worker.is_none())
+                    .map(|(slot, _)| slot)
+                    .collect();
+                for slot in empty {
+                    Inner::replace(&pool.inner, slot, FIRST_RESTART_DELAY);
+                }
+                Ok(pool)
+            }
         }
+    }
+
+    /// Why the last attempt to start a worker failed, until one starts: what a pool that
+    /// is not strict started without.
+    pub fn start_error(&self) -> Option<Error> {
+        self.inner.start_error()
     }
 
     /// Calls a Python function on the least-loaded live worker (or the pinned one) and
@@ -639,10 +675,11 @@ impl Inner {
         self.changed.notify_waiters();
     }
 
+    /// Starts a worker for `slot`; a failure is explained (see [`crate::startup`]).
     async fn spawn_worker(inner: &Arc<Inner>, slot: usize) -> Result<Arc<Worker>, Error> {
         let generation = inner.next_generation.fetch_add(1, Ordering::Relaxed);
         let weak: Weak<Inner> = Arc::downgrade(inner);
-        Worker::spawn(
+        let spawned = Worker::spawn(
             slot,
             generation,
             &inner.spec,
@@ -653,7 +690,23 @@ impl Inner {
                 }
             },
         )
-        .await
+        .await;
+        spawned
+            .map_err(|err| startup::explain(&inner.spec.python, &err, inner.start_hint.as_deref()))
+    }
+
+    fn start_error(&self) -> Option<Error> {
+        self.last_start_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_start_error(&self, err: Option<Error>) {
+        *self
+            .last_start_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = err;
     }
 
     /// A worker died: its slot gets a new one, unless it had been retired (replaced
@@ -705,19 +758,13 @@ impl Inner {
                 }
                 match Inner::spawn_worker(&inner, slot).await {
                     Ok(worker) => {
-                        *inner
-                            .last_start_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner()) = None;
+                        inner.set_start_error(None);
                         inner.install(slot, worker);
                         return;
                     }
                     Err(err) => {
                         tracing::warn!(slot, error = %err, ?backoff, "worker restart failed");
-                        *inner
-                            .last_start_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner()) = Some(err);
+                        inner.set_start_error(Some(err));
                     }
                 }
                 drop(inner);
@@ -790,7 +837,9 @@ impl Inner {
     }
 
     /// The live worker with the fewest calls in flight (ties broken round-robin); waits
-    /// for one to be (re)started when none is alive, until `deadline`.
+    /// for one to be (re)started when none is alive, until `deadline`. When none is alive
+    /// and the last attempt to start one failed, fails at once with the reason: a caller
+    /// learns what is wrong now rather than at its deadline.
     async fn pick(&self, deadline: Option<Instant>) -> Result<Arc<Worker>, Error> {
         loop {
             let notified = self.changed.notified();
@@ -802,28 +851,39 @@ impl Inner {
             if let Some(worker) = self.least_loaded() {
                 return Ok(worker);
             }
+            if let Some(err) = self.start_error() {
+                return Err(self.no_workers(Some(err)));
+            }
             match deadline {
                 Some(deadline) => {
                     if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        let why = match &*self
-                            .last_start_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                        {
-                            Some(err) => format!("; the last restart failed: {}", err.message),
-                            None => String::new(),
-                        };
-                        return Err(Error::new(
-                            ErrorKind::NoWorkers,
-                            format!(
-                                "none of the {} workers was alive before the deadline{why}",
-                                self.size
-                            ),
-                        ));
+                        return Err(self.no_workers(self.start_error()));
                     }
                 }
                 None => notified.await,
             }
+        }
+    }
+
+    /// The error of a call that found no live worker, with why the last start failed.
+    fn no_workers(&self, start_error: Option<Error>) -> Error {
+        match start_error {
+            Some(err) => Error {
+                kind: ErrorKind::NoWorkers,
+                message: format!(
+                    "none of the {} workers is running, and the last attempt to start one \
+                     failed: {}",
+                    self.size, err.message
+                ),
+                ..err
+            },
+            None => Error::new(
+                ErrorKind::NoWorkers,
+                format!(
+                    "none of the {} workers was alive before the deadline",
+                    self.size
+                ),
+            ),
         }
     }
 

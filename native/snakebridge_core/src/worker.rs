@@ -19,6 +19,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::StreamExt;
 
+use crate::agent::{self, Agent};
 use crate::callback::Callbacks;
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
@@ -33,8 +34,11 @@ const STDERR_TAIL_LINES: usize = 40;
 /// What a worker process needs to start.
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
-    /// The Python interpreter (of a venv where `snakebridge_agent` is installed).
+    /// The Python interpreter.
     pub python: PathBuf,
+    /// The worker's Python code, put on the interpreter's path; `None` when the
+    /// interpreter has `snakebridge_agent` installed.
+    pub agent: Option<Agent>,
     /// Size of the worker's Python thread pool (1 = strictly serial).
     pub threads: u32,
     /// Extra environment variables for the worker only.
@@ -652,10 +656,21 @@ impl Worker {
     }
 }
 
+/// The `PYTHONPATH` the worker would have without SnakeBridge: the spec's own, else the VM's.
+fn inherited_python_path(spec: &WorkerSpec) -> Option<std::ffi::OsString> {
+    match spec.env.iter().find(|(name, _)| name == "PYTHONPATH") {
+        Some((_, value)) => Some(value.into()),
+        None => std::env::var_os("PYTHONPATH"),
+    }
+}
+
 fn spawn_process(spec: &WorkerSpec, socket: &Path) -> Result<Child, Error> {
+    if let Some(agent) = &spec.agent {
+        agent.check()?;
+    }
     let mut cmd = Command::new(&spec.python);
     cmd.arg("-m")
-        .arg("snakebridge_agent")
+        .arg(agent::MODULE)
         .arg("--socket")
         .arg(socket)
         .arg("--token-file")
@@ -672,21 +687,13 @@ fn spawn_process(spec: &WorkerSpec, socket: &Path) -> Result<Child, Error> {
         .stderr(Stdio::piped())
         .env("PYTHONUNBUFFERED", "1")
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .envs(agent::environment(
+            spec.agent.as_ref(),
+            &spec.python_path,
+            inherited_python_path(spec),
+        )?)
         .process_group(0)
         .kill_on_drop(true);
-    if !spec.python_path.is_empty() {
-        let mut paths: Vec<PathBuf> = spec.python_path.clone();
-        if let Some(existing) = std::env::var_os("PYTHONPATH") {
-            paths.extend(std::env::split_paths(&existing));
-        }
-        let joined = std::env::join_paths(paths).map_err(|e| {
-            Error::new(
-                ErrorKind::WorkerStartFailed,
-                format!("bad python_path: {e}"),
-            )
-        })?;
-        cmd.env("PYTHONPATH", joined);
-    }
     let parent = std::process::id();
     // SAFETY: the closure runs in the forked child before exec and only calls
     // async-signal-safe functions (prctl, getppid, _exit).
@@ -703,10 +710,15 @@ fn spawn_process(spec: &WorkerSpec, socket: &Path) -> Result<Child, Error> {
         });
     }
     cmd.spawn().map_err(|e| {
-        Error::new(
-            ErrorKind::WorkerStartFailed,
-            format!("could not start Python `{}`: {e}", spec.python.display()),
-        )
+        let python = spec.python.display();
+        let message = match e.kind() {
+            std::io::ErrorKind::NotFound => format!("the interpreter `{python}` was not found"),
+            std::io::ErrorKind::PermissionDenied => {
+                format!("the interpreter `{python}` cannot be run: {e}")
+            }
+            _ => format!("could not start Python `{python}`: {e}"),
+        };
+        Error::new(ErrorKind::WorkerStartFailed, message)
     })
 }
 

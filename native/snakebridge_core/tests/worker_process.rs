@@ -1,15 +1,18 @@
 //! A real Python worker (`python -m snakebridge_agent`) against the core's transport: the
 //! per-run token, the readiness line, and the worker's exits on stdin EOF and parent death.
 //!
-//! Needs the interpreter of `make setup`'s venv (`$SNAKEBRIDGE_PYTHON`, or
-//! `_build/venv/bin/python` of this checkout).
+//! The worker is this checkout's agent (`priv/python`, and the extension the Mix compiler
+//! built into `priv/native`: run `mix compile` first) on `$SNAKEBRIDGE_PYTHON`, else
+//! `python3`: nothing needs to be installed in the interpreter.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use snakebridge_core::agent::{self, Agent};
 use snakebridge_core::codec::{self, call_arguments};
 use snakebridge_core::proto::{self, frame::Body, worker_client::WorkerClient};
 use snakebridge_core::transport::{GrpcTransport, Transport};
@@ -17,15 +20,19 @@ use snakebridge_core::{auth, Value};
 use tokio_stream::StreamExt;
 
 fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("SNAKEBRIDGE_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../_build/venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with snakebridge_agent: run `make setup` or set SNAKEBRIDGE_PYTHON"
-    );
-    venv
+    std::env::var_os("SNAKEBRIDGE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// The environment that puts this checkout's agent on the worker's path.
+fn agent_env() -> Vec<(OsString, OsString)> {
+    let priv_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../priv");
+    let agent = Agent::in_priv(&priv_dir);
+    agent
+        .check()
+        .expect("the checkout's agent (run `mix compile` to build its extension)");
+    agent::environment(Some(&agent), &[], std::env::var_os("PYTHONPATH")).unwrap()
 }
 
 /// A private directory with a token file, removed on drop.
@@ -105,6 +112,7 @@ fn wait_ready(child: &mut Child) -> Vec<String> {
 fn start_worker(scratch: &Scratch) -> Child {
     let mut child = Command::new(python())
         .args(scratch.worker_args())
+        .envs(agent_env())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -262,6 +270,7 @@ fn the_worker_exits_when_its_parent_dies() {
     let mut shell = Command::new("sh")
         .arg("-c")
         .arg(script)
+        .envs(agent_env())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

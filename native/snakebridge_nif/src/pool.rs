@@ -1,7 +1,7 @@
 //! Pool NIFs: start, call, cancel, observe, stop. Each returns at once; `pool_start` and
 //! `pool_call` answer later with a `{tag, result}` message from a tokio thread.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use rustler::types::map::MapIterator;
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use tokio::sync::oneshot;
 
+use snakebridge_core::agent::Agent;
 use snakebridge_core::allow::Allowlist;
 use snakebridge_core::callback::Callbacks;
 use snakebridge_core::codec;
@@ -81,6 +82,12 @@ fn pool_config(options: Term) -> NifResult<PoolConfig> {
                         .decode::<String>()
                         .map_err(|_| bad_config("python", "a string"))?,
                 )
+            }
+            "priv_dir" => {
+                let priv_dir: String = value
+                    .decode()
+                    .map_err(|_| bad_config("priv_dir", "a string"))?;
+                config.agent = Some(Agent::in_priv(Path::new(&priv_dir)));
             }
             "size" => {
                 config.size = value
@@ -158,6 +165,16 @@ fn pool_config(options: Term) -> NifResult<PoolConfig> {
                     .decode::<Vec<(String, String)>>()
                     .map_err(|_| bad_config("env", "a list of {name, value} strings"))?
             }
+            "strict" => {
+                config.strict = value
+                    .decode::<bool>()
+                    .map_err(|_| bad_config("strict", "a boolean"))?
+            }
+            "start_hint" => {
+                config.start_hint = value
+                    .decode::<Option<String>>()
+                    .map_err(|_| bad_config("start_hint", "nil or a string"))?
+            }
             "name" => name = value.decode().map_err(|_| bad_config("name", "an atom"))?,
             "init" => config.init = init_calls(value)?,
             "python_path" => {
@@ -228,8 +245,9 @@ fn result_term<'a>(env: Env<'a>, outcome: &Decoded, pool: Atom) -> Term<'a> {
     }
 }
 
-/// Starts a pool; replies `{tag, {:ok, pool, shared_memory}}` (the smallest buffer that
-/// crosses through shared memory, or `false`) or `{tag, {:error, error_map}}`.
+/// Starts a pool; replies `{tag, {:ok, pool, shared_memory, start_error}}` (the smallest
+/// buffer that crosses through shared memory, or `false`; why a worker could not start, as
+/// an error map, or nil, for a pool that is not strict) or `{tag, {:error, error_map}}`.
 #[rustler::nif]
 fn pool_start<'a>(
     env: Env<'a>,
@@ -245,13 +263,18 @@ fn pool_start<'a>(
             Ok(pool) => {
                 // The smallest buffer shared, or false.
                 let shared = pool.shared_memory();
+                let start_error = pool.start_error();
                 let resource = ResourceArc::new(PoolResource { pool });
                 reply.send(|env| {
                     let shared = match shared {
                         Some(min_size) => min_size.encode(env),
                         None => false.encode(env),
                     };
-                    (atoms::ok(), resource, shared).encode(env)
+                    let start_error = match &start_error {
+                        Some(err) => terms::error_map(env, err),
+                        None => atoms::nil().encode(env),
+                    };
+                    (atoms::ok(), resource, shared, start_error).encode(env)
                 });
             }
             Err(err) => reply.send(|env| terms::error_tuple(env, &err)),

@@ -987,7 +987,8 @@ pub fn error_tuple<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
     (atoms::error(), error_map(env, err)).encode(env)
 }
 
-fn error_map<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
+/// The map `SnakeBridge.Error.from_native/2` reads.
+pub fn error_map<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
     let reason = Atom::from_str(env, err.kind.as_str())
         .map(|a| a.encode(env))
         .unwrap_or_else(|_| atoms::nil().encode(env));

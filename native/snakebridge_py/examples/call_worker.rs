@@ -4,15 +4,17 @@
 //! cargo run --release -p snakebridge_py --example call_worker [-- PYTHON]
 //! ```
 //!
-//! PYTHON defaults to `_build/venv/bin/python` (with `snakebridge_agent` installed). The
-//! example prints every reply and panics on the first one that is not what the protocol
-//! promises, so a clean run is the proof.
+//! PYTHON defaults to `python3`; nothing needs to be installed in it. The worker is this
+//! checkout's agent: `priv/python` and the extension SnakeBridge's Mix compiler built into
+//! `priv/native` (run `mix compile` first). The example prints every reply and panics on
+//! the first one that is not what the protocol promises, so a clean run is the proof.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
+use snakebridge_core::agent::{self, Agent};
 use snakebridge_core::codec::{self, call_arguments};
 use snakebridge_core::proto::{
     self, error::Kind, frame::Body, worker_client::WorkerClient, Frame, HandshakeRequest,
@@ -34,7 +36,7 @@ async fn main() -> Result<(), Error> {
     let python = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("_build/venv/bin/python"));
+        .unwrap_or_else(|| PathBuf::from("python3"));
     for threads in [1, 4] {
         println!("=== worker with --threads {threads}");
         run_against_worker(&python, threads).await?;
@@ -51,8 +53,16 @@ async fn run_against_worker(python: &Path, threads: u32) -> Result<(), Error> {
     std::fs::write(&token_file, format!("{token}\n"))?;
 
     let started = Instant::now();
+    let priv_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../priv");
+    let agent = Agent::in_priv(&priv_dir);
+    agent.check()?;
     let mut child = tokio::process::Command::new(python)
-        .args(["-m", "snakebridge_agent", "--socket"])
+        .envs(agent::environment(
+            Some(&agent),
+            &[],
+            std::env::var_os("PYTHONPATH"),
+        )?)
+        .args(["-m", agent::MODULE, "--socket"])
         .arg(&socket)
         .arg("--token-file")
         .arg(&token_file)

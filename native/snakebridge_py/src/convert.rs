@@ -412,19 +412,36 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
         Numpy::Unsupported => return Ok(to_ref(obj)),
         Numpy::No => {}
     }
-    // Other buffer-protocol objects (array.array, ...) cross as their bytes.
-    // SAFETY: a plain check of the object's type slots.
-    if unsafe { pyo3::ffi::PyObject_CheckBuffer(obj.as_ptr()) } != 0
-        && !obj.is_instance_of::<tensor::TensorBuffer>()
-    {
-        if let Ok(bytes) = obj.py().get_type::<PyBytes>().call1((obj,)) {
-            if let Ok(bytes) = bytes.cast::<PyBytes>() {
-                return Ok(Value::Bytes(bytes_value(bytes)));
-            }
+    // Other buffer-protocol objects (array.array, mmap, ...) cross as their bytes: a
+    // memoryview of them is made only for objects that have a buffer (the stable ABI of
+    // 3.10 has no cheaper check than trying).
+    if !obj.is_instance_of::<tensor::TensorBuffer>() {
+        if let Some(bytes) = buffer_bytes(obj) {
+            return Ok(Value::Bytes(bytes_value(&bytes)));
         }
     }
     // Anything else stays in this worker and crosses as a reference to it.
     Ok(to_ref(obj))
+}
+
+/// A copy of the bytes of an object with the buffer protocol; `None` for any other object.
+fn buffer_bytes<'py>(obj: &Bound<'py, PyAny>) -> Option<Bound<'py, PyBytes>> {
+    let py = obj.py();
+    // SAFETY: `PyMemoryView_FromObject` takes a borrowed object and returns a new
+    // reference or NULL with an exception set.
+    let view = unsafe { pyo3::ffi::PyMemoryView_FromObject(obj.as_ptr()) };
+    if view.is_null() {
+        // Not a buffer: forget the TypeError.
+        drop(PyErr::take(py));
+        return None;
+    }
+    // SAFETY: a new, non-null reference, now owned.
+    let view = unsafe { Bound::from_owned_ptr(py, view) };
+    py.get_type::<PyBytes>()
+        .call1((view,))
+        .ok()?
+        .cast_into::<PyBytes>()
+        .ok()
 }
 
 /// The bytes of a Python `bytes` object: large ones are sent from the object itself

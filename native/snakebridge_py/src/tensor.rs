@@ -1,25 +1,25 @@
 //! Tensors ⇄ numpy arrays without copying their data.
 //!
-//! A tensor's bytes arrive as a slice of the received gRPC message; [`to_numpy`] wraps them
-//! in a [`TensorBuffer`] (a read-only buffer-protocol object) and `np.frombuffer` views
-//! it, so the array Python gets is the message's memory. [`from_numpy`] turns an ndarray
-//! into a tensor whose data is the array's own buffer (made C-contiguous and native-endian
-//! first, by `snakebridge_agent.tensors`), held until it is sent. numpy scalars become
-//! plain values. numpy is never imported here: an object can only be an array once the
-//! program imported numpy itself.
+//! A tensor's bytes arrive as a slice of the received message; [`to_numpy`] wraps them in
+//! a [`TensorBuffer`] and numpy views it through the array interface
+//! (`__array_interface__`, read-only), so the array Python gets is the message's memory and
+//! keeps the buffer alive as its base. [`from_numpy`] turns an ndarray into a tensor whose
+//! data is the array's own memory (made C-contiguous and native-endian first, by
+//! `snakebridge_agent.tensors`), held with the array until it is sent. numpy scalars
+//! become plain values. numpy is never imported here: an object can only be an array once
+//! the program imported numpy itself.
+//!
+//! Both directions avoid the C buffer protocol on purpose: the extension is built for the
+//! stable ABI of CPython 3.10, where neither exporting nor reading a buffer is part of it.
 
-use std::ffi::{c_int, c_void};
-
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
 use snakebridge_core::bytes::Bytes;
 use snakebridge_core::value::{DType, Tensor};
 
-/// A read-only buffer over a tensor's bytes, for `np.frombuffer`.
+/// A tensor's bytes, read-only, for numpy's array interface.
 #[pyclass(frozen, module = "snakebridge_agent._native")]
 pub struct TensorBuffer {
     data: Bytes,
@@ -27,32 +27,16 @@ pub struct TensorBuffer {
 
 #[pymethods]
 impl TensorBuffer {
-    /// The buffer protocol: one read-only, contiguous run of bytes (format `B`).
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut ffi::Py_buffer,
-        flags: c_int,
-    ) -> PyResult<()> {
-        let data = &slf.get().data;
-        let len = ffi::Py_ssize_t::try_from(data.len())
-            .map_err(|_| PyTypeError::new_err("tensor data is too large for a buffer"))?;
-        // SAFETY: `view` comes from the interpreter; FillInfo keeps a reference to `slf`,
-        // which owns the bytes, for as long as the view lives.
-        let status = unsafe {
-            ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                data.as_ptr() as *mut c_void,
-                len,
-                1,
-                flags,
-            )
-        };
-        if status == -1 {
-            Err(PyErr::fetch(slf.py()))
-        } else {
-            Ok(())
-        }
+    /// numpy's array interface (version 3): one read-only, contiguous run of `uint8`. The
+    /// array numpy makes from it holds this object, which owns the bytes.
+    #[getter]
+    fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let interface = PyDict::new(py);
+        interface.set_item("version", 3)?;
+        interface.set_item("typestr", "|u1")?;
+        interface.set_item("shape", (self.data.len(),))?;
+        interface.set_item("data", (self.data.as_ptr() as usize, true))?;
+        Ok(interface)
     }
 
     fn __len__(&self) -> usize {
@@ -118,11 +102,15 @@ pub fn from_numpy<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Numpy<'py>> {
         if parts.is_none() {
             return Ok(Numpy::Unsupported);
         }
-        let (dtype, shape, flat): (String, Vec<u64>, Bound<'py, PyAny>) = parts.extract()?;
+        let (dtype, shape, array, address, len): (String, Vec<u64>, Py<PyAny>, usize, usize) =
+            parts.extract()?;
         let dtype = DType::from_name(&dtype)
             .ok_or_else(|| PyTypeError::new_err(format!("unsupported dtype {dtype}")))?;
-        let buffer = PyBuffer::<u8>::get(&flat)?;
-        let data = Bytes::from_owner(ArrayBytes(buffer));
+        let data = Bytes::from_owner(ArrayBytes {
+            ptr: address as *const u8,
+            len,
+            _array: array,
+        });
         return Tensor::new(dtype, shape, data)
             .map(Numpy::Tensor)
             .map_err(PyTypeError::new_err);
@@ -133,13 +121,24 @@ pub fn from_numpy<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Numpy<'py>> {
     Ok(Numpy::No)
 }
 
-/// An array's buffer, held (and the array with it) until the bytes were sent.
-struct ArrayBytes(PyBuffer<u8>);
+/// An array's memory, held (with the array) until the bytes were sent.
+struct ArrayBytes {
+    ptr: *const u8,
+    len: usize,
+    _array: Py<PyAny>,
+}
+
+// SAFETY: the array is C-contiguous and owns (or views) `len` bytes at `ptr`; the
+// reference held here keeps that memory alive and numpy refuses to resize an array that
+// others reference. Dropping a `Py` without the GIL defers the decref safely.
+unsafe impl Send for ArrayBytes {}
 
 impl AsRef<[u8]> for ArrayBytes {
     fn as_ref(&self) -> &[u8] {
-        // SAFETY: a C-contiguous uint8 buffer of `len_bytes` bytes at `buf_ptr`, kept valid
-        // by the buffer (which holds the array) for as long as `self` lives.
-        unsafe { std::slice::from_raw_parts(self.0.buf_ptr() as *const u8, self.0.len_bytes()) }
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: see the `Send` impl.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
