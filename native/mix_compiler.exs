@@ -105,7 +105,8 @@ defmodule SnakeBridge.NativeBuild do
   def plan do
     target = target()
 
-    with false <- force_build?() && {:source, "SNAKEBRIDGE_BUILD is set"},
+    with :ok <- check_nif_version(),
+         false <- force_build?() && {:source, "SNAKEBRIDGE_BUILD is set"},
          {:ok, sums} <- read_checksums(checksum_path()),
          false <- sums == %{} && {:source, "there is no #{@checksum_file}"},
          false <- target == nil && {:source, "no precompiled artifacts for this machine"} do
@@ -119,6 +120,17 @@ defmodule SnakeBridge.NativeBuild do
           {:source, "#{@checksum_file} has no artifacts for #{target}"}
       end
     end
+  end
+
+  # The NIF is built for NIF version 2.16 (OTP 24) and loads on any later one.
+  defp check_nif_version do
+    nif = List.to_string(:erlang.system_info(:nif_version))
+    [major, minor] = nif |> String.split(".") |> Enum.map(&String.to_integer/1)
+
+    if {major, minor} >= {2, 16},
+      do: :ok,
+      else:
+        {:error, "SnakeBridge needs Erlang/OTP 24 or newer (NIF version 2.16); this VM has #{nif}"}
   end
 
   @doc "The release base URL artifacts are downloaded from."

@@ -3,6 +3,7 @@ defmodule SnakeBridge.InterpreterTest do
   use ExUnit.Case, async: true
 
   import ExUnit.CaptureLog
+  import SnakeBridge.Eventually
 
   alias SnakeBridge.Error
 
@@ -47,8 +48,13 @@ defmodule SnakeBridge.InterpreterTest do
 
       File.ln_s!(elem(SnakeBridge.Python.resolve(), 0), python)
 
-      assert eventually(fn -> SnakeBridge.call("math", "sqrt", [4], [], pool: :late_python) end) ==
-               {:ok, 2.0}
+      # The pool retries with a backoff of at most 5 s.
+      assert eventually(
+               fn ->
+                 SnakeBridge.call("math", "sqrt", [4], [], pool: :late_python) == {:ok, 2.0}
+               end,
+               15_000
+             )
     end
   end
 
@@ -73,11 +79,7 @@ defmodule SnakeBridge.InterpreterTest do
     test "runs calls, streams, refs and large binaries with nothing installed" do
       assert {:ok, 3.0} = SnakeBridge.call("math", "sqrt", [9], [], pool: :bare)
 
-      assert [[1, 2, 3]] |> then(&SnakeBridge.call!("builtins", "sorted", &1, [], pool: :bare)) == [
-               1,
-               2,
-               3
-             ]
+      assert SnakeBridge.call!("builtins", "sorted", [[3, 1, 2]], [], pool: :bare) == [1, 2, 3]
 
       assert SnakeBridge.stream("itertools", "count", [1], [], pool: :bare) |> Enum.take(3) ==
                [1, 2, 3]
@@ -107,14 +109,6 @@ defmodule SnakeBridge.InterpreterTest do
 
       # Everything else still works on that worker.
       assert {:ok, 2.0} = SnakeBridge.call("math", "sqrt", [4], [], pool: :bare)
-    end
-  end
-
-  defp eventually(fun, tries \\ 100) do
-    case fun.() do
-      {:ok, _} = ok -> ok
-      _ when tries > 0 -> Process.sleep(100) && eventually(fun, tries - 1)
-      other -> other
     end
   end
 end

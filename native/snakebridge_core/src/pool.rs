@@ -984,6 +984,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pool_that_is_not_strict_starts_and_calls_say_why_at_once() {
+        let config = PoolConfig {
+            python: PathBuf::from("/nonexistent/python"),
+            size: 2,
+            strict: false,
+            start_hint: Some("Run the fix.".into()),
+            ..PoolConfig::default()
+        };
+        let pool = Pool::start(config).await.expect("starts without workers");
+        let why = pool.start_error().expect("the reason it has no workers");
+        assert_eq!(why.kind, ErrorKind::WorkerStartFailed);
+        assert_eq!(
+            why.message,
+            "cannot start a Python worker with `/nonexistent/python`: the interpreter \
+             `/nonexistent/python` was not found. Run the fix."
+        );
+        // No deadline: only the reason, given at once, ends this call.
+        let request = CallRequest {
+            target: "math.sqrt".into(),
+            ..CallRequest::default()
+        };
+        let err = pool.call(request).await.err().expect("no worker");
+        assert_eq!(err.kind, ErrorKind::NoWorkers);
+        assert!(err.message.ends_with(&why.message), "{}", err.message);
+        assert!(pool.workers().is_empty());
+        pool.close();
+    }
+
+    #[tokio::test]
     async fn a_worker_that_exits_early_reports_its_stderr() {
         // `python3 -m snakebridge_agent` without the agent installed: an import error.
         let config = PoolConfig {
