@@ -1,6 +1,8 @@
 defmodule SnakeBridge.CancelTest do
   use ExUnit.Case, async: true
 
+  import SnakeBridge.Eventually
+
   alias SnakeBridge.{Error, TestPool}
 
   # One worker with one Python thread: a second call queues behind the first.
@@ -15,7 +17,7 @@ defmodule SnakeBridge.CancelTest do
 
   test "a call that times out while queued never runs in Python", %{pool: pool} do
     busy = Task.async(fn -> call(pool, "sleep_then", [0.5, "done"]) end)
-    Process.sleep(100)
+    assert eventually(fn -> TestPool.in_flight(pool) == 1 end)
 
     assert {:error, %Error{reason: :timeout}} = call(pool, "mark", ["timed-out"], timeout: 50)
     assert {:ok, "done"} = Task.await(busy)
@@ -25,10 +27,10 @@ defmodule SnakeBridge.CancelTest do
 
   test "a call whose caller dies is cancelled and never runs", %{pool: pool} do
     busy = Task.async(fn -> call(pool, "sleep_then", [0.5, "done"]) end)
-    Process.sleep(100)
+    assert eventually(fn -> TestPool.in_flight(pool) == 1 end)
 
     {caller, monitor} = spawn_monitor(fn -> call(pool, "mark", ["orphan"], timeout: 10_000) end)
-    Process.sleep(50)
+    assert eventually(fn -> TestPool.in_flight(pool) == 2 end)
     Process.exit(caller, :kill)
     assert_receive {:DOWN, ^monitor, :process, ^caller, :killed}
     # The dead caller's call handle is collected with its heap, which cancels the call.

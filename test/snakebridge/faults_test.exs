@@ -2,6 +2,8 @@ defmodule SnakeBridge.FaultsTest do
   # Workers that crash, hang, will not restart, or get more calls than they can take.
   use ExUnit.Case, async: true
 
+  import SnakeBridge.Eventually
+
   alias SnakeBridge.{Error, Pool, Runtime, TestPool}
 
   defp call(pool, function, args, opts \\ []) do
@@ -10,23 +12,6 @@ defmodule SnakeBridge.FaultsTest do
 
   defp alive?(os_pid),
     do: match?({_, 0}, System.cmd("kill", ["-0", "#{os_pid}"], stderr_to_stdout: true))
-
-  # Polls `fun` every 20 ms until it returns a truthy value or `ms` pass; returns the
-  # value, or nil.
-  defp eventually(ms, fun) do
-    deadline = System.monotonic_time(:millisecond) + ms
-
-    Stream.repeatedly(fn ->
-      result = fun.()
-
-      if result || System.monotonic_time(:millisecond) > deadline,
-        do: result,
-        else: Process.sleep(20)
-
-      result
-    end)
-    |> Enum.find(fn result -> result || System.monotonic_time(:millisecond) > deadline end)
-  end
 
   defp pids(pool), do: Pool.workers(pool) |> Enum.map(& &1.pid) |> Enum.sort()
 
@@ -52,7 +37,7 @@ defmodule SnakeBridge.FaultsTest do
             end)
           end
 
-        Process.sleep(200)
+        assert eventually(fn -> TestPool.in_flight(pool) == 4 end)
         started = System.monotonic_time(:millisecond)
 
         assert {:error, %Error{reason: :worker_crashed} = error} =
@@ -70,9 +55,7 @@ defmodule SnakeBridge.FaultsTest do
         assert System.monotonic_time(:millisecond) - started < 1_000
 
         # Back to two live workers within a second of the crash.
-        assert eventually(1_000, fn ->
-                 length(pids(pool)) == 2 and victim not in pids(pool)
-               end)
+        assert eventually(fn -> length(pids(pool)) == 2 and victim not in pids(pool) end, 1_000)
 
         refute alive?(victim)
 
@@ -90,7 +73,7 @@ defmodule SnakeBridge.FaultsTest do
 
       # A call that finishes normally, still running when the hang is found.
       slow = Task.async(fn -> call(:hang_replace, "sleep_then", [1.5, "done"], timeout: 10_000) end)
-      Process.sleep(50)
+      assert eventually(fn -> TestPool.in_flight(:hang_replace) == 1 end)
 
       started = System.monotonic_time(:millisecond)
       # time.sleep blocks in C, where no exception can reach it.
@@ -101,9 +84,10 @@ defmodule SnakeBridge.FaultsTest do
       assert elapsed >= 300 and elapsed < 1_000
 
       # Other callers are not held up: a new worker takes calls while the old one finishes.
-      assert eventually(2_000, fn ->
-               match?([_], pids(:hang_replace)) and pids(:hang_replace) != [hung_worker]
-             end)
+      assert eventually(
+               fn -> match?([_], pids(:hang_replace)) and pids(:hang_replace) != [hung_worker] end,
+               2_000
+             )
 
       assert {:ok, pid} = call(:hang_replace, "pid", [])
       assert pid != hung_worker
@@ -111,7 +95,7 @@ defmodule SnakeBridge.FaultsTest do
       assert SnakeBridge.stats(:hang_replace).hung_calls == 1
 
       # Its last call done, the hung worker (and its stuck thread) is gone.
-      assert eventually(2_000, fn -> not alive?(hung_worker) end)
+      assert eventually(fn -> not alive?(hung_worker) end, 2_000)
     end
 
     test "with on_hang: :keep the worker stays, one thread short" do
@@ -124,7 +108,7 @@ defmodule SnakeBridge.FaultsTest do
       assert {:error, %Error{reason: :timeout}} =
                call(:hang_keep, "sleep_then", [3600, :never], timeout: 200)
 
-      assert eventually(2_000, fn -> SnakeBridge.stats(:hang_keep).hung_calls == 1 end)
+      assert eventually(fn -> SnakeBridge.stats(:hang_keep).hung_calls == 1 end, 2_000)
       assert pids(:hang_keep) == [worker]
       assert {:ok, ^worker} = call(:hang_keep, "pid", [])
     end
@@ -209,7 +193,7 @@ defmodule SnakeBridge.FaultsTest do
         Task.async(fn -> call(:busy, "sleep_then", [0.5, :ok], timeout: 10_000) end)
       end
 
-    Process.sleep(100)
+    assert eventually(fn -> TestPool.in_flight(:busy) == 3 end)
     started = System.monotonic_time(:millisecond)
 
     assert {:error, %Error{reason: :overloaded, message: message}} =

@@ -68,10 +68,26 @@ defmodule SnakeBridge.GeneratedTermsTest do
           flunk("#{where}: #{inspect(result, limit: 8)}")
       end
 
-      # JSON writes what it can and reads back what it wrote.
-      case TypeConverter.to_python(term, :json) do
-        {:ok, json} -> assert {:ok, _} = TypeConverter.from_python(json, :json), where
-        {:error, message} -> assert is_binary(message), where
+      # JSON writes exactly what it can say (and refuses the rest, with a reason the term
+      # holds), and what it wrote reads back into a term that writes the same text again.
+      refusals =
+        case bad do
+          {_path, message} -> [message | json_refusals(term)]
+          nil -> json_refusals(term)
+        end
+
+      case {refusals, TypeConverter.to_python(term, :json)} do
+        {[], {:ok, json}} ->
+          assert {:ok, back} = TypeConverter.from_python(json, :json), where
+          assert {:ok, again} = TypeConverter.to_python(back, :json), where
+          assert {:ok, back_again} = TypeConverter.from_python(again, :json), where
+          assert same?(back_again, back), "#{where}: #{json} came back as #{again}"
+
+        {[_ | _] = refusals, {:error, message}} ->
+          assert Enum.any?(refusals, &(message =~ &1)), "#{where}: #{message}"
+
+        {refusals, result} ->
+          flunk("#{where}: expected refusals #{inspect(refusals)}, got #{inspect(result)}")
       end
     end
   end
@@ -149,6 +165,68 @@ defmodule SnakeBridge.GeneratedTermsTest do
 
   defp unhashable(%MapSet{}), do: ["unhashable"]
   defp unhashable(_key), do: []
+
+  # What JSON refuses in a term (the start of each refusal's message): NaN and the
+  # infinities, callbacks, tensors, integers beyond 2^1023, containers and texts (bytes,
+  # dates) as object keys, and nesting deeper than 127 levels.
+  @json_depth 127
+  @json_int_limit Integer.pow(2, 1023)
+
+  defp json_refusals(term) do
+    depth = if json_depth(term) > @json_depth, do: ["JSON may nest at most"], else: []
+    Enum.uniq(depth ++ json_value(term))
+  end
+
+  defp json_value(atom) when atom in [:nan, :infinity, :neg_infinity], do: ["cannot be written"]
+  defp json_value(n) when is_integer(n) and abs(n) >= @json_int_limit, do: ["an integer beyond"]
+  defp json_value(fun) when is_function(fun), do: ["a callback cannot"]
+  defp json_value(%Tensor{}), do: ["a tensor cannot"]
+  defp json_value(%Ref{}), do: ["cannot be written"]
+  defp json_value(%MapSet{} = set), do: Enum.flat_map(set, &json_value/1)
+  defp json_value(struct) when is_struct(struct), do: []
+
+  defp json_value(map) when is_map(map),
+    do: Enum.flat_map(map, fn {k, v} -> json_key(k) ++ json_value(v) end)
+
+  defp json_value(list) when is_list(list), do: Enum.flat_map(elements(list), &json_value/1)
+
+  defp json_value(tuple) when is_tuple(tuple) do
+    if mfa?(tuple),
+      do: ["a callback cannot"],
+      else: tuple |> Tuple.to_list() |> Enum.flat_map(&json_value/1)
+  end
+
+  defp json_value(_scalar), do: []
+
+  # Keys: scalars are written as their text (any float, any integer); the rest is refused.
+  defp json_key(key) when is_binary(key) do
+    if String.valid?(key), do: [], else: ["cannot be a JSON object key"]
+  end
+
+  defp json_key(key) when is_atom(key) or is_number(key), do: []
+
+  defp json_key(key) do
+    if is_tuple(key) and mfa?(key),
+      do: ["a callback cannot"],
+      else: ["cannot be a JSON object key"]
+  end
+
+  defp json_depth(%MapSet{} = set), do: 1 + max_depth(Enum.to_list(set))
+  defp json_depth(struct) when is_struct(struct), do: 0
+  defp json_depth(map) when is_map(map), do: 1 + max_depth(Map.keys(map) ++ Map.values(map))
+  defp json_depth(list) when is_list(list), do: 1 + max_depth(elements(list))
+
+  defp json_depth(tuple) when is_tuple(tuple),
+    do: if(mfa?(tuple), do: 0, else: 1 + max_depth(Tuple.to_list(tuple)))
+
+  defp json_depth(_scalar), do: 0
+
+  # A list's elements, and the tail of an improper one (which only a bad term has).
+  defp elements([head | tail]), do: [head | elements(tail)]
+  defp elements([]), do: []
+  defp elements(tail), do: [tail]
+
+  defp max_depth(terms), do: terms |> Enum.map(&json_depth/1) |> Enum.max(fn -> 0 end)
 
   # Equality, with `:callable` standing for any reference (to a Python callable).
   defp same?(%Ref{}, :callable), do: true

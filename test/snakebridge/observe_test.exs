@@ -4,7 +4,7 @@ defmodule SnakeBridge.ObserveTest do
   doctest SnakeBridge.PythonError
   doctest SnakeBridge.Bytes
 
-  alias SnakeBridge.{Error, PythonError, TestPool}
+  alias SnakeBridge.{Error, Eventually, PythonError, TestPool}
 
   setup do
     name = :"observe_#{System.unique_integer([:positive])}"
@@ -86,7 +86,6 @@ defmodule SnakeBridge.ObserveTest do
     assert_received {:event, [:snakebridge, :call, :stop], measurements, meta}
     assert measurements.duration > 0
     assert measurements.payload_bytes > 0
-    assert measurements.queue_time >= 0
     assert %{streaming: false, session_id: nil, cache_hit: false, result: :ok} = meta
 
     SnakeBridge.call("sb_fixtures", "counted", ["t", 1], [], pool: pool, cache: true)
@@ -99,6 +98,40 @@ defmodule SnakeBridge.ObserveTest do
     end
 
     assert_received {:event, [:snakebridge, :call, :exception], %{duration: _}, _}
+  end
+
+  test "a call's telemetry says how long it waited in the worker for a Python thread" do
+    pool = :"queued_#{System.unique_integer([:positive])}"
+    start_supervised!({TestPool, name: pool, size: 1, threads: 1})
+    parent = self()
+    id = make_ref()
+
+    :telemetry.attach(
+      id,
+      [:snakebridge, :call, :stop],
+      fn _, m, meta, _ ->
+        if meta.integration == pool, do: send(parent, {:stop, meta.method, m})
+      end,
+      nil
+    )
+
+    on_exit(fn -> :telemetry.detach(id) end)
+
+    started = System.monotonic_time(:millisecond)
+
+    slow =
+      Task.async(fn -> SnakeBridge.call("sb_fixtures", "sleep_then", [0.5, 1], [], pool: pool) end)
+
+    assert Eventually.eventually(fn -> match?([%{in_flight: 1}], SnakeBridge.Pool.workers(pool)) end)
+
+    sent = System.monotonic_time(:millisecond)
+    assert {:ok, "a/b"} = SnakeBridge.call("os.path", "join", ["a", "b"], [], pool: pool)
+    assert {:ok, 1} = Task.await(slow)
+
+    # Its one thread was busy with the 0.5 s call, which was sent first: the second call
+    # waited for at least what was left of it.
+    assert_received {:stop, "join", %{queue_time: queued}}
+    assert System.convert_time_unit(queued, :native, :millisecond) >= 500 - (sent - started)
   end
 
   @tag :tmp_dir

@@ -57,11 +57,13 @@ defmodule SnakeBridge.PoolTest do
     pids = Enum.map(SnakeBridge.Pool.workers(:stop_pool), & &1.pid)
     assert length(pids) == 2
     :ok = stop_supervised(:stop_pool)
-    Process.sleep(500)
 
     for pid <- pids do
-      {_, status} = System.cmd("kill", ["-0", "#{pid}"], stderr_to_stdout: true)
-      assert status != 0, "worker #{pid} survived its pool"
+      assert SnakeBridge.Eventually.eventually(fn ->
+               {_, status} = System.cmd("kill", ["-0", "#{pid}"], stderr_to_stdout: true)
+               status != 0
+             end),
+             "worker #{pid} survived its pool"
     end
 
     assert {:error, %Error{reason: :no_pool}} =
