@@ -18,10 +18,9 @@ export SNAKEBRIDGE_CARGO_TARGET_DIR := $(BUILD)/cargo
 export SNAKEBRIDGE_PYTHON := $(PYTHON)
 export LANG := C.UTF-8
 export LC_ALL := C.UTF-8
-# Tests run with schedulers that sleep at once instead of spinning (+sbwt none), leaving this
-# 2-core machine's CPUs to the Python workers; the demo and the benchmarks run the VM as
-# users do, with its default busy wait (which answers a call's reply message sooner:
-# a sequential call's p50 about 180 µs with it, 250 µs without, in alternating runs here).
+# Tests run with schedulers that sleep at once instead of spinning (+sbwt none), leaving a
+# small machine's CPUs to the Python workers; the demo and the benchmarks run the VM as
+# users do, with its default busy wait (which answers a call's reply message sooner).
 test-elixir soak: export ERL_AFLAGS := +sbwt none
 
 .PHONY: help setup toolchain venv nif test lint test-rust test-elixir test-package demo bench soak fuzz clean release-artifacts

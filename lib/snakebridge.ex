@@ -16,11 +16,12 @@ defmodule SnakeBridge do
   | `%SnakeBridge.Bytes{}`, non-UTF-8 binary | `bytes` (Python `bytes` come back as binaries) |
   | list / tuple / map / `MapSet` | `list` / `tuple` / `dict` / `set` (map keys keep their types) |
   | `Date`, `Time`, `NaiveDateTime`, `DateTime` | `datetime.date`, `time`, naive / aware `datetime` |
+  | `%SnakeBridge.Tensor{}`, `Nx.Tensor` | `numpy.ndarray` (raw bytes, no per-element work) |
+  | function, `{module, function, arity}` | a Python callable that runs it in the BEAM |
   | `%SnakeBridge.Ref{}` | the live object it stands for; any other Python object comes back as one |
 
-  Aware Python datetimes come back as UTC `DateTime`s. Pids, ports, references and
-  functions cannot cross: passing one raises `ArgumentError` naming where it is
-  (`args[1][:opts]`).
+  Aware Python datetimes come back as UTC `DateTime`s. Pids, ports and references cannot
+  cross: passing one raises `ArgumentError` naming where it is (`args[1][:opts]`).
 
   ## Examples
 

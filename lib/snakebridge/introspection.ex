@@ -216,21 +216,19 @@ defmodule SnakeBridge.Introspection do
     tag = make_ref()
     timeout = Keyword.get(opts, :timeout, 120_000)
 
-    :ok =
-      Native.describe(
-        resource,
-        cache_dir(opts),
-        integration,
-        module_path,
-        Enum.map(Keyword.get(opts, :submodules, []), &to_string/1),
-        Keyword.get(opts, :depth, 0),
-        Keyword.get(opts, :exclude_patterns, []),
-        config_bytes(opts),
-        Keyword.get(opts, :force, false),
-        timeout,
-        self(),
-        tag
-      )
+    spec = %Native.Describe{
+      dir: cache_dir(opts),
+      integration: integration,
+      module_path: module_path,
+      submodules: Enum.map(Keyword.get(opts, :submodules, []), &to_string/1),
+      depth: Keyword.get(opts, :depth, 0),
+      exclude_patterns: Keyword.get(opts, :exclude_patterns, []),
+      config: config_bytes(opts),
+      force: Keyword.get(opts, :force, false),
+      timeout_ms: timeout
+    }
+
+    :ok = Native.describe(resource, spec, self(), tag)
 
     receive do
       {^tag, {:ok, entry}} ->

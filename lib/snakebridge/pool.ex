@@ -218,7 +218,7 @@ defmodule SnakeBridge.Pool do
   defp start_pool(opts, init, secrets) do
     tag = make_ref()
 
-    native_options = %{
+    native_options = %Native.PoolOptions{
       name: opts[:name],
       python: opts[:python],
       priv_dir: List.to_string(:code.priv_dir(:snakebridge)),
@@ -226,15 +226,15 @@ defmodule SnakeBridge.Pool do
       start_hint: SnakeBridge.Python.start_hint({opts[:python], opts[:python_source]}),
       size: opts[:size],
       threads: opts[:threads],
-      startup_timeout: opts[:startup_timeout],
+      startup_timeout_ms: opts[:startup_timeout],
       max_message_size: opts[:max_message_size],
       max_payload_size: opts[:max_payload_size],
       shared_memory: shared_min_size(opts[:shared_memory]),
       allowed_modules: opts[:allowed_modules],
-      max_queue: opts[:max_queue],
-      hang_grace: opts[:hang_grace],
-      on_hang: opts[:on_hang],
       secrets: Enum.uniq(secrets ++ Enum.map(opts[:redact], &to_string/1)),
+      max_queue: opts[:max_queue],
+      hang_grace_ms: opts[:hang_grace],
+      on_hang: opts[:on_hang],
       env: opts[:env],
       python_path: opts[:python_path],
       init: init
@@ -293,9 +293,9 @@ defmodule SnakeBridge.Pool do
 
   @default_shared_min_size 1024 * 1024
 
-  # The smallest buffer shared, in bytes; 0 for none.
+  # The smallest buffer shared, in bytes; nil for none.
   defp shared_min_size(true), do: @default_shared_min_size
-  defp shared_min_size(false), do: 0
+  defp shared_min_size(false), do: nil
   defp shared_min_size(bytes), do: bytes
 
   # The integrations' init calls (secrets resolved now), tools and secret values.

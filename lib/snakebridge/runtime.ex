@@ -42,15 +42,10 @@ defmodule SnakeBridge.Runtime do
   """
 
   alias SnakeBridge.{Error, Native, Pool, Ref, Session, Telemetry}
+  alias SnakeBridge.Native.{Call, Encoding}
 
   # Extra time past the core's own deadline before the Elixir side gives up itself.
   @backstop_ms 2_000
-
-  # Operation codes of the native call (the proto's Call.Op).
-  @op_call 0
-  @op_call_method 1
-  @op_get_attr 2
-  @op_set_attr 3
 
   @type module_name :: String.t() | atom()
   @type function_name :: String.t() | atom()
@@ -63,7 +58,7 @@ defmodule SnakeBridge.Runtime do
   def call(module, function, args \\ [], kwargs \\ [], opts \\ [])
       when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
     target = target(module, function)
-    invoke(pool(opts), @op_call, target, target, args, kwargs, opts)
+    invoke(pool(opts), :call, target, target, args, kwargs, opts)
   end
 
   @doc """
@@ -119,7 +114,7 @@ defmodule SnakeBridge.Runtime do
   def call_method(%Ref{} = ref, name, args \\ [], kwargs \\ [], opts \\ [])
       when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
     name = name(name, :method)
-    invoke(ref.pool, @op_call_method, name, "#{ref.type}.#{name}", [ref | args], kwargs, opts)
+    invoke(ref.pool, :call_method, name, "#{ref.type}.#{name}", [ref | args], kwargs, opts)
   end
 
   @doc "Like `call_method/5`, but returns the value or raises."
@@ -131,7 +126,7 @@ defmodule SnakeBridge.Runtime do
   @spec get_attr(Ref.t(), function_name(), keyword()) :: result()
   def get_attr(%Ref{} = ref, name, opts \\ []) do
     name = name(name, :attribute)
-    invoke(ref.pool, @op_get_attr, name, "#{ref.type}.#{name}", [ref], [], opts)
+    invoke(ref.pool, :get_attr, name, "#{ref.type}.#{name}", [ref], [], opts)
   end
 
   @doc "Like `get_attr/3`, but returns the value or raises."
@@ -143,7 +138,7 @@ defmodule SnakeBridge.Runtime do
   def set_attr(%Ref{} = ref, name, value, opts \\ []) do
     name = name(name, :attribute)
 
-    case invoke(ref.pool, @op_set_attr, name, "#{ref.type}.#{name}", [ref, value], [], opts) do
+    case invoke(ref.pool, :set_attr, name, "#{ref.type}.#{name}", [ref, value], [], opts) do
       {:ok, _} -> :ok
       error -> error
     end
@@ -165,7 +160,7 @@ defmodule SnakeBridge.Runtime do
   def stream(module, function, args \\ [], kwargs \\ [], opts \\ [])
       when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
     target = target(module, function)
-    lazy_stream(pool(opts), @op_call, target, target, args, kwargs, opts)
+    lazy_stream(pool(opts), :call, target, target, args, kwargs, opts)
   end
 
   @doc "Like `stream/5`, for a method of the object behind `ref`."
@@ -175,7 +170,7 @@ defmodule SnakeBridge.Runtime do
       when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
     name = name(name, :method)
     label = "#{ref.type}.#{name}"
-    lazy_stream(ref.pool, @op_call_method, name, label, [ref | args], kwargs, opts)
+    lazy_stream(ref.pool, :call_method, name, label, [ref | args], kwargs, opts)
   end
 
   defp lazy_stream(pool, op, target, label, args, kwargs, opts) do
@@ -200,25 +195,20 @@ defmodule SnakeBridge.Runtime do
       end
 
     timeout = Keyword.get(opts, :timeout, default_timeout)
-    ms = timeout_ms(timeout)
     tag = make_ref()
 
-    session = session_resource(opts)
+    call = %Call{
+      pool_name: pool,
+      op: op,
+      target: target,
+      args: args,
+      kwargs: kwargs,
+      timeout_ms: timeout_ms(timeout),
+      session: session_resource(opts),
+      encoding: encoding(opts)
+    }
 
-    case Native.pool_stream(
-           resource,
-           pool,
-           op,
-           target,
-           args,
-           kwargs,
-           ms,
-           window,
-           session,
-           codecs(opts),
-           self(),
-           tag
-         ) do
+    case Native.pool_stream(resource, call, window, self(), tag) do
       {:ok, handle} ->
         # Credit is returned in batches of half the window to keep messages few.
         %{
@@ -311,17 +301,17 @@ defmodule SnakeBridge.Runtime do
       timeout = Keyword.get(opts, :timeout, default_timeout)
       tag = make_ref()
 
-      case Native.pool_broadcast(
-             resource,
-             pool,
-             target,
-             args,
-             kwargs,
-             timeout_ms(timeout),
-             codecs(opts),
-             self(),
-             tag
-           ) do
+      call = %Call{
+        pool_name: pool,
+        op: :call,
+        target: target,
+        args: args,
+        kwargs: kwargs,
+        timeout_ms: timeout_ms(timeout),
+        encoding: encoding(opts)
+      }
+
+      case Native.pool_broadcast(resource, call, self(), tag) do
         :ok ->
           receive do
             {^tag, {:ok, results}} -> collect_broadcast(results, target)
@@ -504,10 +494,20 @@ defmodule SnakeBridge.Runtime do
   defp invoke_once(pool, op, target, label, args, kwargs, opts) do
     with {:ok, {resource, default_timeout}} <- Pool.lookup(pool) do
       timeout = Keyword.get(opts, :timeout, default_timeout)
-      as_ref = as_ref?(Keyword.get(opts, :as, :value))
-      session = session_resource(opts)
-      cache = cache_policy(opts, pool)
-      ms = timeout_ms(timeout)
+
+      call = %Call{
+        pool_name: pool,
+        op: op,
+        target: target,
+        args: args,
+        kwargs: kwargs,
+        timeout_ms: timeout_ms(timeout),
+        as_ref: as_ref?(Keyword.get(opts, :as, :value)),
+        session: session_resource(opts),
+        cache: cache_policy(opts, pool),
+        encoding: encoding(opts)
+      }
+
       meta = call_metadata(pool, label, opts)
       prefix = Telemetry.prefix(opts)
       started = System.monotonic_time()
@@ -516,21 +516,7 @@ defmodule SnakeBridge.Runtime do
 
       native =
         try do
-          Native.pool_call(
-            resource,
-            pool,
-            op,
-            target,
-            args,
-            kwargs,
-            ms,
-            as_ref,
-            session,
-            cache,
-            codecs(opts),
-            self(),
-            tag
-          )
+          Native.pool_call(resource, call, self(), tag)
         rescue
           exception ->
             duration = System.monotonic_time() - started
@@ -558,11 +544,11 @@ defmodule SnakeBridge.Runtime do
     end
   end
 
-  # The wire numbers of the argument and result codecs, and whether tensors cross as lists.
-  defp codecs(opts) do
+  # The argument and result codecs, and whether tensors cross as lists.
+  defp encoding(opts) do
     case Keyword.get(opts, :serialization) do
       nil ->
-        {0, 0, false}
+        %Encoding{}
 
       serialization when is_map(serialization) or is_list(serialization) ->
         serialization = Map.new(serialization)
@@ -577,9 +563,11 @@ defmodule SnakeBridge.Runtime do
                     "expected :tensor_passthrough in :serialization to be a boolean, got: #{inspect(other)}"
           end
 
-        {SnakeBridge.TypeConverter.codec_number(Map.get(serialization, :args, :msgpack)),
-         SnakeBridge.TypeConverter.codec_number(Map.get(serialization, :result, :msgpack)),
-         not passthrough}
+        %Encoding{
+          args: SnakeBridge.TypeConverter.codec!(Map.get(serialization, :args, :msgpack)),
+          result: SnakeBridge.TypeConverter.codec!(Map.get(serialization, :result, :msgpack)),
+          tensors_as_lists: not passthrough
+        }
 
       other ->
         raise ArgumentError,
@@ -665,7 +653,7 @@ defmodule SnakeBridge.Runtime do
   defp as_ref?(other),
     do: raise(ArgumentError, "expected :as to be :value or :ref, got: #{inspect(other)}")
 
-  defp timeout_ms(:infinity), do: 0
+  defp timeout_ms(:infinity), do: nil
   defp timeout_ms(ms) when is_integer(ms) and ms > 0, do: ms
 
   defp timeout_ms(other),

@@ -50,7 +50,7 @@ defmodule SnakeBridge.TypeConverter do
   """
   @spec to_python(term(), codec()) :: {:ok, binary()} | {:error, String.t()}
   def to_python(term, codec \\ :msgpack) do
-    case SnakeBridge.Native.codec_encode(term, codec_number(codec)) do
+    case SnakeBridge.Native.codec_encode(term, codec!(codec)) do
       {:ok, binary} -> {:ok, binary}
       {:error, {:unsupported, path, message}} -> {:error, "#{path}: #{message}"}
       {:error, message} -> {:error, message}
@@ -64,14 +64,13 @@ defmodule SnakeBridge.TypeConverter do
   """
   @spec from_python(binary(), codec()) :: {:ok, term()} | {:error, String.t()}
   def from_python(binary, codec \\ :msgpack) when is_binary(binary),
-    do: SnakeBridge.Native.codec_decode(binary, codec_number(codec))
+    do: SnakeBridge.Native.codec_decode(binary, codec!(codec))
 
   @doc false
-  # The codec's number on the wire (the proto's `Codec`).
-  @spec codec_number(codec()) :: 0 | 1
-  def codec_number(:msgpack), do: 0
-  def codec_number(:json), do: 1
+  # `codec` when it is one, else an ArgumentError naming the codecs.
+  @spec codec!(term()) :: codec()
+  def codec!(codec) when codec in [:msgpack, :json], do: codec
 
-  def codec_number(other),
+  def codec!(other),
     do: raise(ArgumentError, "expected a codec, :msgpack or :json, got: #{inspect(other)}")
 end

@@ -22,14 +22,18 @@ const REF_TAG: [u8; 3] = [0xc7, 0x00, 0x08];
 /// What identifies a cached answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
+    /// The cache's namespace (see [`crate::pool::CachePolicy::integration`]).
     pub integration: String,
+    /// What was called (see [`crate::pool::CallRequest::target`]).
     pub target: String,
+    /// The call's [`crate::pool::Op`], as its wire number.
     pub op: i32,
     /// The encoded `[args, kwargs]`: compared whole, so distinct arguments never collide.
     pub args: Vec<u8>,
     /// How the result is encoded (its codec, tensors as lists): a result cached in one
     /// form does not answer a call that asked for another.
     pub result_codec: i32,
+    /// Whether tensors come back as nested lists (see `result_codec`).
     pub tensors_as_lists: bool,
 }
 
@@ -43,6 +47,15 @@ struct Entry {
 #[derive(Default)]
 pub struct ResultCache {
     entries: Mutex<HashMap<Key, Entry>>,
+}
+
+impl std::fmt::Debug for ResultCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.entries.lock().map(|e| e.len()).unwrap_or_default();
+        f.debug_struct("ResultCache")
+            .field("entries", &entries)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ResultCache {

@@ -168,6 +168,7 @@ const CONFIG: &Schema = &[
 pub struct ConfigError {
     /// Where, e.g. `classes[3].methods[1].timeout`.
     pub path: String,
+    /// What is wrong there, e.g. `is required`.
     pub message: String,
 }
 

@@ -28,6 +28,7 @@ const HOT_CAPACITY: usize = 64;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
+    /// The version of the file format (see [`SCHEMA_VERSION`]).
     pub schema_version: u32,
     /// The integration (usually the Python module) the descriptor belongs to.
     pub integration: String,
@@ -35,10 +36,13 @@ pub struct Entry {
     pub config_hash: String,
     /// Hash of the config, the library version and the Python version (see [`cache_key`]).
     pub cache_key: String,
+    /// The version of the introspected library.
     pub library_version: String,
+    /// The `sys.version` of the Python that introspected it.
     pub python_version: String,
     /// Hash of the descriptor itself (see [`descriptor_hash`]).
     pub descriptor_hash: String,
+    /// What introspection learned.
     pub descriptor: DescribeLibraryResponse,
 }
 
@@ -48,13 +52,21 @@ pub enum CacheError {
     /// The file is not valid JSON for the format, or fails validation.
     #[error("{file}: {field}: {message}")]
     Corrupt {
+        /// The cache file.
         file: PathBuf,
+        /// Where in the file, e.g. `descriptor_hash`.
         field: String,
+        /// What is wrong there.
         message: String,
     },
     /// The file could not be read or written.
     #[error("{file}: {message}")]
-    Io { file: PathBuf, message: String },
+    Io {
+        /// The cache file.
+        file: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 use crate::hex::encode as hex;
@@ -193,6 +205,7 @@ impl Stamp {
 type Hot = lru::LruCache<(String, String), (Arc<Entry>, Option<Stamp>)>;
 
 /// Both levels of the cache for one directory.
+#[derive(Debug)]
 pub struct DescriptorCache {
     dir: PathBuf,
     /// Entries and the version of the file each came from: one whose file changed since

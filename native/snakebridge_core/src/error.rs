@@ -69,7 +69,9 @@ impl ErrorKind {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{}: {message}", kind.as_str())]
 pub struct Error {
+    /// What kind of failure it is.
     pub kind: ErrorKind,
+    /// What happened, for people.
     pub message: String,
     /// Set for [`ErrorKind::PythonException`] (and when a lookup raised).
     pub python: Option<Box<proto::PythonException>>,

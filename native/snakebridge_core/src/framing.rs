@@ -54,7 +54,9 @@ pub fn payload_size(payload: &Payload) -> usize {
 /// size through it (when the connection has one), slots larger than `part_size` in parts.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    /// Slots larger than this many bytes travel in parts (see [`part_size`]).
     pub part_size: usize,
+    /// The connection's shared directory, if it has one.
     pub shared: Option<Arc<SharedDir>>,
 }
 
@@ -114,7 +116,9 @@ pub fn split(mut frame: Frame, part_size: usize) -> Vec<Frame> {
 /// Why a frame could not be put back together: the exchange it belongs to and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssemblyError {
+    /// The exchange the frame belongs to.
     pub request_id: u64,
+    /// What is wrong with it.
     pub message: String,
 }
 

@@ -1,3 +1,4 @@
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 //! SnakeBridge's engine, free of any binding: the NIF crate and the Python worker crate are
 //! thin layers over this one.
 //!
@@ -56,8 +57,9 @@ pub mod worker;
 
 pub use error::{Error, ErrorKind};
 
-/// The big-integer crate of [`Value::BigInt`], so bindings use the same release.
+/// The buffer crate of [`Value::Bytes`] and tensor data, so bindings use the same release.
 pub use bytes;
+/// The big-integer crate of [`Value::BigInt`], so bindings use the same release.
 pub use num_bigint;
 pub use pool::{CallRequest, Op, Pool, PoolConfig, Reply};
 pub use value::Value;

@@ -222,21 +222,37 @@ impl Ctx<'_> {
     }
 }
 
-/// One generated function of `kind`, for `f` configured by `entry` (at `path` in the
+/// What a generated function is, apart from the Python callable it wraps.
+struct Shape<'a> {
+    /// The Elixir name wanted (the plan may suffix it to keep names unique).
+    name: &'a str,
+    /// `function`, `constructor`, `instance`, `method`, `getter` or `setter`.
+    kind: &'a str,
+    /// What the call names: the dotted path, or the method or attribute name.
+    target: &'a str,
+    /// The Python callable's dotted path, for docs and errors.
+    python: &'a str,
+    /// Whether it returns a stream.
+    streaming: bool,
+}
+
+/// One generated function of `shape`, for `f` configured by `entry` (at `path` in the
 /// config).
-#[allow(clippy::too_many_arguments)]
 fn function(
     ctx: &mut Ctx,
     names: &mut Names,
-    wanted: &str,
-    kind: &str,
-    target: &str,
-    python: &str,
+    shape: Shape<'_>,
     f: &FunctionDescriptor,
     entry: Option<&Value>,
     path: &str,
-    streaming: bool,
 ) -> Value {
+    let Shape {
+        name: wanted,
+        kind,
+        target,
+        python,
+        streaming,
+    } = shape;
     let name = names.claim(wanted.to_owned());
     ctx.python = python.to_owned();
     let (args, arg_types, varargs) = positional(f, ctx, entry, path);
@@ -351,14 +367,16 @@ pub fn plan(
         let mut planned = function(
             &mut ctx,
             &mut names,
-            &wanted,
-            "function",
-            path,
-            path,
+            Shape {
+                name: &wanted,
+                kind: "function",
+                target: path,
+                python: path,
+                streaming,
+            },
             f,
             Some(entry),
             &format!("functions[{i}]"),
-            streaming,
         );
         set_field(&mut planned, "cache", cache_policy(config, entry));
         functions.push(planned);
@@ -402,14 +420,16 @@ pub fn plan(
         let mut create = function(
             &mut ctx,
             &mut names,
-            "create",
-            "constructor",
-            path,
-            path,
+            Shape {
+                name: "create",
+                kind: "constructor",
+                target: path,
+                python: path,
+                streaming: false,
+            },
             &constructor,
             ctor_entry,
             &format!("classes[{i}].constructor"),
-            false,
         );
         set_field(&mut create, "return_type", Value::Str(types.class(path)));
         let required =
@@ -428,17 +448,19 @@ pub fn plan(
             let mut instance = function(
                 &mut ctx,
                 &mut names,
-                "instance",
-                "instance",
-                path,
-                path,
+                Shape {
+                    name: "instance",
+                    kind: "instance",
+                    target: path,
+                    python: path,
+                    streaming: false,
+                },
                 &FunctionDescriptor {
                     docstring: format!("The shared `{path}` object of the pool (`singleton: true`): created with the constructor's defaults on first use, and again after its worker died."),
                     ..Default::default()
                 },
                 ctor_entry,
                 &format!("classes[{i}].constructor"),
-                false,
             );
             set_field(&mut instance, "return_type", Value::Str(types.class(path)));
             functions.push(instance);
@@ -461,14 +483,16 @@ pub fn plan(
             functions.push(function(
                 &mut ctx,
                 &mut names,
-                &wanted,
-                "method",
-                name,
-                &python,
+                Shape {
+                    name: &wanted,
+                    kind: "method",
+                    target: name,
+                    python: &python,
+                    streaming,
+                },
                 f,
                 Some(m),
                 &format!("classes[{i}].methods[{j}]"),
-                streaming,
             ));
         }
         for (j, p) in items(entry, "properties").iter().enumerate() {
@@ -498,14 +522,16 @@ pub fn plan(
             let mut get = function(
                 &mut ctx,
                 &mut names,
-                &wanted,
-                "getter",
-                name,
-                &python,
+                Shape {
+                    name: &wanted,
+                    kind: "getter",
+                    target: name,
+                    python: &python,
+                    streaming: false,
+                },
                 &getter,
                 Some(p),
                 &property_path,
-                false,
             );
             set_field(&mut get, "return_type", Value::Str(spec.clone()));
             functions.push(get);
@@ -513,14 +539,16 @@ pub fn plan(
                 let mut set = function(
                     &mut ctx,
                     &mut names,
-                    &format!("set_{wanted}"),
-                    "setter",
-                    name,
-                    &python,
+                    Shape {
+                        name: &format!("set_{wanted}"),
+                        kind: "setter",
+                        target: name,
+                        python: &python,
+                        streaming: false,
+                    },
                     &getter,
                     Some(p),
                     &property_path,
-                    false,
                 );
                 set_field(&mut set, "arg_types", Value::List(vec![Value::Str(spec)]));
                 functions.push(set);

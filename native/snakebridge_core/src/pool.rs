@@ -28,7 +28,7 @@ use crate::transport::{GrpcTransport, Transport};
 use crate::worker::{StreamEvent, Worker, WorkerInfo, WorkerSpec};
 
 /// How a pool is built.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PoolConfig {
     /// The Python interpreter.
     pub python: PathBuf,
@@ -84,6 +84,40 @@ pub struct PoolConfig {
     pub start_hint: Option<String>,
 }
 
+/// Everything but the secrets and the init calls' arguments (which may hold secrets too).
+impl std::fmt::Debug for PoolConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolConfig")
+            .field("python", &self.python)
+            .field("agent", &self.agent)
+            .field("size", &self.size)
+            .field("threads", &self.threads)
+            .field("python_path", &self.python_path)
+            .field("startup_timeout", &self.startup_timeout)
+            .field("max_message_size", &self.max_message_size)
+            .field("max_payload_size", &self.max_payload_size)
+            .field("shared_memory", &self.shared_memory)
+            .field("max_queue", &self.max_queue)
+            .field("hang_grace", &self.hang_grace)
+            .field("replace_hung_workers", &self.replace_hung_workers)
+            .field("allowed_modules", &self.allowed_modules)
+            .field(
+                "secrets",
+                &format_args!("[{} redacted]", self.secrets.len()),
+            )
+            .field(
+                "init",
+                &self
+                    .init
+                    .iter()
+                    .map(|(target, _)| target)
+                    .collect::<Vec<_>>(),
+            )
+            .field("strict", &self.strict)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
@@ -112,7 +146,7 @@ impl Default for PoolConfig {
 }
 
 /// One call to make.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct CallRequest {
     /// Dotted path of the callable (`"os.path.join"`), or the method / attribute name for
     /// the other [`Op`]s.
@@ -150,8 +184,11 @@ pub struct CachePolicy {
 }
 
 /// A call's answer and the worker that gave it (which holds any objects it refers to).
+#[derive(Debug)]
 pub struct Reply {
+    /// The encoded answer.
     pub payload: proto::Payload,
+    /// The worker that gave it.
     pub worker: Arc<Worker>,
     /// Microseconds the call waited in the worker for a Python thread.
     pub queue_us: u64,
@@ -160,7 +197,7 @@ pub struct Reply {
 }
 
 /// Steers a streaming call: more credit, or cancel. Cheap to clone.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct StreamControl {
     worker: Arc<Worker>,
     id: u64,
@@ -188,6 +225,17 @@ impl StreamControl {
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("size", &self.inner.size)
+            .field("closed", &self.inner.closed)
+            .field("outstanding", &self.inner.outstanding)
+            .field("max_outstanding", &self.inner.max_outstanding)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -974,7 +1022,7 @@ mod tests {
             size: 2,
             ..PoolConfig::default()
         };
-        let err = Pool::start(config).await.err().expect("must fail");
+        let err = Pool::start(config).await.expect_err("must fail");
         assert_eq!(err.kind, ErrorKind::WorkerStartFailed);
         assert!(
             err.message.contains("/nonexistent/python"),
@@ -1005,7 +1053,7 @@ mod tests {
             target: "math.sqrt".into(),
             ..CallRequest::default()
         };
-        let err = pool.call(request).await.err().expect("no worker");
+        let err = pool.call(request).await.expect_err("no worker");
         assert_eq!(err.kind, ErrorKind::NoWorkers);
         assert!(err.message.ends_with(&why.message), "{}", err.message);
         assert!(pool.workers().is_empty());
@@ -1022,7 +1070,7 @@ mod tests {
             ..PoolConfig::default()
         };
         // `sh -m snakebridge_agent ...` fails at once with a message on stderr.
-        let err = Pool::start(config).await.err().expect("must fail");
+        let err = Pool::start(config).await.expect_err("must fail");
         assert_eq!(err.kind, ErrorKind::WorkerStartFailed);
         assert!(
             err.message.contains("exited before it was ready"),

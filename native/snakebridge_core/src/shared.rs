@@ -109,6 +109,7 @@ impl SharedDir {
         })
     }
 
+    /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
     }

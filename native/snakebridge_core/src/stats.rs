@@ -11,7 +11,7 @@ pub const LATENCY_BUCKETS_US: [u64; 12] = [
 ];
 
 /// The live counters.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Stats {
     calls: AtomicU64,
     errors: AtomicU64,
@@ -26,13 +26,19 @@ pub struct Stats {
 /// The counters at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Calls finished, answered from the result cache or not.
     pub calls: u64,
+    /// Calls that failed.
     pub errors: u64,
     /// Calls per latency bucket (see [`LATENCY_BUCKETS_US`]).
     pub latency: Vec<u64>,
+    /// Cacheable calls answered from the result cache.
     pub cache_hits: u64,
+    /// Cacheable calls the result cache could not answer.
     pub cache_misses: u64,
+    /// Sessions checked out (see [`crate::pool::Pool::checkout`]).
     pub sessions: u64,
+    /// Calls made within a session.
     pub session_calls: u64,
     /// Calls still running in Python past their deadline plus the hang grace.
     pub hung_calls: u64,

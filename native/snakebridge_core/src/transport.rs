@@ -28,8 +28,12 @@ use crate::shared::SharedDir;
 /// HTTP/2 settings for a local socket, where bandwidth is not the constraint: windows
 /// large enough that a payload part never waits for a window update, and DATA frames of
 /// 1 MiB (not 16 KiB) so that a large payload costs few frame headers.
+///
+/// This one is the initial window of each stream.
 pub const STREAM_WINDOW_BYTES: u32 = 32 << 20;
+/// The initial window of the whole connection (see [`STREAM_WINDOW_BYTES`]).
 pub const CONNECTION_WINDOW_BYTES: u32 = 64 << 20;
+/// The largest DATA frame (see [`STREAM_WINDOW_BYTES`]).
 pub const MAX_FRAME_BYTES: u32 = 1 << 20;
 
 /// Inbound frames from a worker; the stream ends (or yields an error) when the connection
@@ -60,6 +64,15 @@ pub struct Connection {
     pub inbound: FrameStream,
 }
 
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("handshake", &self.handshake)
+            .field("outbound", &self.outbound)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Opens connections to workers.
 pub trait Transport: Send + Sync + 'static {
     /// Connects to the worker listening at `socket`, handshakes and opens the data plane.
@@ -72,6 +85,17 @@ pub struct GrpcTransport {
     max_message_size: usize,
     max_payload_size: usize,
     shared: Option<Arc<SharedDir>>,
+}
+
+// Leaves out the token, which is a secret.
+impl std::fmt::Debug for GrpcTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcTransport")
+            .field("max_message_size", &self.max_message_size)
+            .field("max_payload_size", &self.max_payload_size)
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrpcTransport {
@@ -114,6 +138,15 @@ pub struct Splitting<S, T> {
     queue: VecDeque<T>,
     outgoing: framing::Outgoing,
     split: fn(T, &framing::Outgoing) -> Vec<T>,
+}
+
+impl<S, T> std::fmt::Debug for Splitting<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Splitting")
+            .field("queued", &self.queue.len())
+            .field("outgoing", &self.outgoing)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S, T> Splitting<S, T> {

@@ -1,8 +1,11 @@
 //! The value model shared by both sides of the bridge.
 //!
-//! Every value that crosses between the BEAM and Python is first a [`Value`]: the NIF builds
-//! one from an Erlang term, the worker builds one from a Python object, and the codecs turn
-//! it into bytes and back. The variants are the rows of the value table in `DESIGN.md`.
+//! A [`Value`] is what crosses between the BEAM and Python, and the codecs turn it into
+//! bytes and back. The worker builds one from a Python object; the NIF decodes results
+//! into one, but writes arguments straight from Erlang terms to bytes through the codecs'
+//! [`crate::codec::sink::Sink`], which follows the same rules without building a `Value`.
+//! The variants are the rows of the value table of the `SnakeBridge` module's
+//! documentation (`lib/snakebridge.ex`).
 
 use bytes::Bytes;
 use num_bigint::BigInt;
@@ -58,20 +61,35 @@ pub enum Value {
 /// The element type of a [`Tensor`]: the types numpy and Nx share, plus `bool`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// Booleans, one byte each.
     Bool,
+    /// Unsigned 8-bit integers.
     U8,
+    /// Unsigned 16-bit integers.
     U16,
+    /// Unsigned 32-bit integers.
     U32,
+    /// Unsigned 64-bit integers.
     U64,
+    /// Signed 8-bit integers.
     S8,
+    /// Signed 16-bit integers.
     S16,
+    /// Signed 32-bit integers.
     S32,
+    /// Signed 64-bit integers.
     S64,
+    /// 16-bit (half-precision) floats.
     F16,
+    /// bfloat16 floats: 16 bits, the exponent range of a 32-bit float.
     BF16,
+    /// 32-bit floats.
     F32,
+    /// 64-bit floats.
     F64,
+    /// Complex numbers of two 32-bit floats.
     C64,
+    /// Complex numbers of two 64-bit floats.
     C128,
 }
 
@@ -155,7 +173,9 @@ impl DType {
 /// binaries and numpy its contiguous arrays.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {
+    /// The type of the elements.
     pub dtype: DType,
+    /// The size of each dimension; empty for a single element.
     pub shape: Vec<u64>,
     /// `shape`'s product times the dtype's size bytes.
     pub data: Bytes,
@@ -202,17 +222,24 @@ pub struct ObjectRef {
 /// A calendar date (proleptic Gregorian).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Date {
+    /// The year.
     pub year: i32,
+    /// The month, from 1 (January) to 12.
     pub month: u8,
+    /// The day of the month, from 1.
     pub day: u8,
 }
 
 /// A time of day with microsecond precision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Time {
+    /// The hour, from 0 to 23.
     pub hour: u8,
+    /// The minute, from 0 to 59.
     pub minute: u8,
+    /// The second, from 0 to 59.
     pub second: u8,
+    /// Microseconds past the second, from 0 to 999 999.
     pub microsecond: u32,
 }
 

@@ -33,16 +33,30 @@ const CONFIG_EXTENSION: &str = "exs";
 pub enum WatchError {
     /// A directory to watch does not exist.
     #[error("config directory {} does not exist", dir.display())]
-    MissingDir { dir: PathBuf },
+    MissingDir {
+        /// The directory, made absolute.
+        dir: PathBuf,
+    },
     /// A path to watch exists but is not a directory.
     #[error("{} is not a directory", dir.display())]
-    NotADirectory { dir: PathBuf },
+    NotADirectory {
+        /// The path, made absolute.
+        dir: PathBuf,
+    },
     /// The OS refused to watch a directory (permissions, inotify limits, ...).
     #[error("cannot watch {}: {message}", dir.display())]
-    Watch { dir: PathBuf, message: String },
+    Watch {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS's reason.
+        message: String,
+    },
     /// The OS refused the watcher itself or its thread.
     #[error("cannot start the config watcher: {message}")]
-    Start { message: String },
+    Start {
+        /// The OS's reason.
+        message: String,
+    },
 }
 
 /// What the debounce thread receives.

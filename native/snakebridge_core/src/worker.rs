@@ -69,6 +69,7 @@ const INIT_REQUEST_BASE: u64 = 1 << 63;
 /// A successful call's answer as the worker sent it.
 #[derive(Debug, Default)]
 pub struct Answer {
+    /// The encoded result.
     pub payload: proto::Payload,
     /// How long the call waited in the worker for a Python thread, in microseconds.
     pub queue_us: u64,
@@ -142,12 +143,29 @@ pub struct Worker {
     describer: Describer,
 }
 
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("slot", &self.slot)
+            .field("generation", &self.generation)
+            .field("pid", &self.pid)
+            .field("python_version", &self.python_version)
+            .field("in_flight", &self.in_flight)
+            .field("retired", &self.retired)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A snapshot of one worker, for observation and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerInfo {
+    /// The pool slot the worker fills.
     pub slot: usize,
+    /// The worker's OS process id.
     pub pid: u32,
+    /// Calls waiting on the worker (see [`Worker::in_flight`]).
     pub in_flight: usize,
+    /// The worker's `sys.version`.
     pub python_version: String,
 }
 
@@ -296,13 +314,15 @@ impl Worker {
         let hook = Arc::new(Mutex::new(None));
         tokio::spawn(supervise(
             worker.clone(),
-            child,
-            connection.inbound,
-            kill_rx,
-            tail,
-            stderr_done,
-            socket,
-            hook.clone(),
+            Supervised {
+                child,
+                inbound: connection.inbound,
+                kill_rx,
+                tail,
+                stderr_done,
+                socket,
+                on_exit: hook.clone(),
+            },
         ));
         Ok((worker, hook))
     }
@@ -387,6 +407,7 @@ impl Worker {
         self.retired.store(true, Ordering::SeqCst);
     }
 
+    /// Whether the worker was taken out of the pool (see [`Worker::retire`]).
     pub fn is_retired(&self) -> bool {
         self.retired.load(Ordering::SeqCst)
     }
@@ -784,17 +805,34 @@ fn exit_code(status: ExitStatus) -> i32 {
         .unwrap_or(-1)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn supervise(
-    worker: Arc<Worker>,
-    mut child: Child,
-    mut inbound: FrameStream,
-    mut kill_rx: oneshot::Receiver<()>,
+/// What the supervisor of a worker owns besides the worker.
+struct Supervised {
+    /// The worker's process.
+    child: Child,
+    /// Frames from the worker.
+    inbound: FrameStream,
+    /// Fires when the worker is to be killed.
+    kill_rx: oneshot::Receiver<()>,
+    /// The last lines of its stderr.
     tail: StderrTail,
+    /// The task draining its stderr.
     stderr_done: Option<tokio::task::JoinHandle<()>>,
+    /// Its socket, removed once it is gone.
     socket: PathBuf,
+    /// What the pool runs once it died.
     on_exit: Arc<Mutex<Option<ExitHook>>>,
-) {
+}
+
+async fn supervise(worker: Arc<Worker>, supervised: Supervised) {
+    let Supervised {
+        mut child,
+        mut inbound,
+        mut kill_rx,
+        tail,
+        stderr_done,
+        socket,
+        on_exit,
+    } = supervised;
     // `Child::wait` closes stdin before waiting, and stdin EOF tells the worker to exit:
     // hold stdin here, for as long as the worker should live.
     let stdin = child.stdin.take();

@@ -153,8 +153,7 @@ async fn the_worker_refuses_clients_without_the_token() {
     let err = wrong
         .connect(&scratch.socket())
         .await
-        .err()
-        .expect("a wrong token must be refused");
+        .expect_err("a wrong token must be refused");
     assert!(err.message.contains("Unauthenticated"), "{}", err.message);
 
     // A foreign client that knows the socket path but presents no token at all.

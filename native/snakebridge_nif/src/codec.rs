@@ -6,18 +6,15 @@ use rustler::{Binary, Encoder, Env, NifResult, Term};
 use snakebridge_core::codec::{json, msgpack};
 use snakebridge_core::proto;
 
+use crate::types::Codec;
 use crate::{atoms, buffers, terms};
-
-fn codec_of(codec: i32) -> NifResult<proto::Codec> {
-    proto::Codec::try_from(codec).map_err(|_| rustler::Error::BadArg)
-}
 
 /// `{:ok, binary}`, `{:error, {:unsupported, path, message}}` for a term that cannot
 /// cross, or `{:error, message}` for one the codec cannot write. The bytes are written
 /// straight from the term (see [`terms::encode`]), large binaries in band.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn codec_encode<'a>(env: Env<'a>, term: Term<'a>, codec: i32) -> NifResult<Term<'a>> {
-    let codec = codec_of(codec)?;
+fn codec_encode<'a>(env: Env<'a>, term: Term<'a>, codec: Codec) -> NifResult<Term<'a>> {
+    let codec = proto::Codec::from(codec);
     let mut refs = terms::Refs {
         inert_callbacks: true,
         ..terms::Refs::default()
@@ -38,10 +35,10 @@ fn codec_encode<'a>(env: Env<'a>, term: Term<'a>, codec: i32) -> NifResult<Term<
 
 /// `{:ok, term}` or `{:error, message}`.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn codec_decode<'a>(env: Env<'a>, bytes: Binary<'a>, codec: i32) -> NifResult<Term<'a>> {
-    let decoded = match codec_of(codec)? {
-        proto::Codec::Msgpack => msgpack::decode(bytes.as_slice()),
-        proto::Codec::Json => json::decode(bytes.as_slice()),
+fn codec_decode<'a>(env: Env<'a>, bytes: Binary<'a>, codec: Codec) -> NifResult<Term<'a>> {
+    let decoded = match codec {
+        Codec::Msgpack => msgpack::decode(bytes.as_slice()),
+        Codec::Json => json::decode(bytes.as_slice()),
     };
     Ok(match decoded {
         Ok(value) => (

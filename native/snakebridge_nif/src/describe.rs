@@ -17,6 +17,7 @@ use snakebridge_core::{Error, ErrorKind};
 
 use crate::pool::PoolResource;
 use crate::reply::Reply;
+use crate::types::Describe;
 use crate::{atoms, runtime, terms};
 
 /// One cache per directory, so its hot level is shared by every caller.
@@ -42,38 +43,31 @@ fn entry_term<'a>(env: Env<'a>, entry: &Entry) -> Term<'a> {
     terms::from_value(env, &json::to_value(&json), &terms::Origin::none())
 }
 
-/// Introspects `module_path` on the pool (from the worker's own cache unless `force`) and
-/// stores the descriptor in `dir` under `integration`. Replies `{tag, {:ok, entry_map}}` or `{tag, {:error, error_map}}`.
-#[allow(clippy::too_many_arguments)]
+/// Introspects the requested library on the pool (from the worker's own cache unless
+/// `force`) and stores the descriptor in the cache directory under its integration.
+/// Replies `{tag, {:ok, entry_map}}` or `{tag, {:error, error_map}}`.
 #[rustler::nif]
 fn describe<'a>(
     env: Env<'a>,
     pool: ResourceArc<PoolResource>,
-    dir: String,
-    integration: String,
-    module_path: String,
-    submodules: Vec<String>,
-    depth: u32,
-    exclude_patterns: Vec<String>,
-    config: Binary<'a>,
-    force: bool,
-    timeout_ms: u64,
+    spec: Describe<'a>,
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let runtime = runtime::for_nif()?;
-    let config_hash = descriptor::config_hash(config.as_slice());
-    let config = config.as_slice().to_vec();
+    let config_hash = descriptor::config_hash(spec.config.as_slice());
+    let config = spec.config.as_slice().to_vec();
+    let (dir, integration, timeout_ms) = (spec.dir, spec.integration, spec.timeout_ms);
     let mut request = DescribeLibraryRequest {
         library_id: integration.clone(),
-        module_path,
-        submodules,
-        depth,
+        module_path: spec.module_path,
+        submodules: spec.submodules,
+        depth: spec.depth,
         config_hash: Vec::new(),
-        exclude_patterns,
+        exclude_patterns: spec.exclude_patterns,
     };
     // Without it the worker cannot answer from its own cache: it introspects again.
-    if !force {
+    if !spec.force {
         request.config_hash = descriptor::request_key(&config, &request).into_bytes();
     }
     let pool = pool.pool.clone();

@@ -1,5 +1,5 @@
-//! Rustler binding of SnakeBridge's core. Only what the BEAM needs lives here: terms ⇄
-//! core values ([`terms`]), the pool NIFs ([`pool`]), object references ([`refs`]), streams ([`stream`]), sessions ([`session`]), Elixir functions called from Python ([`callbacks`]), introspection and the descriptor
+//! Rustler binding of SnakeBridge's core. Only what the BEAM needs lives here: the typed
+//! shapes of the boundary ([`types`]), terms ⇄ core values ([`terms`]), the pool NIFs ([`pool`]), object references ([`refs`]), streams ([`stream`]), sessions ([`session`]), Elixir functions called from Python ([`callbacks`]), introspection and the descriptor
 //! cache ([`describe`]), config validation ([`config`]), manifest signatures ([`signing`]), the dev-mode config watcher
 //! ([`watch`]) and the tokio runtime the work runs on ([`runtime`]). Every NIF returns at
 //! once; results arrive as `{tag, result}` messages sent from tokio threads (the watcher's
@@ -19,6 +19,7 @@ mod session;
 mod signing;
 mod stream;
 mod terms;
+mod types;
 mod watch;
 
 /// Conversions allocate a small block per string, list and map; mimalloc serves those

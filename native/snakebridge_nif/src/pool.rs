@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustler::types::map::MapIterator;
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use tokio::sync::oneshot;
 
@@ -16,10 +15,11 @@ use snakebridge_core::codec;
 use snakebridge_core::pool::CachePolicy;
 use snakebridge_core::proto;
 use snakebridge_core::stats::LATENCY_BUCKETS_US;
-use snakebridge_core::{CallRequest, Error, Op, Pool, PoolConfig, Value, Worker};
+use snakebridge_core::{CallRequest, Error, Pool, PoolConfig, Value, Worker};
 
 use crate::reply::Reply;
 use crate::session::SessionResource;
+use crate::types::{Call, OnHang, PoolOptions};
 use crate::{atoms, callbacks, runtime, terms};
 
 /// A running pool, owned by a `SnakeBridge.Pool` process. Dropping the last handle (the
@@ -61,143 +61,44 @@ impl Drop for CallHandle {
     }
 }
 
-fn bad_config(key: &str, expected: &str) -> rustler::Error {
-    rustler::Error::Term(Box::new(format!(
-        "invalid pool option {key}: expected {expected}"
-    )))
-}
-
-/// Reads the pool options map built by `SnakeBridge.Pool` (already validated there; the
-/// checks here only guard the FFI boundary).
-fn pool_config(options: Term) -> NifResult<PoolConfig> {
-    let mut config = PoolConfig::default();
-    let mut name = atoms::nil();
-    let iter = MapIterator::new(options).ok_or_else(|| bad_config("options", "a map"))?;
-    for (key, value) in iter {
-        let key: String = key.atom_to_string()?;
-        match key.as_str() {
-            "python" => {
-                config.python = PathBuf::from(
-                    value
-                        .decode::<String>()
-                        .map_err(|_| bad_config("python", "a string"))?,
-                )
-            }
-            "priv_dir" => {
-                let priv_dir: String = value
-                    .decode()
-                    .map_err(|_| bad_config("priv_dir", "a string"))?;
-                config.agent = Some(Agent::in_priv(Path::new(&priv_dir)));
-            }
-            "size" => {
-                config.size = value
-                    .decode::<usize>()
-                    .map_err(|_| bad_config("size", "a positive integer"))?
-            }
-            "threads" => {
-                config.threads = value
-                    .decode::<u32>()
-                    .map_err(|_| bad_config("threads", "a positive integer"))?
-            }
-            "startup_timeout" => {
-                config.startup_timeout = Duration::from_millis(
-                    value
-                        .decode::<u64>()
-                        .map_err(|_| bad_config("startup_timeout", "milliseconds"))?,
-                )
-            }
-            "max_message_size" => {
-                config.max_message_size = value
-                    .decode::<usize>()
-                    .map_err(|_| bad_config("max_message_size", "bytes"))?
-            }
-            "shared_memory" => {
-                let min_size = value
-                    .decode::<usize>()
-                    .map_err(|_| bad_config("shared_memory", "bytes"))?;
-                config.shared_memory = (min_size > 0).then_some(min_size);
-            }
-            "allowed_modules" => {
-                let modules: Option<Vec<String>> = value
-                    .decode()
-                    .map_err(|_| bad_config("allowed_modules", "nil or a list of strings"))?;
-                config.allowed_modules = match modules {
-                    None => None,
-                    Some(modules) => Some(Allowlist::new(modules).map_err(|err| {
-                        rustler::Error::Term(Box::new(format!(
-                            "invalid pool option {}",
-                            err.message
-                        )))
-                    })?),
-                };
-            }
-            "secrets" => {
-                config.secrets = value
-                    .decode::<Vec<String>>()
-                    .map_err(|_| bad_config("secrets", "a list of strings"))?
-            }
-            "max_queue" => {
-                config.max_queue = value
-                    .decode::<usize>()
-                    .map_err(|_| bad_config("max_queue", "a non-negative integer"))?
-            }
-            "hang_grace" => {
-                config.hang_grace = Duration::from_millis(
-                    value
-                        .decode::<u64>()
-                        .map_err(|_| bad_config("hang_grace", "milliseconds"))?,
-                )
-            }
-            "on_hang" => {
-                config.replace_hung_workers = match value.atom_to_string()?.as_str() {
-                    "replace" => true,
-                    "keep" => false,
-                    _ => return Err(bad_config("on_hang", ":replace or :keep")),
-                }
-            }
-            "max_payload_size" => {
-                config.max_payload_size = value
-                    .decode::<usize>()
-                    .map_err(|_| bad_config("max_payload_size", "bytes"))?
-            }
-            "env" => {
-                config.env = value
-                    .decode::<Vec<(String, String)>>()
-                    .map_err(|_| bad_config("env", "a list of {name, value} strings"))?
-            }
-            "strict" => {
-                config.strict = value
-                    .decode::<bool>()
-                    .map_err(|_| bad_config("strict", "a boolean"))?
-            }
-            "start_hint" => {
-                config.start_hint = value
-                    .decode::<Option<String>>()
-                    .map_err(|_| bad_config("start_hint", "nil or a string"))?
-            }
-            "name" => name = value.decode().map_err(|_| bad_config("name", "an atom"))?,
-            "init" => config.init = init_calls(value)?,
-            "python_path" => {
-                config.python_path = value
-                    .decode::<Vec<String>>()
-                    .map_err(|_| bad_config("python_path", "a list of strings"))?
-                    .into_iter()
-                    .map(PathBuf::from)
-                    .collect()
-            }
-            _ => {}
-        }
-    }
-    config.callbacks = Callbacks(Some(Arc::new(callbacks::Handler { pool: name })));
-    Ok(config)
+/// The core's pool config from the options `SnakeBridge.Pool` resolved and validated.
+fn pool_config(options: PoolOptions) -> NifResult<PoolConfig> {
+    let allowed_modules = options
+        .allowed_modules
+        .map(Allowlist::new)
+        .transpose()
+        .map_err(|err| {
+            rustler::Error::Term(Box::new(format!("invalid pool option {}", err.message)))
+        })?;
+    Ok(PoolConfig {
+        python: PathBuf::from(options.python),
+        agent: Some(Agent::in_priv(Path::new(&options.priv_dir))),
+        size: options.size,
+        threads: options.threads,
+        env: options.env,
+        python_path: options.python_path.into_iter().map(PathBuf::from).collect(),
+        startup_timeout: Duration::from_millis(options.startup_timeout_ms),
+        max_message_size: options.max_message_size,
+        max_payload_size: options.max_payload_size,
+        shared_memory: options.shared_memory,
+        max_queue: options.max_queue,
+        hang_grace: Duration::from_millis(options.hang_grace_ms),
+        replace_hung_workers: options.on_hang == OnHang::Replace,
+        allowed_modules,
+        secrets: options.secrets,
+        callbacks: Callbacks(Some(Arc::new(callbacks::Handler { pool: options.name }))),
+        init: init_calls(options.init)?,
+        strict: options.strict,
+        start_hint: options.start_hint,
+        ..PoolConfig::default()
+    })
 }
 
 /// Encodes the pool's init calls, `[{target, args, kwargs}]`. Functions among their
 /// arguments are kept for the pool's life: every worker gets a callable for them.
-fn init_calls(calls: Term) -> NifResult<Vec<(String, proto::Payload)>> {
-    let calls: Vec<(String, Term, Term)> = calls
-        .decode()
-        .map_err(|_| bad_config("init", "a list of {target, args, kwargs}"))?;
+fn init_calls<'a>(
+    calls: Vec<(String, Term<'a>, Term<'a>)>,
+) -> NifResult<Vec<(String, proto::Payload)>> {
     calls
         .into_iter()
         .map(|(target, args, kwargs)| {
@@ -251,7 +152,7 @@ fn result_term<'a>(env: Env<'a>, outcome: &Decoded, pool: Atom) -> Term<'a> {
 #[rustler::nif]
 fn pool_start<'a>(
     env: Env<'a>,
-    options: Term<'a>,
+    options: PoolOptions<'a>,
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
@@ -284,33 +185,21 @@ fn pool_start<'a>(
 }
 
 /// Starts a call. Encodes the arguments here, on the caller's scheduler; returns
-/// `{:ok, handle}` (keep the handle until the reply arrives: dropping it cancels),
-/// `{:error, {:unsupported, path, message}}` or `{:error, {:stale_ref, message}}`.
-/// Replies `{tag, {:ok, term}}` or `{tag, {:error, error_map}}`.
-///
-/// `op`: 0 call `target`, 1 call method `target` of args[0], 2 get attribute, 3 set
-/// attribute. `pool_name` is recorded in the object references of the result.
-#[allow(clippy::too_many_arguments)]
+/// `{:ok, handle, args_bytes}` (keep the handle until the reply arrives: dropping it
+/// cancels), `{:error, {:unsupported, path, message}}` or `{:error, {:stale_ref,
+/// message}}`. Replies `{tag, {:ok, term, {result_bytes, queue_us, cache_hit}}}` or
+/// `{tag, {:error, error_map}}`.
 #[rustler::nif]
 fn pool_call<'a>(
     env: Env<'a>,
     pool: ResourceArc<PoolResource>,
-    pool_name: Atom,
-    op: i32,
-    target: String,
-    positional: Term<'a>,
-    kwargs: Term<'a>,
-    timeout_ms: u64,
-    return_ref: bool,
-    session: Option<ResourceArc<SessionResource>>,
-    cache: Option<(String, u64)>,
-    codecs: (i32, i32, bool),
+    call: Call<'a>,
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let base = match prepare_call(
-        env, op, target, positional, kwargs, timeout_ms, &session, codecs,
-    )? {
+    let pool_name = call.pool_name;
+    let (return_ref, cache) = (call.as_ref, call.cache.clone());
+    let base = match prepare_call(env, &call)? {
         Ok(base) => base,
         Err(refusal) => return Ok(refusal),
     };
@@ -351,64 +240,32 @@ fn pool_call<'a>(
     Ok((atoms::ok(), handle, args_bytes).encode(env))
 }
 
-/// Encodes a call's arguments, for a call in `session` when there is one. `Err` is the
-/// term the NIF returns instead: `{:error, {:unsupported, path, message}}` or
-/// `{:error, {:stale_ref, message}}`.
 /// The parts of a call request that calls and streams share: the target and operation,
 /// the arguments encoded in their codec, the deadline, the worker the arguments' refs (or
 /// the session) pin it to, and the result codec. `Ok(Err(term))` is the refusal to return
 /// to the caller (an argument that cannot cross, a stale ref).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn prepare_call<'a>(
     env: Env<'a>,
-    op: i32,
-    target: String,
-    positional: Term<'a>,
-    kwargs: Term<'a>,
-    timeout_ms: u64,
-    session: &Option<ResourceArc<SessionResource>>,
-    codecs: (i32, i32, bool),
+    call: &Call<'a>,
 ) -> NifResult<Result<CallRequest, Term<'a>>> {
-    let encoding = codecs_of(codecs)?;
-    let op = Op::try_from(op).map_err(|_| rustler::Error::BadArg)?;
-    let (args, refs) = match encode_call(env, positional, kwargs, session.as_deref(), encoding.args)
+    let session = call.session.as_deref();
+    let encoding = call.encoding;
+    let (args, refs) = match encode_call(env, call.args, call.kwargs, session, encoding.args.into())
     {
         Ok(encoded) => encoded,
         Err(refusal) => return Ok(Err(refusal)),
     };
     Ok(Ok(CallRequest {
-        target,
-        op,
+        target: call.target.clone(),
+        op: call.op.into(),
         args,
-        timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
+        timeout: call.timeout_ms.map(Duration::from_millis),
         pin: refs.pin,
-        session: session.as_ref().map(|s| s.id().to_owned()),
-        result_codec: encoding.result,
+        session: session.map(|s| s.id().to_owned()),
+        result_codec: encoding.result.into(),
         tensors_as_lists: encoding.tensors_as_lists,
         ..CallRequest::default()
     }))
-}
-
-/// How a call's values are encoded: `{args_codec, result_codec, tensors_as_lists}`, the
-/// codecs as their wire numbers.
-pub(crate) struct Encoding {
-    pub args: proto::Codec,
-    pub result: proto::Codec,
-    pub tensors_as_lists: bool,
-}
-
-fn codecs_of(codecs: (i32, i32, bool)) -> NifResult<Encoding> {
-    match (
-        proto::Codec::try_from(codecs.0),
-        proto::Codec::try_from(codecs.1),
-    ) {
-        (Ok(args), Ok(result)) => Ok(Encoding {
-            args,
-            result,
-            tensors_as_lists: codecs.2,
-        }),
-        _ => Err(rustler::Error::BadArg),
-    }
 }
 
 pub(crate) fn encode_call<'a>(
@@ -450,23 +307,19 @@ fn encode_arguments<'a>(
 }
 
 /// Runs a call on every live worker; replies `{tag, {:ok, [{worker_pid, result}]}}` where
-/// each result is `{:ok, term}` or `{:error, error_map}`.
-#[allow(clippy::too_many_arguments)]
+/// each result is `{:ok, term}` or `{:error, error_map}`. Object references cannot be
+/// broadcast: they live on one worker.
 #[rustler::nif]
 fn pool_broadcast<'a>(
     env: Env<'a>,
     pool: ResourceArc<PoolResource>,
-    pool_name: Atom,
-    target: String,
-    positional: Term<'a>,
-    kwargs: Term<'a>,
-    timeout_ms: u64,
-    codecs: (i32, i32, bool),
+    call: Call<'a>,
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let encoding = codecs_of(codecs)?;
-    let payload = match encode_call(env, positional, kwargs, None, encoding.args) {
+    let pool_name = call.pool_name;
+    let encoding = call.encoding;
+    let payload = match encode_call(env, call.args, call.kwargs, None, encoding.args.into()) {
         Ok((payload, refs)) if refs.pin.is_none() => payload,
         Ok(_) => {
             let reason = "object references live on one worker and cannot be broadcast";
@@ -476,10 +329,11 @@ fn pool_broadcast<'a>(
     };
     let runtime = runtime::for_nif()?;
     let request = CallRequest {
-        target,
+        target: call.target,
+        op: call.op.into(),
         args: payload,
-        timeout: (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms)),
-        result_codec: encoding.result,
+        timeout: call.timeout_ms.map(Duration::from_millis),
+        result_codec: encoding.result.into(),
         tensors_as_lists: encoding.tensors_as_lists,
         ..CallRequest::default()
     };

@@ -15,7 +15,7 @@ use snakebridge_core::{Error, ErrorKind};
 
 use crate::pool::{prepare_call, PoolResource};
 use crate::reply::Reply;
-use crate::session::SessionResource;
+use crate::types::Call;
 use crate::{atoms, runtime, terms};
 
 enum Steer {
@@ -31,29 +31,20 @@ pub struct StreamResource {
 #[rustler::resource_impl]
 impl rustler::Resource for StreamResource {}
 
-/// Starts a streaming call (see the module doc). `timeout_ms` bounds the wait for each
-/// chunk (0 = none); `window` is the credit granted up front. Returns `{:ok, handle}`,
+/// Starts a streaming call (see the module doc). The call's timeout bounds the wait for
+/// each chunk; `window` is the credit granted up front. Returns `{:ok, handle}`,
 /// `{:error, {:unsupported, path, message}}` or `{:error, {:stale_ref, message}}`.
-#[allow(clippy::too_many_arguments)]
 #[rustler::nif]
 fn pool_stream<'a>(
     env: Env<'a>,
     pool: ResourceArc<PoolResource>,
-    pool_name: Atom,
-    op: i32,
-    target: String,
-    positional: Term<'a>,
-    kwargs: Term<'a>,
-    timeout_ms: u64,
+    call: Call<'a>,
     window: u32,
-    session: Option<ResourceArc<SessionResource>>,
-    codecs: (i32, i32, bool),
     pid: LocalPid,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    let request = match prepare_call(
-        env, op, target, positional, kwargs, timeout_ms, &session, codecs,
-    )? {
+    let pool_name = call.pool_name;
+    let request = match prepare_call(env, &call)? {
         Ok(request) => request,
         Err(refusal) => return Ok(refusal),
     };

@@ -1,4 +1,5 @@
-//! Erlang terms ⇄ the core's values and codecs, following the value table of `DESIGN.md`.
+//! Erlang terms ⇄ the core's values and codecs, following the value table of the
+//! `SnakeBridge` module's documentation (`lib/snakebridge.ex`).
 //!
 //! Encoding runs on the caller's scheduler: one walk of the term ([`write_term`]) feeds a
 //! core [`Sink`], which builds a [`Value`] ([`to_value`]) or writes msgpack or JSON

@@ -19,8 +19,11 @@ use crate::value::{DType, Date, ObjectRef, Tensor, Time, Value, MAX_DEPTH};
 /// Which kind of sequence a [`Sink::seq`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seq {
+    /// Elixir list / Python `list`.
     List,
+    /// Elixir tuple / Python `tuple`.
     Tuple,
+    /// Elixir `MapSet` / Python `set` (and `frozenset`).
     Set,
 }
 
@@ -46,22 +49,33 @@ pub trait Sink {
     /// What a value becomes.
     type Out;
 
+    /// `nil` / `None`.
     fn nil(&mut self) -> Result<Self::Out, CodecError>;
+    /// A boolean.
     fn bool(&mut self, b: bool) -> Result<Self::Out, CodecError>;
+    /// An integer that fits in 64 bits.
     fn int(&mut self, n: i64) -> Result<Self::Out, CodecError>;
     /// An integer beyond 64 bits.
     fn big_int(&mut self, n: &BigInt) -> Result<Self::Out, CodecError>;
+    /// A float, NaN and the infinities included.
     fn float(&mut self, f: f64) -> Result<Self::Out, CodecError>;
+    /// Text.
     fn str(&mut self, s: &str) -> Result<Self::Out, CodecError>;
     /// Raw bytes: `data`, and `keep` to get a `Bytes` of them for a sink that keeps them
     /// beyond the call (a value, an out-of-band buffer) without copying a large one.
     fn bytes(&mut self, data: &[u8], keep: impl FnOnce() -> Bytes)
         -> Result<Self::Out, CodecError>;
+    /// A calendar date.
     fn date(&mut self, d: Date) -> Result<Self::Out, CodecError>;
+    /// A time of day.
     fn time(&mut self, t: Time) -> Result<Self::Out, CodecError>;
+    /// A date and time without an offset.
     fn naive_datetime(&mut self, d: Date, t: Time) -> Result<Self::Out, CodecError>;
+    /// A date and time (wall clock) with its `offset` from UTC in seconds.
     fn datetime(&mut self, d: Date, t: Time, offset: i32) -> Result<Self::Out, CodecError>;
+    /// A reference to an object held by a worker.
     fn object_ref(&mut self, r: &ObjectRef) -> Result<Self::Out, CodecError>;
+    /// An Elixir function, by the callback id the binding gave it.
     fn callback(&mut self, id: u64) -> Result<Self::Out, CodecError>;
     /// A tensor whose `data` holds exactly the elements of `shape` (checked by the walk,
     /// see [`Tensor::check`]); `keep` as for [`Sink::bytes`].
