@@ -11,7 +11,8 @@ defmodule SnakeBridge.Runtime do
 
   ## Options
 
-  Every function takes `opts`:
+  Every function takes `opts`, a keyword list; an option a function does not take (a typo,
+  or `:as` on a stream) raises `ArgumentError` naming it:
 
     * `:timeout` - milliseconds to wait, or `:infinity` (default: the pool's `:timeout`).
     * `:pool` - the pool to use (default `SnakeBridge.Pool`); calls on a
@@ -46,6 +47,34 @@ defmodule SnakeBridge.Runtime do
 
   # Extra time past the core's own deadline before the Elixir side gives up itself.
   @backstop_ms 2_000
+
+  # The options each kind of call takes (see "Options"); any other is an ArgumentError.
+  @call_options [
+    :timeout,
+    :pool,
+    :as,
+    :session,
+    :cache,
+    :tensors,
+    :serialization,
+    :telemetry,
+    :integration,
+    :idempotent,
+    :retries,
+    :retry_backoff,
+    :errors
+  ]
+  @stream_options [
+    :timeout,
+    :pool,
+    :session,
+    :tensors,
+    :serialization,
+    :telemetry,
+    :integration,
+    :window
+  ]
+  @broadcast_options [:timeout, :pool, :serialization, :tensors, :integration, :telemetry]
 
   @type module_name :: String.t() | atom()
   @type function_name :: String.t() | atom()
@@ -174,6 +203,7 @@ defmodule SnakeBridge.Runtime do
   end
 
   defp lazy_stream(pool, op, target, label, args, kwargs, opts) do
+    check_options!(opts, @stream_options, label)
     window = Keyword.get(opts, :window, 16)
 
     unless is_integer(window) and window > 0 do
@@ -295,6 +325,7 @@ defmodule SnakeBridge.Runtime do
   def broadcast(module, function, args \\ [], kwargs \\ [], opts \\ [])
       when is_list(args) and (is_list(kwargs) or is_map(kwargs)) and is_list(opts) do
     target = target(module, function)
+    check_options!(opts, @broadcast_options, target)
     pool = Keyword.get(opts, :pool, Pool)
 
     with {:ok, {resource, default_timeout}} <- Pool.lookup(pool) do
@@ -432,6 +463,7 @@ defmodule SnakeBridge.Runtime do
 
   # `label` names the call in errors (the dotted target, or `type.method` on refs).
   defp invoke(pool, op, target, label, args, kwargs, opts) do
+    check_options!(opts, @call_options, label)
     {retries, backoff} = retry_policy(opts)
 
     case {invoke_with_retries(pool, op, target, label, args, kwargs, opts, retries, backoff),
@@ -466,6 +498,23 @@ defmodule SnakeBridge.Runtime do
 
       result ->
         result
+    end
+  end
+
+  # An option misspelt or meant for another kind of call is refused, not ignored.
+  defp check_options!(opts, allowed, label) do
+    case Enum.reject(opts, fn option -> is_tuple(option) and elem(option, 0) in allowed end) do
+      [] ->
+        :ok
+
+      [{key, _} | _] when is_atom(key) ->
+        raise ArgumentError,
+              "unknown option #{inspect(key)} (calling #{label}); the options are " <>
+                Enum.map_join(allowed, ", ", &inspect/1)
+
+      [other | _] ->
+        raise ArgumentError,
+              "expected the options (calling #{label}) to be a keyword list, got: #{inspect(other)}"
     end
   end
 

@@ -123,6 +123,23 @@ defmodule SnakeBridge.CallTest do
       assert_raise ArgumentError, ~r/:timeout/, fn ->
         SnakeBridge.call("math", "pi", [], [], timeout: 0)
       end
+
+      # A misspelt option, or one of another kind of call, is refused rather than ignored.
+      assert_raise ArgumentError, ~r/unknown option :timout \(calling math.sqrt\)/, fn ->
+        SnakeBridge.call("math", "sqrt", [4], [], timout: 10)
+      end
+
+      assert_raise ArgumentError, ~r/unknown option :as/, fn ->
+        SnakeBridge.stream("itertools", "count", [], [], as: :ref) |> Enum.take(1)
+      end
+
+      assert_raise ArgumentError, ~r/unknown option :session/, fn ->
+        SnakeBridge.broadcast("math", "sqrt", [4], [], session: nil)
+      end
+
+      assert_raise ArgumentError, ~r/to be a keyword list/, fn ->
+        SnakeBridge.call("math", "sqrt", [4], [], [:timeout])
+      end
     end
 
     test "a call past its timeout returns :timeout at its deadline" do
