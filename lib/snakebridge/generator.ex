@@ -425,16 +425,20 @@ defmodule SnakeBridge.Generator do
     do: quote(do: SnakeBridge.Runtime.unquote(fun)(unquote_splicing(args)))
 
   # `opts` over the configured defaults: the integration (telemetry, result cache), the
-  # timeout, `cache` for a cacheable function, `idempotent` for a pure one, the config's
+  # timeout, `cache` for a cacheable function, `idempotent` for a pure one (neither for a
+  # streaming one), the config's
   # `telemetry`; and the caller's current session for a pooled config or a session-aware
   # constructor.
   defp default_opts(opts, f, kind, context) do
+    # (A stream is neither cached nor retried: those options are the calls'.)
+    call? = not f["streaming"]
+
     defaults =
       [
         integration: context.integration,
         timeout: f["timeout"],
-        cache: f["cache"],
-        idempotent: f["idempotent"] || nil,
+        cache: if(call?, do: f["cache"]),
+        idempotent: if(call?, do: f["idempotent"] || nil),
         telemetry: context.telemetry,
         serialization: if(kind in ["function", "method", "constructor"], do: context.serialization)
       ]

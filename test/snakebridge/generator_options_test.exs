@@ -66,6 +66,20 @@ defmodule SnakeBridge.GeneratorOptionsTest do
     assert counts |> Map.values() |> Enum.sum() == 1
   end
 
+  test "a generator function marked cacheable and pure streams (a stream is neither cached nor retried)",
+       %{dir: dir} do
+    Generator.generate_and_load(
+      config(dir,
+        elixir_module: SBGen.Streams,
+        integration_id: :sb_cached,
+        caching: %{enabled: true},
+        functions: [%{python_path: "sb_fixtures.fail_after", cacheable: true, pure: true}]
+      )
+    )
+
+    assert run(SBGen.Streams, :fail_after, [3]) |> Enum.take(3) == [0, 1, 2]
+  end
+
   test "a pooled config's calls join the caller's current session", %{dir: dir} do
     Generator.generate_and_load(config(dir, elixir_module: SBGen.Pooled, session: %{mode: :pooled}))
 
