@@ -12,6 +12,7 @@ BUILD := $(ROOT)/_build
 VENV := $(BUILD)/venv
 PYTHON := $(VENV)/bin/python
 REQUIREMENTS_STAMP := $(VENV)/.requirements.stamp
+PY_SOURCES := priv/python test/python test/support/python bench/python
 
 export CARGO_TARGET_DIR := $(BUILD)/cargo
 export SNAKEBRIDGE_CARGO_TARGET_DIR := $(BUILD)/cargo
@@ -23,7 +24,7 @@ export LC_ALL := C.UTF-8
 # users do, with its default busy wait (which answers a call's reply message sooner).
 test-elixir soak: export ERL_AFLAGS := +sbwt none
 
-.PHONY: help setup toolchain venv nif test lint test-rust test-elixir test-package demo bench soak fuzz clean release-artifacts
+.PHONY: help setup toolchain venv nif test lint test-rust test-python test-elixir test-package demo bench soak fuzz clean release-artifacts
 
 help:
 	@echo "make demo   - run the example (sets everything up first)"
@@ -50,7 +51,8 @@ toolchain:
 	@command -v python3 >/dev/null 2>&1 || { echo "python3 not found" >&2; exit 1; }
 
 # The venv of the tests, the demo and the benchmarks: the libraries they call (numpy, dspy),
-# and uv (for the package test's `mix snakebridge.setup`).
+# pytest and ruff for the agent's Python, and uv (for the package test's
+# `mix snakebridge.setup`).
 # The worker's own code is not installed in it: SnakeBridge hands it to every interpreter.
 venv: $(REQUIREMENTS_STAMP)
 
@@ -67,7 +69,7 @@ nif: toolchain
 	cd $(ROOT) && mix compile
 	cd $(ROOT) && MIX_ENV=test mix compile
 
-test: setup lint test-rust test-package test-elixir
+test: setup lint test-rust test-python test-package test-elixir
 
 lint:
 	cd $(ROOT) && cargo fmt --all -- --check
@@ -75,6 +77,8 @@ lint:
 	cd $(ROOT) && cargo clippy --release --workspace --all-targets -- -D warnings
 	cd $(ROOT) && PYO3_NO_PYTHON=1 cargo clippy --release -p snakebridge_py --features extension-module -- -D warnings
 	cd $(ROOT)/bench/baselines && cargo clippy --release --all-targets -- -D warnings
+	cd $(ROOT) && $(VENV)/bin/ruff check $(PY_SOURCES)
+	cd $(ROOT) && $(VENV)/bin/ruff format --check $(PY_SOURCES)
 	cd $(ROOT) && MIX_ENV=test mix format --check-formatted
 	cd $(ROOT) && MIX_ENV=test mix compile --force --warnings-as-errors
 
@@ -84,6 +88,10 @@ test-rust:
 	cd $(ROOT) && cargo test --release -p snakebridge_core
 	cd $(ROOT)/bench/baselines && cargo test --release
 	cd $(ROOT) && cargo run --release -q -p snakebridge_py --example call_worker -- $(PYTHON)
+
+# The worker agent's own tests (pytest, in-process, against the built extension).
+test-python:
+	cd $(ROOT) && $(PYTHON) -m pytest test/python -q
 
 test-elixir:
 	cd $(ROOT) && MIX_ENV=test mix test

@@ -47,6 +47,8 @@ def _load_native() -> None:
     except BaseException:
         del sys.modules[spec.name]
         raise
+    # As an import from the package's directory would: `snakebridge_agent._native`.
+    globals()["_native"] = module
 
 
 _load_native()

@@ -5,9 +5,10 @@ With no allowlist (the default) anything may be called. With one, set once at st
 
 * a call target must lie inside an allowed module (checked on the name, before anything
   is imported), and each part of its path must be public;
-* every module met while resolving a path, and the module a resolved function or class
-  was defined in, must be allowed: `numpy.os.system` and a function re-exported from
-  elsewhere are refused even though their path starts with an allowed module;
+* every module met while resolving a path, and the module a resolved function, bound
+  method or class was defined in, must be allowed: `numpy.os.system` and a function
+  re-exported from elsewhere are refused even though their path starts with an allowed
+  module;
 * on objects the pool holds (refs), methods and attributes must be public, the object
   must not be a module outside the list, and an attribute read must not hand out one.
 
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 __all__ = ["NotAllowed", "configure", "check_target", "check_name", "check_object", "restricted"]
 
@@ -86,7 +88,14 @@ def check_object(obj: Any, path: str) -> None:
         return
     if isinstance(obj, types.ModuleType):
         if not allows(obj.__name__):
-            raise _refuse(f"{path!r} is the module {obj.__name__!r}, outside the pool's allowed modules")
+            raise _refuse(
+                f"{path!r} is the module {obj.__name__!r}, outside the pool's allowed modules"
+            )
+        return
+    if isinstance(obj, types.MethodType):
+        # A bound method (`from random import randint`: a method of random's own
+        # instance) is where its function was defined.
+        check_object(obj.__func__, path)
         return
     if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):
         module = getattr(obj, "__module__", None)

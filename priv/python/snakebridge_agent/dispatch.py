@@ -73,7 +73,9 @@ def call_nested(target: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
     (an integration config's `{:call, path, args, kwargs}`), made depth-first, so a worker's
     init can run `dspy.configure(lm=dspy.LM(...))` in one step.
     """
-    return call(target, tuple(_build(arg) for arg in args), {k: _build(v) for k, v in kwargs.items()})
+    return call(
+        target, tuple(_build(arg) for arg in args), {k: _build(v) for k, v in kwargs.items()}
+    )
 
 
 def _build(value: Any) -> Any:

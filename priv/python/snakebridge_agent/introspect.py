@@ -36,7 +36,8 @@ import sys
 import tempfile
 import types
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from snakebridge_agent import allowlist
 
@@ -274,7 +275,9 @@ def _is_public(name: str) -> bool:
     return not name.startswith("_")
 
 
-def _type(kind: str, name: str = "", args: list | None = None, literals: list | None = None) -> dict:
+def _type(
+    kind: str, name: str = "", args: list | None = None, literals: list | None = None
+) -> dict:
     return {"kind": kind, "name": name, "args": args or [], "literals": literals or []}
 
 
@@ -419,14 +422,20 @@ def _stub_for(module_name: str | None) -> tuple[ast.Module, dict | None] | None:
     return None
 
 
-def _stub_function(tree: ast.Module, qualname: str) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
+def _stub_function(
+    tree: ast.Module, qualname: str
+) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     parts = qualname.split(".")
     body: list = tree.body
     for index, part in enumerate(parts):
         last = index == len(parts) - 1
         found = None
         for node in body:
-            if last and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == part:
+            if (
+                last
+                and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and node.name == part
+            ):
                 found = node  # the first overload wins
                 break
             if not last and isinstance(node, ast.ClassDef) and node.name == part:
@@ -440,7 +449,9 @@ def _stub_function(tree: ast.Module, qualname: str) -> ast.FunctionDef | ast.Asy
     return None
 
 
-def _stub_signature(node: ast.FunctionDef | ast.AsyncFunctionDef, drop_first: bool, namespace: dict | None):
+def _stub_signature(
+    node: ast.FunctionDef | ast.AsyncFunctionDef, drop_first: bool, namespace: dict | None
+):
     """(parameters, return type, signature text) from a stub's function definition."""
     a = node.args
     params: list[dict] = []
@@ -561,9 +572,7 @@ class _Describer:
         except Exception as exc:
             self.warn(f"cannot list the submodules of {package.__name__}: {_error(exc)}")
             return []
-        return sorted(
-            f"{package.__name__}.{info.name}" for info in infos if _is_public(info.name)
-        )
+        return sorted(f"{package.__name__}.{info.name}" for info in infos if _is_public(info.name))
 
     def import_module(self, name: str) -> types.ModuleType | None:
         try:
@@ -588,7 +597,9 @@ class _Describer:
                 try:
                     members.append((name, getattr(module, name)))
                 except Exception as exc:
-                    self.warn(f"{modname}.{name} is listed in __all__ but cannot be read: {_error(exc)}")
+                    self.warn(
+                        f"{modname}.{name} is listed in __all__ but cannot be read: {_error(exc)}"
+                    )
             return members
         try:
             names = sorted(n for n in dir(module) if isinstance(n, str) and _is_public(n))
@@ -623,7 +634,9 @@ class _Describer:
                         self.classes[path] = self.describe_class(value, name, path)
                 elif self.is_function(value):
                     if self.first_sight(value, path):
-                        self.functions[path] = self.describe_function(value, name, path, "KIND_FUNCTION")
+                        self.functions[path] = self.describe_function(
+                            value, name, path, "KIND_FUNCTION"
+                        )
             except Exception as exc:
                 self.warn(f"cannot describe {path}: {_error(exc)}")
 
@@ -662,8 +675,10 @@ class _Describer:
         doc = _getdoc(func)
         overloads = self.overloads(func, name)
         if overloads:
-            doc = (doc + "\n\n" if doc else "") + "Overloads:\n" + "\n".join(
-                f"    {name}{sig}" for sig in overloads
+            doc = (
+                (doc + "\n\n" if doc else "")
+                + "Overloads:\n"
+                + "\n".join(f"    {name}{sig}" for sig in overloads)
             )
         return {
             "name": name,
@@ -696,7 +711,11 @@ class _Describer:
             sig = self.text_signature(target)
         if sig is not None:
             params = [self.parameter(p, namespace, path) for p in sig.parameters.values()]
-            if drop_first and params and params[0]["kind"] in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD"):
+            if (
+                drop_first
+                and params
+                and params[0]["kind"] in ("POSITIONAL_ONLY", "POSITIONAL_OR_KEYWORD")
+            ):
                 params = params[1:]
                 sig = sig.replace(parameters=list(sig.parameters.values())[1:])
             return params, type_descriptor(sig.return_annotation, namespace), _signature_text(sig)
@@ -720,7 +739,11 @@ class _Describer:
             return None
         if not isinstance(text, str) or not text:
             return None
-        text = text.replace("($self, /", "(self, /").replace("($self", "(self").replace("($module", "(")
+        text = (
+            text.replace("($self, /", "(self, /")
+            .replace("($self", "(self")
+            .replace("($module", "(")
+        )
         text = text.replace("(, ", "(").replace("$", "")
         try:
             tree = ast.parse(f"def f{text}: pass")
@@ -749,7 +772,9 @@ class _Describer:
             if a.vararg:
                 params.append(inspect.Parameter(a.vararg.arg, inspect.Parameter.VAR_POSITIONAL))
             for x, d in zip(a.kwonlyargs, a.kw_defaults):
-                params.append(inspect.Parameter(x.arg, inspect.Parameter.KEYWORD_ONLY, default=default_of(d)))
+                params.append(
+                    inspect.Parameter(x.arg, inspect.Parameter.KEYWORD_ONLY, default=default_of(d))
+                )
             if a.kwarg:
                 params.append(inspect.Parameter(a.kwarg.arg, inspect.Parameter.VAR_KEYWORD))
             return inspect.Signature(params)
@@ -763,7 +788,9 @@ class _Describer:
                 qualname = f"{owner.__qualname__}.{name}"
             else:
                 module_name = getattr(target, "__module__", None)
-                qualname = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
+                qualname = getattr(target, "__qualname__", None) or getattr(
+                    target, "__name__", None
+                )
             if not isinstance(qualname, str):
                 return None
             found = _stub_for(module_name)
@@ -818,7 +845,9 @@ class _Describer:
             owner, raw = _lookup(mro, attr)
             if owner is None or owner is object:
                 continue
-            if owner is not cls and not _in_package(getattr(owner, "__module__", None), self.package):
+            if owner is not cls and not _in_package(
+                getattr(owner, "__module__", None), self.package
+            ):
                 continue
             try:
                 described = self.member(cls, owner, attr, raw, member_path)
@@ -866,16 +895,28 @@ class _Describer:
                 # A metaclass `__call__` (e.g. `(*args, **kwargs)`) hides the real
                 # constructor from `inspect.signature(cls)`: describe `__init__` instead.
                 described = self.describe_function(
-                    init, "__init__", f"{path}.__init__", "KIND_METHOD",
-                    drop_first=True, owner=cls, return_type=returns,
+                    init,
+                    "__init__",
+                    f"{path}.__init__",
+                    "KIND_METHOD",
+                    drop_first=True,
+                    owner=cls,
+                    return_type=returns,
                 )
             else:
                 described = self.describe_function(
-                    cls, "__init__", f"{path}.__init__", "KIND_METHOD", owner=cls, return_type=returns
+                    cls,
+                    "__init__",
+                    f"{path}.__init__",
+                    "KIND_METHOD",
+                    owner=cls,
+                    return_type=returns,
                 )
         except Exception as exc:
             self.warn(f"cannot describe the constructor of {path}: {_error(exc)}")
-            return self.describe_function(lambda *args, **kwargs: None, "__init__", f"{path}.__init__", "KIND_METHOD")
+            return self.describe_function(
+                lambda *args, **kwargs: None, "__init__", f"{path}.__init__", "KIND_METHOD"
+            )
         described["docstring"] = doc
         described["is_generator"] = described["is_async"] = described["is_async_generator"] = False
         return described

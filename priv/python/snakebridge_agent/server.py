@@ -16,7 +16,7 @@ import argparse
 import os
 import stat
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from snakebridge_agent import allowlist, dispatch
 

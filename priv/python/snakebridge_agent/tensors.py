@@ -28,10 +28,11 @@ def numpy() -> Any:
     except ImportError as exc:
         raise MissingNumpy(
             "tensors need the numpy package, which the worker's Python "
-            f"({sys.executable}) cannot import ({exc}); add \"numpy\" to a config's "
+            f'({sys.executable}) cannot import ({exc}); add "numpy" to a config\'s '
             "python_deps and run `mix snakebridge.setup`, or install it into that Python"
         ) from None
     return np
+
 
 # numpy's names of the dtypes SnakeBridge tensors have (`bfloat16` needs ml_dtypes).
 DTYPES = frozenset(
