@@ -49,7 +49,13 @@ defmodule SnakeBridge.MixProject do
       links: %{"GitHub" => @source_url, "Changelog" => "#{@source_url}/blob/main/CHANGELOG.md"},
       files: ~w(lib native proto priv/python Cargo.toml Cargo.lock mix.exs .formatter.exs
            README.md LICENSE CHANGELOG.md) ++ checksums,
-      exclude_patterns: [~r/__pycache__/, ~r/\.pyc$/, ~r/\.so$/, ~r{(^|/)target/}]
+      exclude_patterns: [
+        ~r/__pycache__/,
+        ~r/\.pyc$/,
+        ~r/\.so$/,
+        ~r{(^|/)target/},
+        ~r{(^|/)\.(mypy|pytest|ruff)_cache/}
+      ]
     ]
   end
 end

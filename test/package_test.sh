@@ -129,7 +129,7 @@ pkg="$work/deps/snakebridge"
 copy_package "$pkg"
 files=$(cat "$work/files.txt")
 echo "$(wc -l <<<"$files") files"
-if grep -E '\.so$|__pycache__|\.pyc$|^_build/|^priv/native|^bench/|^deps/' <<<"$files"; then
+if grep -E '\.so$|__pycache__|\.pyc$|\.(mypy|pytest|ruff)_cache/|^_build/|^priv/native|^bench/|^deps/|^test/' <<<"$files"; then
   fail "the package holds built or machine-specific files (above)"
 fi
 ok "nothing built or machine-specific"

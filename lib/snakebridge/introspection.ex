@@ -7,8 +7,10 @@ defmodule SnakeBridge.Introspection do
 
   A descriptor is a map with string keys, stored as JSON under the cache directory
   (`priv/snakebridge/schemas/<integration>.json` by default; stable key order, written
-  atomically). The entry around it records `config_hash`, `library_version`,
-  `python_version`, `cache_key` (a hash of all three) and `descriptor_hash`.
+  atomically). The entry around it records `config_hash`, `request_key` (the config and
+  the request's module, submodules, depth and exclusions), `library_version`,
+  `python_version`, `cache_key` (a hash of the config and both versions) and
+  `descriptor_hash`.
 
   ## Options
 
@@ -20,7 +22,7 @@ defmodule SnakeBridge.Introspection do
     * `:config` - any term the descriptor depends on (an integration's config); it is
       hashed, and a cached descriptor made for another config is stale.
     * `:cache_dir` - where descriptor files live (default `priv/snakebridge/schemas`).
-    * `:force` - introspect even when a fresh descriptor is cached.
+    * `:force` - introspect even when the cached descriptor still holds.
     * `:timeout` - milliseconds introspection may take (default 120 000).
   """
 
@@ -31,11 +33,14 @@ defmodule SnakeBridge.Introspection do
   @doc """
   The descriptor of `module_path`, stored in the cache.
 
-  With a pool running, a worker answers: from its own cache when the config, the
-  library's version and Python's version are unchanged (fast), else by introspecting
-  again (`force: true` always introspects). Without a pool, the cached descriptor is
-  returned when it was made for the same config. Returns `{:ok, entry}` or
-  `{:error, %SnakeBridge.Error{}}`.
+  With a pool running, a worker answers. When the cache holds a descriptor made for the
+  same request (config, module, submodules, depth, exclusions), the worker only checks
+  that the library's version and its Python's are still the descriptor's, and that
+  descriptor is the answer; otherwise (or with `force: true`) it introspects, and the new
+  descriptor is stored. The descriptor cache is the only cache:
+  `SnakeBridge.Cache.invalidate!/2` is all it takes to introspect again. Without a pool,
+  the cached descriptor is returned when it was made for the same config. Returns
+  `{:ok, entry}` or `{:error, %SnakeBridge.Error{}}`.
   """
   @spec describe(String.t(), keyword()) :: {:ok, map()} | {:error, Error.t()}
   def describe(module_path, opts \\ []) when is_binary(module_path) do

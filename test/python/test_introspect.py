@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections.abc
 import json
-import os
 import sys
 import typing
 from collections.abc import Callable
@@ -467,7 +466,7 @@ def test_describe_checks_the_allowlist_before_importing(
     with pytest.raises(NotAllowed):
         introspect.describe(name)
     with pytest.raises(NotAllowed):
-        introspect.describe_cached(name, config_hash_hex="ab")
+        introspect.describe(name, known_version="1", known_python_version=sys.version)
     assert name not in sys.modules
     assert "json.dumps" in introspect.describe("json")["functions"]
 
@@ -689,103 +688,36 @@ def test_describe_json() -> None:
 # -- the disk cache ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def in_tmp_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
-
-
-def _cache_file(work: Path, module: str) -> Path:
-    return work / introspect.CACHE_DIR / f"{module}.json"
-
-
-def test_describe_cached_answers_from_the_cache(in_tmp_dir: Path, sample: str) -> None:
-    first = introspect.describe_cached(sample, config_hash_hex="00ff")
-    assert first["cached"] is False
-    stored = json.loads(_cache_file(in_tmp_dir, sample).read_text(encoding="utf-8"))
-    assert stored["format"] == introspect.CACHE_FORMAT
-    entry = stored["entries"]["00ff"]
-    assert entry["library_version"] == "1.2.3"
-    assert entry["python_version"] == sys.version
-    second = introspect.describe_cached(sample, config_hash_hex="00ff")
-    assert second["cached"] is True
-    assert {k: v for k, v in second.items() if k != "cached"} == introspect.describe(sample)
-    assert introspect.describe_cached(sample, config_hash_hex="0100")["cached"] is False
-
-
-def test_describe_cached_misses_when_the_library_version_changes(
-    in_tmp_dir: Path, sample: str
-) -> None:
-    introspect.describe_cached(sample, config_hash_hex="aa")
-    sys.modules[sample].__version__ = "2.0"
-    again = introspect.describe_cached(sample, config_hash_hex="aa")
-    assert again["cached"] is False
-    assert again["version"] == "2.0"
-    assert introspect.describe_cached(sample, config_hash_hex="aa")["cached"] is True
-
-
-def test_describe_cached_without_a_hash_does_not_touch_the_disk(
-    in_tmp_dir: Path, sample: str
-) -> None:
-    result = introspect.describe_cached(sample)
-    assert result["cached"] is False
-    assert result["version"] == "1.2.3"
-    assert not (in_tmp_dir / introspect.CACHE_DIR).exists()
-
-
-def test_describe_cached_ignores_a_corrupt_cache(in_tmp_dir: Path, sample: str) -> None:
-    path = _cache_file(in_tmp_dir, sample)
-    path.parent.mkdir()
-    path.write_text("{not json", encoding="utf-8")
-    assert introspect.describe_cached(sample, config_hash_hex="aa")["cached"] is False
-    assert introspect.describe_cached(sample, config_hash_hex="aa")["cached"] is True
-
-
-def test_a_cache_that_cannot_be_written_is_a_warning(in_tmp_dir: Path, sample: str) -> None:
-    (in_tmp_dir / introspect.CACHE_DIR).write_text("a file, not a directory", encoding="utf-8")
-    result = introspect.describe_cached(sample, config_hash_hex="aa")
-    assert result["cached"] is False
-    problems = [w for w in result["warnings"] if w.startswith("cannot write the introspection")]
-    assert len(problems) == 1
-    assert result["warnings"] == sorted(result["warnings"])
-
-
-def test_the_cache_keeps_a_bounded_number_of_entries(in_tmp_dir: Path, sample: str) -> None:
-    hashes = [f"{i:02x}" for i in range(introspect.CACHE_ENTRIES + 3)]
-    for config_hash in hashes:
-        introspect.describe_cached(sample, config_hash_hex=config_hash)
-    stored = json.loads(_cache_file(in_tmp_dir, sample).read_text(encoding="utf-8"))
-    assert len(stored["entries"]) == introspect.CACHE_ENTRIES
-    # the newest entry is kept
-    assert introspect.describe_cached(sample, config_hash_hex=hashes[-1])["cached"] is True
-    leftovers = [p.name for p in (in_tmp_dir / introspect.CACHE_DIR).iterdir()]
-    assert leftovers == [f"{sample}.json"]
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the cache file is written with sort_keys=True, so the entries come back "
-    "in hash order and eviction (which pops the first entry, meant to be the oldest) drops "
-    "the entry whose hash sorts first, even the one written just before",
-)
-def test_the_cache_evicts_the_oldest_entry(in_tmp_dir: Path, sample: str) -> None:
-    for i in range(introspect.CACHE_ENTRIES):
-        introspect.describe_cached(sample, config_hash_hex=f"b{i}")
-    introspect.describe_cached(sample, config_hash_hex="a0")  # evicts b0, the oldest
-    introspect.describe_cached(sample, config_hash_hex="c0")  # should evict b1, the oldest
-    assert introspect.describe_cached(sample, config_hash_hex="a0")["cached"] is True
-
-
 def test_canonical_json() -> None:
     assert introspect.canonical_json({"b": [1, {"d": 2, "c": 3}], "a": "é"}) == (
         '{"a":"é","b":[1,{"c":3,"d":2}]}'
     )
 
 
-def test_the_cache_directory_is_relative_to_the_working_directory(
-    in_tmp_dir: Path, sample: str
-) -> None:
-    introspect.describe_cached(sample, config_hash_hex="aa")
-    assert os.path.isfile(in_tmp_dir / introspect.CACHE_DIR / f"{sample}.json")
+# -- the versions of a descriptor the core holds ----------------------------------------------
+
+
+def test_an_unchanged_library_is_not_introspected_again(sample: str) -> None:
+    answer = introspect.describe(sample, known_version="1.2.3", known_python_version=sys.version)
+    assert answer == {
+        "version": "1.2.3",
+        "classes": {},
+        "functions": {},
+        "warnings": [],
+        "unchanged": True,
+    }
+
+
+def test_another_library_or_python_version_is_introspected(sample: str) -> None:
+    full = introspect.describe(sample)
+    assert "unchanged" not in full
+    assert (
+        introspect.describe(sample, known_version="1.2.2", known_python_version=sys.version) == full
+    )
+    assert introspect.describe(sample, known_version="1.2.3", known_python_version="2.7") == full
+    assert introspect.describe(sample, known_version="1.2.3") == full
+
+
+def test_the_answer_reads_as_the_protos_message(sample: str) -> None:
+    text = introspect.canonical_json(introspect.describe(sample))
+    assert json.loads(text)["version"] == "1.2.3"

@@ -165,6 +165,32 @@ defmodule SnakeBridge.IntrospectionTest do
     assert :miss = Introspection.load("json", cache_dir: dir)
   end
 
+  test "one cache: an unchanged library is answered from it, and an invalidation makes the worker introspect again",
+       %{tmp_dir: dir} do
+    file = Path.join(dir, "json.json")
+    inode = fn -> File.stat!(file).inode end
+
+    {:ok, entry} = describe("json", [], dir)
+    written = inode.()
+
+    # Same request, same library and Python: the worker only checks the version, and the
+    # cached entry (file untouched) is the answer.
+    assert {:ok, ^entry} = describe("json", [], dir)
+    assert inode.() == written
+
+    # Another request for the module (another depth) is introspected and stored.
+    {:ok, _} = describe("json", [depth: 1], dir)
+    refute inode.() == written
+    rewritten = inode.()
+
+    # Invalidating forgets both levels; nothing else keeps a copy: the next describe
+    # introspects and writes the file anew.
+    assert Cache.invalidate!("json", cache_dir: dir)
+    {:ok, again} = describe("json", [depth: 1], dir)
+    assert File.exists?(file) and inode.() != rewritten
+    assert again["descriptor_hash"] != nil
+  end
+
   test "a corrupt descriptor file is an error naming the file and the field", %{tmp_dir: dir} do
     File.write!(Path.join(dir, "json.json"), ~s({"schema_version": "one"}))
     assert {:error, %Error{message: message}} = Introspection.load("json", cache_dir: dir)

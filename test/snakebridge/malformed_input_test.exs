@@ -266,7 +266,7 @@ defmodule SnakeBridge.MalformedInputTest do
     test "a wrong field anywhere is named by its path", %{tmp_dir: dir} do
       for {content, expected} <- [
             {replace_once(@fixture, ~s("kind": 1,), ~s("kind": "positional",)),
-             "descriptor.classes.json.JSONDecodeError.constructor.parameters[0].kind: invalid type: string \"positional\", expected i32"},
+             "descriptor.classes.json.JSONDecodeError.constructor.parameters[0].kind: invalid value: string \"positional\", expected a ParameterDescriptor.Kind name"},
             {replace_once(
                @fixture,
                ~s("schema_version": 1,),

@@ -5,8 +5,8 @@ defmodule Mix.Tasks.Snakebridge.Clean do
 
       mix snakebridge.clean [--all] [--cache-dir PATH]
 
-  Removes the descriptor files (`priv/snakebridge/schemas/*.json`, or `--cache-dir`) and
-  the workers' own introspection caches (`.snakebridge_cache/`). With `--all`, also the
+  Removes the descriptor files (`priv/snakebridge/schemas/*.json`, or `--cache-dir`): the
+  only cache of what introspection learned. With `--all`, also the
   app's venv (`mix snakebridge.setup` makes it again) and SnakeBridge's installed native
   code (the next `mix compile` installs it again).
   """
@@ -34,8 +34,6 @@ defmodule Mix.Tasks.Snakebridge.Clean do
     files = Path.wildcard(Path.join(dir, "*.json"))
     Enum.each(files, &File.rm!/1)
     Mix.shell().info("removed #{length(files)} descriptor file(s) from #{dir}")
-    {:ok, removed} = File.rm_rf(".snakebridge_cache")
-    Mix.shell().info("removed #{length(removed)} worker cache entr(ies) in .snakebridge_cache")
 
     if opts[:all] do
       native = Path.join(List.to_string(:code.priv_dir(:snakebridge)), "native")

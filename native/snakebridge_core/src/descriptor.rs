@@ -34,6 +34,10 @@ pub struct Entry {
     pub integration: String,
     /// Hash of the config alone: what can be checked without Python (at compile time).
     pub config_hash: String,
+    /// The request that made the descriptor (see [`request_key`]); empty in files written
+    /// before it was recorded.
+    #[serde(default)]
+    pub request_key: String,
     /// Hash of the config, the library version and the Python version (see [`cache_key`]).
     pub cache_key: String,
     /// The version of the introspected library.
@@ -90,9 +94,9 @@ pub fn config_hash(config: &[u8]) -> String {
     hex(&Sha256::digest(config))
 }
 
-/// The key a worker caches a describe under: the config's hash and everything else the
-/// answer depends on (module, submodules, depth, exclusions), so that two requests for
-/// one module with different depths never share an answer.
+/// What a describe's answer depends on besides the library and Python versions: the
+/// config, the module, submodules, depth and exclusions, so that two requests for one
+/// module with different depths never share an answer.
 pub fn request_key(config: &[u8], request: &DescribeLibraryRequest) -> String {
     let mut hasher = Sha256::new();
     let depth = request.depth.to_be_bytes();
@@ -213,7 +217,23 @@ pub struct DescriptorCache {
     hot: Mutex<Hot>,
 }
 
+/// The caches in use, one per directory, so that every caller shares its hot level.
+static SHARED: std::sync::LazyLock<
+    Mutex<std::collections::HashMap<PathBuf, Arc<DescriptorCache>>>,
+> = std::sync::LazyLock::new(Default::default);
+
 impl DescriptorCache {
+    /// The process's cache for `dir`: the same one for every caller.
+    pub fn shared(dir: impl Into<PathBuf>) -> Arc<DescriptorCache> {
+        let dir = dir.into();
+        let mut caches = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(
+            caches
+                .entry(dir.clone())
+                .or_insert_with(|| Arc::new(DescriptorCache::new(dir))),
+        )
+    }
+
     /// A cache keeping its files in `dir` (created on the first store).
     pub fn new(dir: impl Into<PathBuf>) -> DescriptorCache {
         DescriptorCache {
@@ -354,6 +374,7 @@ mod tests {
             schema_version: SCHEMA_VERSION,
             integration: "json".into(),
             config_hash: config_hash(b"config"),
+            request_key: String::new(),
             cache_key: cache_key(b"config", "2.0", "3.11"),
             library_version: "2.0".into(),
             python_version: "3.11".into(),

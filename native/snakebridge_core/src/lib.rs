@@ -25,6 +25,8 @@
 //! - [`types`]: the typespecs of the generated `@spec`s.
 //! - [`docstring`]: Python docstrings as Markdown for the generated docs.
 //! - [`descriptor`]: the descriptor cache (what introspection learned, hot and on disk).
+//! - [`introspection`]: describing a library through a pool, answered from that cache
+//!   while the library is unchanged.
 //! - [`stats`]: a pool's counters.
 //! - [`callback`]: Python calling functions that live in the BEAM.
 //! - [`watch`]: the dev-mode watcher of config manifests (debounced batches of changed files).
@@ -41,6 +43,7 @@ pub mod docstring;
 pub mod error;
 pub mod framing;
 pub mod hex;
+pub mod introspection;
 pub mod plan;
 pub mod pool;
 pub mod proto;

@@ -7,7 +7,7 @@
 tonic::include_proto!("snakebridge.v1");
 
 /// The protocol version this build speaks; `Handshake` refuses any other.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Metadata key carrying the per-run token on every RPC.
 pub const TOKEN_METADATA_KEY: &str = "x-snakebridge-token";
@@ -15,3 +15,59 @@ pub const TOKEN_METADATA_KEY: &str = "x-snakebridge-token";
 /// The capability a worker lists when it joined the client's shared directory
 /// (`HandshakeRequest.shared_dir`).
 pub const SHARED_MEMORY_CAPABILITY: &str = "shared_memory";
+
+/// Readers of the descriptor messages' enum fields that take the proto's name of a value
+/// (`"POSITIONAL_ONLY"`, what the worker's agent writes) or its number (what cache files
+/// hold). The names come from the generated code, so the proto stays their one owner.
+pub mod enum_names {
+    use serde::de::{Deserializer, Error, Unexpected};
+    use serde::Deserialize;
+
+    use super::{function_descriptor, parameter_descriptor, type_descriptor};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NameOrNumber {
+        Number(i32),
+        Name(String),
+    }
+
+    fn read<'de, D: Deserializer<'de>>(
+        deserializer: D,
+        from_name: fn(&str) -> Option<i32>,
+        what: &'static str,
+    ) -> Result<i32, D::Error> {
+        match NameOrNumber::deserialize(deserializer)? {
+            NameOrNumber::Number(n) => Ok(n),
+            NameOrNumber::Name(name) => from_name(&name)
+                .ok_or_else(|| D::Error::invalid_value(Unexpected::Str(&name), &what)),
+        }
+    }
+
+    /// A `FunctionDescriptor.Kind`.
+    pub fn function_kind<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+        read(
+            deserializer,
+            |name| function_descriptor::Kind::from_str_name(name).map(|k| k as i32),
+            "a FunctionDescriptor.Kind name",
+        )
+    }
+
+    /// A `ParameterDescriptor.Kind`.
+    pub fn parameter_kind<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+        read(
+            deserializer,
+            |name| parameter_descriptor::Kind::from_str_name(name).map(|k| k as i32),
+            "a ParameterDescriptor.Kind name",
+        )
+    }
+
+    /// A `TypeDescriptor.Kind`.
+    pub fn type_kind<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i32, D::Error> {
+        read(
+            deserializer,
+            |name| type_descriptor::Kind::from_str_name(name).map(|k| k as i32),
+            "a TypeDescriptor.Kind name",
+        )
+    }
+}

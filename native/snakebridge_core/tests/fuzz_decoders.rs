@@ -486,6 +486,7 @@ fn entry_file(descriptor: DescribeLibraryResponse) -> Vec<u8> {
         schema_version: SCHEMA_VERSION,
         integration: "json".into(),
         config_hash: descriptor::config_hash(b""),
+        request_key: String::new(),
         cache_key: descriptor::cache_key(b"", "2.0", "3.11"),
         library_version: "2.0".into(),
         python_version: "3.11".into(),

@@ -16,8 +16,10 @@ Only importing the top module can fail (`ModuleImportError`); everything else a 
 library can do (attributes raising on access, signatures that cannot be read, submodules
 that do not import) becomes a warning string.
 
-`describe_cached(...)` adds the agent's disk cache (`.snakebridge_cache/<module>.json` under
-the current directory). The Rust side computes `descriptor_hash`.
+Given the library and Python versions of a descriptor the core already holds
+(`known_version`, `known_python_version`), `describe` answers `{"version": ...,
+"unchanged": True}` without introspecting while both are still this process's: the core's
+descriptor cache is the only cache. The Rust side computes `descriptor_hash`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import os
 import pkgutil
 import re
 import sys
-import tempfile
 import types
 import typing
 from collections.abc import Iterable
@@ -41,7 +42,7 @@ from typing import Any
 
 from snakebridge_agent import allowlist
 
-__all__ = ["ModuleImportError", "describe", "describe_cached"]
+__all__ = ["ModuleImportError", "describe"]
 
 PRIMITIVES = {int: "int", float: "float", str: "str", bool: "bool", bytes: "bytes"}
 LIST_ORIGINS = (list, collections.abc.Sequence, collections.abc.MutableSequence)
@@ -50,9 +51,6 @@ SET_ORIGINS = (set, frozenset, collections.abc.Set, collections.abc.MutableSet)
 KEPT_DUNDERS = ("__init__", "__call__")
 MAX_TYPE_DEPTH = 12
 MAX_NAME_CHARS = 200
-CACHE_DIR = ".snakebridge_cache"
-CACHE_ENTRIES = 8
-CACHE_FORMAT = 1
 
 _EMPTY = inspect.Parameter.empty
 _ANY: dict = {"kind": "ANY", "name": "", "args": [], "literals": []}
@@ -68,61 +66,25 @@ def describe(
     submodules: Iterable[str] = (),
     depth: int = 0,
     exclude_patterns: Iterable[str] = (),
+    known_version: str | None = None,
+    known_python_version: str | None = None,
 ) -> dict:
-    """Describes `module_path`, its submodules to `depth` and the listed `submodules`."""
+    """Describes `module_path`, its submodules to `depth` and the listed `submodules`; or,
+    when the library's version is `known_version` and this Python's `sys.version` is
+    `known_python_version`, answers `unchanged` (only `version` set) without introspecting."""
     # Submodules are always taken inside `module_path`: checking it covers them.
     allowlist.check_target(module_path)
-    return _Describer(module_path, list(submodules), int(depth), list(exclude_patterns)).run()
-
-
-def describe_cached(
-    module_path: str,
-    submodules: Iterable[str] = (),
-    depth: int = 0,
-    exclude_patterns: Iterable[str] = (),
-    config_hash_hex: str = "",
-) -> dict:
-    """`describe`, answered from the disk cache when `config_hash_hex`, the library version
-    and the Python version match a stored entry. Adds `cached` (whether the cache
-    answered)."""
-    allowlist.check_target(module_path)
-    submodules = list(submodules)
-    exclude_patterns = list(exclude_patterns)
-    result = None
-    cached = False
-    if config_hash_hex:
-        top = _import_top(module_path)
-        version = _library_version(top)
-        cache_path = os.path.join(os.getcwd(), CACHE_DIR, f"{module_path}.json")
-        entries = _read_cache(cache_path)
-        entry = entries.get(config_hash_hex)
-        if (
-            isinstance(entry, dict)
-            and entry.get("library_version") == version
-            and entry.get("python_version") == sys.version
-            and isinstance(entry.get("result"), dict)
-        ):
-            result = entry["result"]
-            cached = True
-        else:
-            result = describe(module_path, submodules, depth, exclude_patterns)
-            entries.pop(config_hash_hex, None)
-            entries[config_hash_hex] = {
-                "library_version": version,
-                "python_version": sys.version,
-                "result": result,
+    if known_version is not None and known_python_version == sys.version:
+        version = _library_version(_import_top(module_path))
+        if version == known_version:
+            return {
+                "version": version,
+                "classes": {},
+                "functions": {},
+                "warnings": [],
+                "unchanged": True,
             }
-            while len(entries) > CACHE_ENTRIES:
-                entries.pop(next(iter(entries)))
-            problem = _write_cache(cache_path, entries)
-            if problem:
-                result["warnings"].append(problem)
-                result["warnings"].sort()
-    else:
-        result = describe(module_path, submodules, depth, exclude_patterns)
-    out = dict(result)
-    out["cached"] = cached
-    return out
+    return _Describer(module_path, list(submodules), int(depth), list(exclude_patterns)).run()
 
 
 def module_names(
@@ -136,44 +98,6 @@ def module_names(
 def canonical_json(result: dict) -> str:
     """The result as sorted JSON text, without insignificant whitespace."""
     return json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-# ---------------------------------------------------------------------------------------
-# The cache
-
-
-def _read_cache(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as file:
-            data = json.load(file)
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
-        return {}
-    entries = data.get("entries")
-    return dict(entries) if isinstance(entries, dict) else {}
-
-
-def _write_cache(path: str, entries: dict) -> str | None:
-    """Writes atomically; returns a warning instead of raising."""
-    directory = os.path.dirname(path)
-    tmp = None
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            json.dump({"format": CACHE_FORMAT, "entries": entries}, file, sort_keys=True)
-        os.replace(tmp, path)
-        tmp = None
-        return None
-    except (OSError, TypeError, ValueError) as exc:
-        return f"cannot write the introspection cache {path}: {exc}"
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 # ---------------------------------------------------------------------------------------
