@@ -409,7 +409,7 @@ defmodule SnakeBridge.Config do
     kwargs = Map.new(Map.get(call, :kwargs, []))
 
     if nested?({args, kwargs}),
-      do: {"snakebridge_agent.dispatch.call_nested", [target, nest(args), nest(kwargs)], []},
+      do: {SnakeBridge.Contract.fetch!(:call_nested), [target, nest(args), nest(kwargs)], []},
       else: {target, args, kwargs}
   end
 
@@ -427,7 +427,7 @@ defmodule SnakeBridge.Config do
   defp nest({:call, path, args, kwargs} = call) do
     if nested?(call),
       do: %{
-        "__snakebridge_call__" => to_string(path),
+        SnakeBridge.Contract.fetch!(:nested_call_key) => to_string(path),
         "args" => nest(args),
         "kwargs" => nest(Map.new(kwargs))
       },

@@ -141,6 +141,17 @@ defmodule SnakeBridge.Native do
   @spec generator_plan(map(), String.t(), String.t()) :: {:ok, map()} | {:error, term()}
   def generator_plan(_config, _dir, _integration), do: not_loaded()
 
+  ## The core's cross-language contract
+
+  @spec contract() :: map()
+  def contract, do: not_loaded()
+
+  @spec naming_elixir_name(String.t()) :: String.t()
+  def naming_elixir_name(_python_name), do: not_loaded()
+
+  @spec naming_camelize(String.t()) :: String.t()
+  def naming_camelize(_dotted), do: not_loaded()
+
   ## Codecs
 
   @spec codec_encode(term(), :msgpack | :json) ::

@@ -95,7 +95,7 @@ defmodule SnakeBridge.Pool do
 
   require Logger
 
-  alias SnakeBridge.{Error, Native}
+  alias SnakeBridge.{Contract, Error, Native}
 
   @type option ::
           {:name, atom()}
@@ -291,10 +291,8 @@ defmodule SnakeBridge.Pool do
 
   defp effective_settings(opts), do: Keyword.take(opts, @settings)
 
-  @default_shared_min_size 1024 * 1024
-
   # The smallest buffer shared, in bytes; nil for none.
-  defp shared_min_size(true), do: @default_shared_min_size
+  defp shared_min_size(true), do: Contract.fetch!(:default_shared_min_size)
   defp shared_min_size(false), do: nil
   defp shared_min_size(bytes), do: bytes
 
@@ -316,7 +314,8 @@ defmodule SnakeBridge.Pool do
       for {module, function, args, kwargs} <- calls,
           do: {SnakeBridge.Runtime.target(module, function), args, kwargs}
 
-    exports = for {name, fun} <- tools, do: {"snakebridge_agent.tools.register", [name, fun], []}
+    register = Contract.fetch!(:register_tool)
+    exports = for {name, fun} <- tools, do: {register, [name, fun], []}
     init ++ exports
   end
 
@@ -326,13 +325,13 @@ defmodule SnakeBridge.Pool do
       python: nil,
       strict: false,
       size: System.schedulers_online(),
-      threads: 4,
+      threads: Contract.fetch!(:default_threads),
       timeout: 30_000,
       startup_timeout: 30_000,
       env: [],
       python_path: [],
-      max_message_size: 64 * 1024 * 1024,
-      max_payload_size: 2 * 1024 * 1024 * 1024,
+      max_message_size: Contract.fetch!(:default_max_message_size),
+      max_payload_size: Contract.fetch!(:default_max_payload_size),
       shared_memory: true,
       allowed_modules: :any,
       max_queue: 10_000,

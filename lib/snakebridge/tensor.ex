@@ -45,27 +45,9 @@ defmodule SnakeBridge.Tensor do
 
   @type t :: %__MODULE__{type: type(), shape: tuple(), data: binary()}
 
-  @types [
-    {:u, 8},
-    {:u, 16},
-    {:u, 32},
-    {:u, 64},
-    {:s, 8},
-    {:s, 16},
-    {:s, 32},
-    {:s, 64},
-    {:f, 16},
-    {:f, 32},
-    {:f, 64},
-    {:bf, 16},
-    {:c, 64},
-    {:c, 128},
-    {:bool, 8}
-  ]
-
-  @doc "The element types a tensor may have."
+  @doc "The element types a tensor may have (the core's table of them)."
   @spec types() :: [type()]
-  def types, do: @types
+  def types, do: for({_numpy, type} <- SnakeBridge.Contract.fetch!(:tensor_types), do: type)
 
   @doc """
   A tensor of `type` and `shape` over `data` (Nx's binary layout). Raises
@@ -74,8 +56,8 @@ defmodule SnakeBridge.Tensor do
   """
   @spec new(binary(), type(), tuple()) :: t()
   def new(data, type, shape) when is_binary(data) and is_tuple(shape) do
-    unless type in @types do
-      raise ArgumentError, "unknown tensor type #{inspect(type)}; one of #{inspect(@types)}"
+    unless type in types() do
+      raise ArgumentError, "unknown tensor type #{inspect(type)}; one of #{inspect(types())}"
     end
 
     {_, bits} = type

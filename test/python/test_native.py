@@ -43,6 +43,10 @@ def test_the_stub_declares_exactly_what_the_extension_exports() -> None:
         node.name
         for node in tree.body
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_")
+    } | {
+        node.target.id
+        for node in tree.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
     }
     exported = _public(vars(_native))
     assert declared == exported == set(_native.__all__)
@@ -79,7 +83,8 @@ def test_the_stubs_docstrings_are_the_rust_doc_comments() -> None:
                 if isinstance(member, ast.FunctionDef):
                     assert hasattr(runtime, member.name), f"{node.name}.{member.name}"
                     assert ast.get_docstring(member), f"{node.name}.{member.name}"
-    assert checked == len(_native.__all__)
+    constants = [name for name in _native.__all__ if name.isupper()]
+    assert checked + len(constants) == len(_native.__all__)
     getter_doc = ast.get_docstring(
         next(
             m
@@ -212,3 +217,14 @@ def test_load_native_registers_the_module(unloaded: pytest.MonkeyPatch, tmp_path
 
 def test_the_loaded_extension_is_an_attribute_of_the_package() -> None:
     assert snakebridge_agent._native is sys.modules["snakebridge_agent._native"]
+
+
+def test_the_cores_constants_are_the_ones_the_agent_uses() -> None:
+    from snakebridge_agent import allowlist, dispatch, server, tensors
+
+    assert allowlist.ALWAYS_ALLOWED == _native.ALWAYS_ALLOWED
+    assert "snakebridge_agent.tools" in _native.ALWAYS_ALLOWED
+    assert dispatch.NESTED_CALL == _native.NESTED_CALL_KEY == "__snakebridge_call__"
+    assert server.DEFAULT_THREADS == _native.DEFAULT_THREADS >= 1
+    assert tensors.DTYPES == _native.DTYPES
+    assert {"bool", "bfloat16", "float32", "complex128"} <= _native.DTYPES

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-import snakebridge_agent
 from snakebridge_agent import _native, allowlist, dispatch, server
 from snakebridge_agent.server import DEFAULT_THREADS, StartupError
 
@@ -263,18 +262,6 @@ def test_main_with_the_real_server_and_a_socket_it_cannot_bind(
     assert server.main(["--socket", str(sock), "--token-file", str(token)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"snakebridge_agent: cannot start the server: cannot listen on {sock}")
-
-
-def test_main_without_the_native_extension(
-    worker_files: tuple[Path, Path],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.delattr(snakebridge_agent, "_native", raising=False)
-    monkeypatch.setitem(sys.modules, "snakebridge_agent._native", None)
-    sock, token = worker_files
-    assert server.main(["--socket", str(sock), "--token-file", str(token)]) == 1
-    assert capsys.readouterr().err.startswith("snakebridge_agent: the native extension is missing:")
 
 
 # -- python -m snakebridge_agent ----------------------------------------------------------------

@@ -9,6 +9,8 @@ defmodule SnakeBridge.Config.Formatter do
   with its Elixir name; descriptions from the Python docstrings.
   """
 
+  alias SnakeBridge.Contract
+
   @doc """
   The config source for a descriptor entry (see `SnakeBridge.Introspection`).
 
@@ -80,21 +82,18 @@ defmodule SnakeBridge.Config.Formatter do
     header <> (Code.format_string!(body) |> IO.iodata_to_binary()) <> "\n"
   end
 
-  defp camelize(module_path),
-    do: module_path |> String.split(".") |> Enum.map_join(".", &Macro.camelize/1)
+  # Module and function names follow the generator's rules (the core's, one owner).
+  defp camelize(module_path), do: Contract.camelize(module_path)
 
   # `pkg.sub.Class` under `pkg` -> ["Sub", "Class"].
   defp relative_parts(path, module_path) do
     path
     |> String.replace_prefix(module_path <> ".", "")
+    |> Contract.camelize()
     |> String.split(".")
-    |> Enum.map(&Macro.camelize/1)
   end
 
-  defp elixir_name(python_name) do
-    name = python_name |> String.trim("_") |> Macro.underscore()
-    String.to_atom(if name == "", do: python_name, else: name)
-  end
+  defp elixir_name(python_name), do: String.to_atom(Contract.elixir_name(python_name))
 
   defp summary(nil), do: ""
 

@@ -10,13 +10,7 @@
 
 use crate::error::{Error, ErrorKind};
 
-/// What every restricted pool may still reach: SnakeBridge's own tool registry (the
-/// Elixir functions exported to Python) and the runner of init calls with nested calls
-/// (whose targets the worker checks one by one).
-pub const ALWAYS_ALLOWED: &[&str] = &[
-    "snakebridge_agent.tools",
-    "snakebridge_agent.dispatch.call_nested",
-];
+pub use crate::contract::ALWAYS_ALLOWED;
 
 /// The modules a pool may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]

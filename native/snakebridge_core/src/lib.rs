@@ -21,6 +21,7 @@
 //! - [`allow`]: the allowlist of Python modules a pool may reach.
 //! - [`cache`]: answers of cacheable calls.
 //! - [`config`]: the schema and validation of integration configs.
+//! - [`contract`]: the constants Elixir and Python get from the core, not from copies.
 //! - [`plan`]: the Elixir modules and functions a config generates.
 //! - [`types`]: the typespecs of the generated `@spec`s.
 //! - [`docstring`]: Python docstrings as Markdown for the generated docs.
@@ -38,6 +39,7 @@ pub mod cache;
 pub mod callback;
 pub mod codec;
 pub mod config;
+pub mod contract;
 pub mod descriptor;
 pub mod docstring;
 pub mod error;

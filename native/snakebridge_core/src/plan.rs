@@ -599,7 +599,7 @@ fn set_field(value: &mut Value, key: &str, new: Value) {
 }
 
 /// `dspy.teleprompt` -> `Dspy.Teleprompt`, `chain_of_thought` -> `ChainOfThought`.
-fn camelize(dotted: &str) -> String {
+pub fn camelize(dotted: &str) -> String {
     dotted
         .split('.')
         .map(|part| {

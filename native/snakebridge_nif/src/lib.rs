@@ -10,6 +10,7 @@ mod buffers;
 mod callbacks;
 mod codec;
 mod config;
+mod contract;
 mod describe;
 mod pool;
 mod refs;

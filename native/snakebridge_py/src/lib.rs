@@ -26,6 +26,8 @@ use std::path::PathBuf;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyFrozenSet, PyTuple};
+use snakebridge_core::contract;
 
 /// Serves the worker protocol on the Unix socket `socket_path` until the process ends.
 ///
@@ -73,5 +75,15 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
         "ElixirError",
         module.py().get_type::<callback::ElixirError>(),
     )?;
+    // The core's cross-language constants (`snakebridge_core::contract`): Python reads them
+    // here rather than keeping copies.
+    module.add("DEFAULT_THREADS", contract::DEFAULT_THREADS)?;
+    module.add("NESTED_CALL_KEY", contract::NESTED_CALL_KEY)?;
+    module.add(
+        "ALWAYS_ALLOWED",
+        PyTuple::new(module.py(), contract::ALWAYS_ALLOWED)?,
+    )?;
+    let dtypes: Vec<&str> = contract::tensor_types().map(|(name, _)| name).collect();
+    module.add("DTYPES", PyFrozenSet::new(module.py(), &dtypes)?)?;
     Ok(())
 }

@@ -25,7 +25,7 @@ use crate::pool::{InFlight, Job, Pool, ReplySender};
 const CAPABILITIES: [&str; 3] = ["codec:msgpack", "cancel", "parts"];
 
 /// The client's message limit when it names none.
-const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
+const DEFAULT_MAX_MESSAGE: usize = snakebridge_core::contract::DEFAULT_MAX_MESSAGE_SIZE;
 
 /// Most bytes of incoming payloads assembled from parts at once (the core bounds what it
 /// sends by its `max_payload_size`).

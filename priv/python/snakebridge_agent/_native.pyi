@@ -4,7 +4,31 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, final
 
-__all__ = ["serve", "registry_size", "ElixirFunction", "TensorBuffer", "ElixirError"]
+__all__ = [
+    "serve",
+    "registry_size",
+    "ElixirFunction",
+    "TensorBuffer",
+    "ElixirError",
+    "DEFAULT_THREADS",
+    "NESTED_CALL_KEY",
+    "ALWAYS_ALLOWED",
+    "DTYPES",
+]
+
+# The core's cross-language constants (`snakebridge_core::contract`).
+
+DEFAULT_THREADS: int
+"""Python threads per worker when the pool does not say."""
+
+NESTED_CALL_KEY: str
+"""The key marking a map as a call to make inside an init call's arguments."""
+
+ALWAYS_ALLOWED: tuple[str, ...]
+"""What every restricted pool may still reach: the tool registry and the nested-call runner."""
+
+DTYPES: frozenset[str]
+"""numpy's names of the dtypes tensors may have."""
 
 class _Dispatch(Protocol):
     """The agent's dispatch module (`snakebridge_agent.dispatch`), as `serve` reads it."""

@@ -23,11 +23,14 @@ import types
 from collections.abc import Iterable
 from typing import Any
 
+from snakebridge_agent import _native
+
 __all__ = ["NotAllowed", "configure", "check_target", "check_name", "check_object", "restricted"]
 
 # Always reachable: SnakeBridge's own tool registry (the pool's init registers tools) and
-# the runner of init calls with nested calls (whose targets are checked one by one).
-ALWAYS_ALLOWED = ("snakebridge_agent.tools", "snakebridge_agent.dispatch.call_nested")
+# the runner of init calls with nested calls (whose targets are checked one by one); the
+# core owns the list.
+ALWAYS_ALLOWED: tuple[str, ...] = _native.ALWAYS_ALLOWED
 
 # Modules whose functions C code re-exports under another module's name.
 _ALIASES = {"posix": "os", "nt": "os", "_operator": "operator", "_functools": "functools"}

@@ -15,7 +15,7 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-from snakebridge_agent import allowlist
+from snakebridge_agent import _native, allowlist
 from snakebridge_agent.allowlist import NotAllowed
 from snakebridge_agent.streams import iterate
 
@@ -63,7 +63,8 @@ def call(target: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return _settle(function(*args, **kwargs))
 
 
-NESTED_CALL = "__snakebridge_call__"
+# The key marking a nested call (the core owns it).
+NESTED_CALL: str = _native.NESTED_CALL_KEY
 
 
 def call_nested(target: str, args: list[Any], kwargs: dict[str, Any]) -> Any:

@@ -18,9 +18,10 @@ import stat
 import sys
 from collections.abc import Sequence
 
-from snakebridge_agent import allowlist, dispatch
+from snakebridge_agent import _native, allowlist, dispatch
 
-DEFAULT_THREADS = 4
+# When the core does not say (it always does); the core owns the default.
+DEFAULT_THREADS: int = _native.DEFAULT_THREADS
 
 
 class StartupError(Exception):
@@ -86,8 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.allowed_modules is not None:
         allowlist.configure(m for m in args.allowed_modules.split(",") if m)
     try:
-        from snakebridge_agent import _native
-
         token = read_token(args.token_file)
         remove_stale_socket(args.socket)
         # The readiness line is written by the server straight to file descriptor 1; user
@@ -97,9 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _native.serve(args.socket, token, args.threads, dispatch)
     except StartupError as exc:
         print(f"snakebridge_agent: {exc}", file=sys.stderr)
-        return 1
-    except ImportError as exc:
-        print(f"snakebridge_agent: the native extension is missing: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"snakebridge_agent: cannot start the server: {exc}", file=sys.stderr)

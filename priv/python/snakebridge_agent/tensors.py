@@ -14,6 +14,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from snakebridge_agent import _native
+
 __all__ = ["MissingNumpy", "from_numpy", "to_numpy", "dtype_of"]
 
 
@@ -34,26 +36,9 @@ def numpy() -> Any:
     return np
 
 
-# numpy's names of the dtypes SnakeBridge tensors have (`bfloat16` needs ml_dtypes).
-DTYPES = frozenset(
-    [
-        "bool",
-        "uint8",
-        "uint16",
-        "uint32",
-        "uint64",
-        "int8",
-        "int16",
-        "int32",
-        "int64",
-        "float16",
-        "bfloat16",
-        "float32",
-        "float64",
-        "complex64",
-        "complex128",
-    ]
-)
+# numpy's names of the dtypes SnakeBridge tensors have (`bfloat16` needs ml_dtypes); the
+# core owns the table.
+DTYPES: frozenset[str] = _native.DTYPES
 
 
 def dtype_of(name: str) -> Any:
