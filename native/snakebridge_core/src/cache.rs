@@ -14,10 +14,10 @@ use crate::worker::Worker;
 /// Most entries kept; past it, expired entries go first, then arbitrary ones.
 const CAPACITY: usize = 10_000;
 
-/// The msgpack bytes that start an object reference (ext 8 tag); a result containing them
-/// may refer to objects and is not cached. (Bytes that merely look alike only cost a
-/// missed caching opportunity.)
-const REF_TAG: [u8; 3] = [0xc7, 0x00, 0x08];
+/// The msgpack bytes that start an object reference (the codec's own marker); a result
+/// containing them may refer to objects and is not cached. (Bytes that merely look alike
+/// only cost a missed caching opportunity.)
+const REF_TAG: [u8; 3] = crate::codec::msgpack::REF_MARKER;
 
 /// What identifies a cached answer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -40,6 +40,10 @@ const EXT_TIME: i8 = 5;
 const EXT_NAIVE_DATETIME: i8 = 6;
 const EXT_DATETIME: i8 = 7;
 const EXT_REF: i8 = 8;
+
+/// The bytes that start an object reference: an `ext 8` header with an empty payload, of
+/// type [`EXT_REF`] (a tag; the reference's fields follow).
+pub(crate) const REF_MARKER: [u8; 3] = [0xc7, 0x00, EXT_REF as u8];
 const EXT_CALLBACK: i8 = 9;
 const EXT_TENSOR: i8 = 10;
 const EXT_BUFFER: i8 = 11;
@@ -713,6 +717,17 @@ fn get_time(p: &[u8]) -> Time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoded_reference_starts_with_the_ref_marker() {
+        let value = Value::Ref(ObjectRef {
+            id: 7,
+            type_name: "t".into(),
+            repr: "r".into(),
+        });
+        let bytes = encode(&value).unwrap();
+        assert_eq!(bytes[..REF_MARKER.len()], REF_MARKER);
+    }
     use proptest::prelude::*;
 
     fn round_trip(v: &Value) -> Value {
