@@ -101,7 +101,7 @@ defmodule SnakeBridge.Native do
   @spec ref_alive(handle()) :: boolean()
   def ref_alive(_ref), do: not_loaded()
 
-  # Replies `{tag, {:ok, session}}` or `{tag, {:error, error_map}}`.
+  # Replies `{tag, {:ok, session, worker_pid, session_id}}` or `{tag, {:error, error_map}}`.
   @spec session_checkout(handle(), pos_integer(), pid(), tag()) :: :ok
   def session_checkout(_pool, _timeout_ms, _pid, _tag), do: not_loaded()
 

@@ -28,11 +28,12 @@ defmodule SnakeBridge.Session do
 
   @current {__MODULE__, :current}
 
+  # `id` is the core's id of the session: what its worker tags the session's objects with.
   @enforce_keys [:id, :pool, :resource, :worker_pid]
   defstruct [:id, :pool, :resource, :worker_pid]
 
   @type t :: %__MODULE__{
-          id: reference(),
+          id: String.t(),
           pool: atom(),
           resource: reference(),
           worker_pid: pos_integer()
@@ -55,9 +56,9 @@ defmodule SnakeBridge.Session do
       :ok = Native.session_checkout(resource, timeout, self(), tag)
 
       receive do
-        {^tag, {:ok, session_resource, worker_pid}} ->
+        {^tag, {:ok, session_resource, worker_pid, id}} ->
           session = %__MODULE__{
-            id: make_ref(),
+            id: id,
             pool: pool,
             resource: session_resource,
             worker_pid: worker_pid

@@ -220,11 +220,11 @@ def test_the_loaded_extension_is_an_attribute_of_the_package() -> None:
 
 
 def test_the_cores_constants_are_the_ones_the_agent_uses() -> None:
-    from snakebridge_agent import allowlist, dispatch, server, tensors
+    from snakebridge_agent import allowlist, cli, dispatch, tensors
 
     assert allowlist.ALWAYS_ALLOWED == _native.ALWAYS_ALLOWED
     assert "snakebridge_agent.tools" in _native.ALWAYS_ALLOWED
     assert dispatch.NESTED_CALL == _native.NESTED_CALL_KEY == "__snakebridge_call__"
-    assert server.DEFAULT_THREADS == _native.DEFAULT_THREADS >= 1
+    assert cli.DEFAULT_THREADS == _native.DEFAULT_THREADS >= 1
     assert tensors.DTYPES == _native.DTYPES
     assert {"bool", "bfloat16", "float32", "complex128"} <= _native.DTYPES

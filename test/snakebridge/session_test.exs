@@ -123,9 +123,15 @@ defmodule SnakeBridge.SessionTest do
     on_exit(fn -> for e <- [:checkout, :return, :timeout], do: :telemetry.detach({id, e}) end)
 
     {:ok, session} = Session.checkout(pool: pool)
-    assert_received {:event, [:snakebridge, :session, :checkout], %{duration: _}, %{pool: ^pool}}
+    # One id for a session: the core's, which its worker tags the session's objects with.
+    assert session.id =~ ~r/^[0-9a-f]{24}$/
+    id = session.id
+
+    assert_received {:event, [:snakebridge, :session, :checkout], %{duration: _},
+                     %{pool: ^pool, session_id: ^id}}
+
     Session.release(session)
-    assert_received {:event, [:snakebridge, :session, :return], _, %{pool: ^pool}}
+    assert_received {:event, [:snakebridge, :session, :return], _, %{pool: ^pool, session_id: ^id}}
 
     assert {:error, %Error{reason: :no_pool}} = Session.checkout(pool: :no_such_pool)
   end

@@ -16,6 +16,7 @@
 //! - [`agent`]: the worker's own Python code, handed to each worker process.
 //! - [`worker`]: one Python worker process and its connection.
 //! - [`pool`]: N workers, dispatch, deadlines, replacement of crashed workers.
+//! - [`pinned`]: what is pinned to one worker: objects held for the BEAM, sessions.
 //! - [`startup`]: why a worker could not start, in words a user can act on.
 //! - [`auth`]: the per-run token.
 //! - [`allow`]: the allowlist of Python modules a pool may reach.
@@ -46,6 +47,7 @@ pub mod error;
 pub mod framing;
 pub mod hex;
 pub mod introspection;
+pub mod pinned;
 pub mod plan;
 pub mod pool;
 pub mod proto;

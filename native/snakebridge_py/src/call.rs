@@ -88,7 +88,7 @@ impl From<ConvertError> for Failure {
 }
 
 /// Told when a call's Python code starts and stops running on the current thread, so
-/// that the call can be interrupted meanwhile (see `pool::Control`). Both run with the
+/// that the call can be interrupted meanwhile (see `threads::Control`). Both run with the
 /// GIL held.
 pub trait Running {
     fn enter(&self, py: Python<'_>);

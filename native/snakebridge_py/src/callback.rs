@@ -19,7 +19,7 @@ use snakebridge_core::proto::{self, frame::Body, Frame};
 use snakebridge_core::value::{Path, Segment, Value};
 
 use crate::convert;
-use crate::pool::{Pool, ReplySender};
+use crate::threads::{ReplySender, Threads};
 
 create_exception!(
     snakebridge_agent,
@@ -40,18 +40,18 @@ struct Waiter {
 /// One connection's way back to the core, shared by the callables that arrived on it.
 pub struct Link {
     sender: ReplySender,
-    pool: Pool,
+    python_threads: Threads,
     waiters: Mutex<HashMap<u64, Arc<Waiter>>>,
     next_request: AtomicU64,
     closed: AtomicBool,
 }
 
 impl Link {
-    /// A link sending on the connection's reply stream; `pool` runs the connection's calls.
-    pub fn new(sender: ReplySender, pool: Pool) -> Link {
+    /// A link sending on the connection's reply stream; `python_threads` run the connection's calls.
+    pub fn new(sender: ReplySender, python_threads: Threads) -> Link {
         Link {
             sender,
-            pool,
+            python_threads,
             waiters: Mutex::new(HashMap::new()),
             next_request: AtomicU64::new(1),
             closed: AtomicBool::new(false),
@@ -89,7 +89,7 @@ impl Link {
             self.take(request_id);
             return Err(Link::closed_error());
         }
-        self.pool.before_blocking();
+        self.python_threads.before_blocking();
         let mut outcome = waiter.outcome.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(outcome) = outcome.take() {

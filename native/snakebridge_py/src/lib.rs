@@ -2,7 +2,7 @@
 //!
 //! - [`server`]: the tokio runtime, the Unix socket, the readiness line.
 //! - [`service`]: the gRPC `Worker` service and its token check.
-//! - [`pool`]: the Python thread pool that runs call frames.
+//! - [`threads`]: the Python threads that run call frames.
 //! - [`call`]: one call, from frame to frame, through the agent's `dispatch` module.
 //! - [`callback`]: Elixir functions as Python callables.
 //! - [`convert`]: values ⇄ Python objects.
@@ -16,11 +16,11 @@ pub mod callback;
 pub mod convert;
 pub mod describe;
 pub mod lifecycle;
-pub mod pool;
 pub mod registry;
 pub mod server;
 pub mod service;
 pub mod tensor;
+pub mod threads;
 
 use std::path::PathBuf;
 

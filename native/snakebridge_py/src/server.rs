@@ -12,8 +12,8 @@ use tonic::transport::Server;
 
 use crate::call::Dispatch;
 use crate::lifecycle;
-use crate::pool::Pool;
 use crate::service::{token_check, WorkerService};
+use crate::threads::Threads;
 use snakebridge_core::transport::{CONNECTION_WINDOW_BYTES, MAX_FRAME_BYTES, STREAM_WINDOW_BYTES};
 
 /// Largest frame the worker accepts (arguments can carry tensors).
@@ -71,12 +71,13 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     } = config;
     let listener = UnixListener::bind(&socket_path)
         .map_err(os(format!("cannot listen on {}", socket_path.display())))?;
-    let pool = Pool::start(threads, dispatch).map_err(os("cannot start the thread pool"))?;
+    let python_threads =
+        Threads::start(threads, dispatch).map_err(os("cannot start the thread pool"))?;
     lifecycle::watch(socket_path).map_err(os("cannot start the exit watchers"))?;
     announce_ready().map_err(os("cannot write the readiness line"))?;
 
     let threads = u32::try_from(threads).unwrap_or(u32::MAX);
-    let service = WorkerServer::new(WorkerService::new(pool, threads, python_version))
+    let service = WorkerServer::new(WorkerService::new(python_threads, threads, python_version))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let service = tonic::service::interceptor::InterceptedService::new(
         service,

@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::call::error_frame;
 use crate::callback::Link;
-use crate::pool::{InFlight, Job, Pool, ReplySender};
+use crate::threads::{InFlight, Job, ReplySender, Threads};
 
 /// Feature names reported by `Handshake`.
 const CAPABILITIES: [&str; 3] = ["codec:msgpack", "cancel", "parts"];
@@ -33,7 +33,7 @@ const ASSEMBLY_LIMIT: usize = usize::MAX >> 1;
 
 /// The service state shared by every connection.
 pub struct WorkerService {
-    pool: Pool,
+    python_threads: Threads,
     threads: u32,
     python_version: String,
     /// The largest message the client accepts (from its handshake).
@@ -43,9 +43,9 @@ pub struct WorkerService {
 }
 
 impl WorkerService {
-    pub fn new(pool: Pool, threads: u32, python_version: String) -> Self {
+    pub fn new(python_threads: Threads, threads: u32, python_version: String) -> Self {
         WorkerService {
-            pool,
+            python_threads,
             threads,
             python_version,
             max_message_size: Arc::new(AtomicUsize::new(DEFAULT_MAX_MESSAGE)),
@@ -159,7 +159,12 @@ impl Worker for WorkerService {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let assembler = Assembler::new(ASSEMBLY_LIMIT).with_shared(shared.clone());
-        tokio::spawn(read_frames(inbound, self.pool.clone(), reply, assembler));
+        tokio::spawn(read_frames(
+            inbound,
+            self.python_threads.clone(),
+            reply,
+            assembler,
+        ));
         let outgoing = framing::Outgoing {
             part_size: framing::part_size(self.max_message_size.load(Ordering::Relaxed)),
             shared,
@@ -176,12 +181,12 @@ impl Worker for WorkerService {
 /// ends once this task and every job of the connection have dropped their senders.
 async fn read_frames(
     mut inbound: Streaming<Frame>,
-    pool: Pool,
+    python_threads: Threads,
     reply: ReplySender,
     mut assembler: Assembler,
 ) {
     let in_flight = Arc::new(InFlight::default());
-    let link = Arc::new(Link::new(reply.clone(), pool.clone()));
+    let link = Arc::new(Link::new(reply.clone(), python_threads.clone()));
     // An error here means the client went away: nothing to answer, stop reading.
     while let Ok(Some(frame)) = inbound.message().await {
         let frame = match assembler.push(frame) {
@@ -214,13 +219,13 @@ async fn read_frames(
                     link: Arc::clone(&link),
                     reply: reply.clone(),
                 };
-                pool.submit(job);
+                python_threads.submit(job);
             }
             Some(Body::Cancel(_)) => {
                 assembler.drop_pending(request_id);
                 in_flight.cancel(request_id);
             }
-            Some(Body::Release(release)) => pool.release(release),
+            Some(Body::Release(release)) => python_threads.release(release),
             Some(Body::Credit(credit)) => in_flight.credit(request_id, credit.chunks),
             Some(Body::CallbackResult(result)) => link.deliver(request_id, result),
             Some(other) => {

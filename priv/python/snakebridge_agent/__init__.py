@@ -55,4 +55,4 @@ _load_native()
 
 from snakebridge_agent._native import ElixirError, ElixirFunction  # noqa: E402
 
-__all__ = ["ElixirError", "ElixirFunction", "dispatch", "registry", "server", "streams"]
+__all__ = ["ElixirError", "ElixirFunction", "dispatch", "cli", "registry", "streams"]

@@ -2,7 +2,7 @@
 
 import sys
 
-from snakebridge_agent.server import main
+from snakebridge_agent.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

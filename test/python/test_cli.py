@@ -1,4 +1,4 @@
-"""The worker's entry point (`snakebridge_agent.server`, `python -m snakebridge_agent`)."""
+"""The worker's entry point (`snakebridge_agent.cli`, `python -m snakebridge_agent`)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from snakebridge_agent import _native, allowlist, dispatch, server
-from snakebridge_agent.server import DEFAULT_THREADS, StartupError
+from snakebridge_agent import _native, allowlist, cli, dispatch
+from snakebridge_agent.cli import DEFAULT_THREADS, StartupError
 
 # -- parse_args ------------------------------------------------------------------------------
 
 
 def test_parse_args_defaults() -> None:
-    args = server.parse_args(["--socket", "/run/s.sock", "--token-file", "/run/token"])
+    args = cli.parse_args(["--socket", "/run/s.sock", "--token-file", "/run/token"])
     assert args.socket == "/run/s.sock"
     assert args.token_file == "/run/token"
     assert args.threads == DEFAULT_THREADS == 4
@@ -29,7 +29,7 @@ def test_parse_args_defaults() -> None:
 
 
 def test_parse_args_all_options() -> None:
-    args = server.parse_args(
+    args = cli.parse_args(
         ["--socket=s", "--token-file", "t", "--threads", "1", "--allowed-modules", "a,b.c"]
     )
     assert (args.socket, args.token_file, args.threads) == ("s", "t", 1)
@@ -51,7 +51,7 @@ def test_parse_args_refuses_bad_command_lines(
     argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as info:
-        server.parse_args(argv)
+        cli.parse_args(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: python -m snakebridge_agent")
@@ -64,7 +64,7 @@ def test_parse_args_refuses_bad_command_lines(
 def test_read_token_strips_surrounding_whitespace(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_text("  s3cr3t token\n\n", encoding="utf-8")
-    assert server.read_token(str(path)) == "s3cr3t token"
+    assert cli.read_token(str(path)) == "s3cr3t token"
 
 
 @pytest.mark.parametrize("content", ["", " \n\t\n"])
@@ -72,19 +72,19 @@ def test_read_token_refuses_an_empty_file(tmp_path: Path, content: str) -> None:
     path = tmp_path / "token"
     path.write_text(content, encoding="utf-8")
     with pytest.raises(StartupError, match=r"the token file '.*token' is empty"):
-        server.read_token(str(path))
+        cli.read_token(str(path))
 
 
 def test_read_token_reports_an_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(StartupError, match="cannot read the token file .*No such file") as info:
-        server.read_token(str(tmp_path / "missing"))
+        cli.read_token(str(tmp_path / "missing"))
     assert isinstance(info.value.__cause__, FileNotFoundError)
     with pytest.raises(StartupError, match="cannot read the token file .*Is a directory"):
-        server.read_token(str(tmp_path))
+        cli.read_token(str(tmp_path))
     bad = tmp_path / "latin1"
     bad.write_bytes(b"caf\xe9")
     with pytest.raises(StartupError, match="cannot read the token file .*utf-8") as info:
-        server.read_token(str(bad))
+        cli.read_token(str(bad))
     assert isinstance(info.value.__cause__, UnicodeDecodeError)
 
 
@@ -108,12 +108,12 @@ def test_remove_stale_socket_removes_a_socket(short_dir: Path) -> None:
     path = short_dir / "w.sock"
     _make_socket(path)
     assert path.is_socket()
-    server.remove_stale_socket(str(path))
+    cli.remove_stale_socket(str(path))
     assert not os.path.lexists(path)
 
 
 def test_remove_stale_socket_without_anything_there(short_dir: Path) -> None:
-    server.remove_stale_socket(str(short_dir / "nothing"))
+    cli.remove_stale_socket(str(short_dir / "nothing"))
     assert list(short_dir.iterdir()) == []
 
 
@@ -132,7 +132,7 @@ def test_remove_stale_socket_refuses_anything_else(short_dir: Path) -> None:
         with pytest.raises(
             StartupError, match="exists and is not a socket; refusing to replace it"
         ):
-            server.remove_stale_socket(str(path))
+            cli.remove_stale_socket(str(path))
         assert os.path.lexists(path)
     assert regular.read_text(encoding="utf-8") == "keep me"
     assert target.is_socket()
@@ -142,7 +142,7 @@ def test_remove_stale_socket_reports_a_path_it_cannot_inspect(short_dir: Path) -
     regular = short_dir / "file"
     regular.write_text("", encoding="utf-8")
     with pytest.raises(StartupError, match="cannot inspect .*Not a directory"):
-        server.remove_stale_socket(str(regular / "below"))
+        cli.remove_stale_socket(str(regular / "below"))
 
 
 def test_remove_stale_socket_reports_a_socket_it_cannot_remove(
@@ -154,9 +154,9 @@ def test_remove_stale_socket_reports_a_socket_it_cannot_remove(
     def refuse(path: Any) -> None:
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(server.os, "unlink", refuse)
+    monkeypatch.setattr(cli.os, "unlink", refuse)
     with pytest.raises(StartupError, match="cannot remove the stale socket .*Permission denied"):
-        server.remove_stale_socket(str(path))
+        cli.remove_stale_socket(str(path))
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def test_main_starts_the_server(
 ) -> None:
     sock, token = worker_files
     _make_socket(sock)  # a stale one, left by an earlier worker
-    status = server.main(["--socket", str(sock), "--token-file", str(token), "--threads", "3"])
+    status = cli.main(["--socket", str(sock), "--token-file", str(token), "--threads", "3"])
     assert status == 0
     assert fake_serve == [(str(sock), "the-token", 3, dispatch, sys.stderr)]
     assert not os.path.lexists(sock)
@@ -199,7 +199,7 @@ def test_main_configures_the_allowlist(
 ) -> None:
     sock, token = worker_files
     argv = ["--socket", str(sock), "--token-file", str(token), "--allowed-modules", "json,,os.path"]
-    assert server.main(argv) == 0
+    assert cli.main(argv) == 0
     assert allowlist.restricted()
     assert allowlist.allows("json.decoder")
     assert allowlist.allows("os.path")
@@ -214,10 +214,10 @@ def test_main_reports_startup_errors(
 ) -> None:
     sock, token = worker_files
     missing = token.parent / "missing-token"
-    assert server.main(["--socket", str(sock), "--token-file", str(missing)]) == 1
+    assert cli.main(["--socket", str(sock), "--token-file", str(missing)]) == 1
     assert capsys.readouterr().err.startswith("snakebridge_agent: cannot read the token file")
     sock.write_text("not a socket", encoding="utf-8")
-    assert server.main(["--socket", str(sock), "--token-file", str(token)]) == 1
+    assert cli.main(["--socket", str(sock), "--token-file", str(token)]) == 1
     assert "exists and is not a socket" in capsys.readouterr().err
     assert sock.read_text(encoding="utf-8") == "not a socket"
     assert fake_serve == []
@@ -246,7 +246,7 @@ def test_main_reports_server_failures(
     monkeypatch.setattr(_native, "serve", serve)
     monkeypatch.setattr(sys, "stdout", sys.stdout)
     sock, token = worker_files
-    assert server.main(["--socket", str(sock), "--token-file", str(token)]) == 1
+    assert cli.main(["--socket", str(sock), "--token-file", str(token)]) == 1
     assert capsys.readouterr().err == f"snakebridge_agent: {said}\n"
 
 
@@ -259,7 +259,7 @@ def test_main_with_the_real_server_and_a_socket_it_cannot_bind(
     monkeypatch.setattr(sys, "stdout", sys.stdout)
     _, token = worker_files
     sock = token.parent / "no-such-dir" / "w.sock"
-    assert server.main(["--socket", str(sock), "--token-file", str(token)]) == 1
+    assert cli.main(["--socket", str(sock), "--token-file", str(token)]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"snakebridge_agent: cannot start the server: cannot listen on {sock}")
 
@@ -269,7 +269,7 @@ def test_main_with_the_real_server_and_a_socket_it_cannot_bind(
 
 def _agent(*argv: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(Path(server.__file__).parents[1])  # priv/python
+    env["PYTHONPATH"] = str(Path(cli.__file__).parents[1])  # priv/python
     return subprocess.run(
         [sys.executable, "-m", "snakebridge_agent", *argv],
         env=env,

@@ -259,7 +259,7 @@ enum Task {
 
 /// The pool's queue; dropping every handle stops the threads once the queue drains.
 #[derive(Clone)]
-pub struct Pool {
+pub struct Threads {
     queue: mpsc::Sender<Task>,
     shared: Arc<Shared>,
 }
@@ -274,9 +274,9 @@ struct Shared {
     started: AtomicUsize,
 }
 
-impl Pool {
+impl Threads {
     /// Starts `threads` pool threads that run jobs with `dispatch`.
-    pub fn start(threads: usize, dispatch: Dispatch) -> std::io::Result<Pool> {
+    pub fn start(threads: usize, dispatch: Dispatch) -> std::io::Result<Threads> {
         let (queue, jobs) = mpsc::channel::<Task>();
         let shared = Arc::new(Shared {
             jobs: Mutex::new(jobs),
@@ -287,7 +287,7 @@ impl Pool {
         for _ in 0..threads {
             spawn_thread(&shared)?;
         }
-        Ok(Pool { queue, shared })
+        Ok(Threads { queue, shared })
     }
 
     /// Queues a job; if the pool has stopped, answers it with an error instead.
