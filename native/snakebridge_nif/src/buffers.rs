@@ -30,7 +30,7 @@ impl AsRef<[u8]> for HeldBinary {
 }
 
 /// The bytes of `bin` (the binary `term`), without copying large ones.
-pub fn bytes_of(term: Term, bin: &Binary) -> Bytes {
+pub(crate) fn bytes_of(term: Term, bin: &Binary) -> Bytes {
     if bin.len() < ZERO_COPY_MIN {
         return Bytes::copy_from_slice(bin.as_slice());
     }
@@ -59,7 +59,7 @@ impl rustler::Resource for BufferResource {}
 
 /// A binary term with the bytes of `bytes`: a resource binary over the same memory when it
 /// is large, else a copy.
-pub fn binary_term<'a>(env: Env<'a>, bytes: &Bytes) -> Term<'a> {
+pub(crate) fn binary_term<'a>(env: Env<'a>, bytes: &Bytes) -> Term<'a> {
     if bytes.len() < ZERO_COPY_MIN {
         let mut bin = NewBinary::new(env, bytes.len());
         bin.as_mut_slice().copy_from_slice(bytes);

@@ -41,7 +41,7 @@ fn functions() -> std::sync::MutexGuard<'static, HashMap<u64, Entry>> {
 
 /// Keeps `function` (a fun or an `{module, function, arity}` tuple) for Python and returns
 /// its id.
-pub fn register(function: Term, permanent: bool) -> u64 {
+pub(crate) fn register(function: Term, permanent: bool) -> u64 {
     let env = OwnedEnv::new();
     let saved = env.save(function);
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
@@ -57,12 +57,12 @@ pub fn register(function: Term, permanent: bool) -> u64 {
 }
 
 /// How many functions are kept for Python (for tests and stats).
-pub fn count() -> usize {
+pub(crate) fn count() -> usize {
     functions().len()
 }
 
 /// Runs the callbacks of one pool (whose name goes into object references).
-pub struct Handler {
+pub(crate) struct Handler {
     pub pool: Atom,
 }
 
@@ -149,7 +149,7 @@ fn callback_error(r#type: &str, message: String, stacktrace: &str) -> proto::Err
 
 /// The way back to the Python thread waiting for one callback. Answers exactly once; if
 /// it is dropped unanswered (the task died), Python gets an error instead of waiting.
-pub struct CallbackReply {
+pub(crate) struct CallbackReply {
     worker: Weak<Worker>,
     request_id: u64,
     answered: AtomicBool,

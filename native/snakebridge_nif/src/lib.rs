@@ -1,3 +1,4 @@
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 //! Rustler binding of SnakeBridge's core. Only what the BEAM needs lives here: the typed
 //! shapes of the boundary ([`types`]), terms ⇄ core values ([`terms`]), the pool NIFs ([`pool`]), object references ([`refs`]), streams ([`stream`]), sessions ([`session`]), Elixir functions called from Python ([`callbacks`]), introspection and the descriptor
 //! cache ([`describe`]), config validation ([`config`]), manifest signatures ([`signing`]), the dev-mode config watcher

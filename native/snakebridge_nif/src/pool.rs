@@ -24,7 +24,7 @@ use crate::{atoms, callbacks, runtime, terms};
 
 /// A running pool, owned by a `SnakeBridge.Pool` process. Dropping the last handle (the
 /// owner died) stops its workers.
-pub struct PoolResource {
+pub(crate) struct PoolResource {
     pub(crate) pool: Pool,
 }
 
@@ -39,7 +39,7 @@ impl Drop for PoolResource {
 
 /// One call in flight. When the caller's process dies the handle is garbage collected and
 /// the call is cancelled in the core and the worker.
-pub struct CallHandle {
+pub(crate) struct CallHandle {
     cancel: Mutex<Option<oneshot::Sender<()>>>,
 }
 

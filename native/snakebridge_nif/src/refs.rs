@@ -12,14 +12,14 @@ use snakebridge_core::Worker;
 use crate::atoms;
 
 /// One Python object held for the BEAM.
-pub struct RefResource(HeldObject);
+pub(crate) struct RefResource(HeldObject);
 
 #[rustler::resource_impl]
 impl rustler::Resource for RefResource {}
 
 impl RefResource {
     /// A reference to object `id` held by `worker`.
-    pub fn new(worker: &Arc<Worker>, id: u64) -> RefResource {
+    pub(crate) fn new(worker: &Arc<Worker>, id: u64) -> RefResource {
         RefResource(HeldObject::new(worker, id))
     }
 }

@@ -11,7 +11,7 @@ use snakebridge_core::{Error, ErrorKind};
 /// scheduler thread panics). If it is dropped before its final message was sent (a panic
 /// in the task, a runtime shutdown), the caller still gets an `internal` error instead of
 /// waiting forever.
-pub struct Reply {
+pub(crate) struct Reply {
     /// Holds the tag for the reply's whole life (never cleared).
     tag_env: OwnedEnv,
     tag: SavedTerm,
@@ -23,7 +23,7 @@ pub struct Reply {
 
 impl Reply {
     /// Prepares replies to `pid` tagged with `tag` (copied out of the calling env).
-    pub fn new(pid: LocalPid, tag: Term<'_>) -> Reply {
+    pub(crate) fn new(pid: LocalPid, tag: Term<'_>) -> Reply {
         let tag_env = OwnedEnv::new();
         let tag = tag_env.save(tag);
         Reply {
@@ -36,7 +36,7 @@ impl Reply {
     }
 
     /// Sends the final message `{tag, build(env)}`.
-    pub fn send<F>(mut self, build: F)
+    pub(crate) fn send<F>(mut self, build: F)
     where
         F: for<'a> FnOnce(Env<'a>) -> Term<'a>,
     {
@@ -45,7 +45,7 @@ impl Reply {
     }
 
     /// Sends `{tag, build(env)}` with more to come.
-    pub fn send_partial<F>(&mut self, build: F)
+    pub(crate) fn send_partial<F>(&mut self, build: F)
     where
         F: for<'a> FnOnce(Env<'a>) -> Term<'a>,
     {

@@ -7,7 +7,7 @@ use tokio::runtime::{Builder, Runtime};
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
 
 /// The runtime, built on first use; an error if the OS refused its threads.
-pub fn get() -> Result<&'static Runtime, String> {
+pub(crate) fn get() -> Result<&'static Runtime, String> {
     RUNTIME
         .get_or_init(|| {
             Builder::new_multi_thread()
@@ -23,6 +23,6 @@ pub fn get() -> Result<&'static Runtime, String> {
 }
 
 /// [`get`] for a NIF: the runtime, or the error raised to the caller.
-pub fn for_nif() -> rustler::NifResult<&'static Runtime> {
+pub(crate) fn for_nif() -> rustler::NifResult<&'static Runtime> {
     get().map_err(|e| rustler::Error::Term(Box::new(e)))
 }

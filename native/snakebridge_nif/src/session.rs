@@ -14,7 +14,7 @@ use crate::reply::Reply;
 use crate::{atoms, runtime, terms};
 
 /// One session, pinned to one worker.
-pub struct SessionResource(Session);
+pub(crate) struct SessionResource(Session);
 
 #[rustler::resource_impl]
 impl rustler::Resource for SessionResource {}

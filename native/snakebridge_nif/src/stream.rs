@@ -24,7 +24,7 @@ enum Steer {
 }
 
 /// The consumer's handle on a stream. Dropping it (the consumer died) cancels the stream.
-pub struct StreamResource {
+pub(crate) struct StreamResource {
     steer: mpsc::UnboundedSender<Steer>,
 }
 

@@ -30,7 +30,7 @@ use crate::{atoms, callbacks};
 
 /// Why a term cannot cross the bridge, and where it is.
 #[derive(Debug)]
-pub struct Unsupported {
+pub(crate) struct Unsupported {
     pub path: String,
     pub message: String,
 }
@@ -58,7 +58,7 @@ impl Unsupported {
 /// Why a term could not be encoded: a part of it cannot cross at all, or the codec cannot
 /// write it (JSON and NaN, ...).
 #[derive(Debug)]
-pub enum Refused {
+pub(crate) enum Refused {
     Unsupported(Unsupported),
     Codec(CodecError),
 }
@@ -88,7 +88,7 @@ impl Refused {
 
 /// What encoding learned about the object references among the arguments.
 #[derive(Default, Clone)]
-pub struct Refs {
+pub(crate) struct Refs {
     /// The worker holding the referenced objects: the call must run there.
     pub pin: Option<Weak<Worker>>,
     /// Why a reference cannot be used (released, or its worker died).
@@ -103,7 +103,7 @@ pub struct Refs {
 
 impl Refs {
     /// The context for a call made in `session` (or none): the session pins the call.
-    pub fn for_session(session: Option<&SessionResource>) -> Refs {
+    pub(crate) fn for_session(session: Option<&SessionResource>) -> Refs {
         match session {
             None => Refs::default(),
             Some(session) => Refs {
@@ -138,7 +138,7 @@ impl Refs {
 
 /// What [`encode`] encodes.
 #[derive(Clone, Copy)]
-pub enum Input<'a> {
+pub(crate) enum Input<'a> {
     /// A term, its parts named from `root` in errors (`value[1][:opts]`).
     Term(Term<'a>, &'static str),
     /// A call's positional arguments (a list) and keyword arguments, encoded as the call
@@ -164,7 +164,7 @@ impl Input<'_> {
 /// give: a part that cannot cross at all wins over a refusal of the codec met earlier. So
 /// after a codec's refusal the input is walked again, into a value with callbacks inert
 /// (nothing is kept for Python), to look for such a part.
-pub fn encode(
+pub(crate) fn encode(
     input: Input,
     refs: &mut Refs,
     codec: proto::Codec,
@@ -203,7 +203,7 @@ pub fn encode(
 }
 
 /// Converts a term to a value; `path` names where the term sits in the caller's input.
-pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, Unsupported> {
+pub(crate) fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, Unsupported> {
     write_term(term, path, refs, &mut Builder).map_err(|refused| match refused {
         Refused::Unsupported(unsupported) => unsupported,
         // The builder refuses nothing the walk has not checked already.
@@ -216,7 +216,7 @@ pub fn to_value(term: Term, path: &mut Path, refs: &mut Refs) -> Result<Value, U
 /// The walk recurses once per level of nesting, up to [`MAX_DEPTH`], on a dirty
 /// scheduler's small stack (320 KB by default): the functions on the recursion (this one
 /// and the containers') keep their frames small, and everything else is out of line.
-pub fn write_term<S: Sink>(
+pub(crate) fn write_term<S: Sink>(
     term: Term,
     path: &mut Path,
     refs: &mut Refs,
@@ -494,7 +494,7 @@ fn write_member<S: Sink>(
 /// The name of atom `term`, whatever its characters. `enif_get_atom` reads only Latin-1
 /// names before NIF 2.17 (OTP 26); other names are read from the atom's external format
 /// (`ATOM_UTF8_EXT` / `SMALL_ATOM_UTF8_EXT`), as `:"🐍"` must cross as `"🐍"`, not be lost.
-pub fn atom_name(term: Term) -> Option<String> {
+pub(crate) fn atom_name(term: Term) -> Option<String> {
     if let Ok(name) = term.atom_to_string() {
         return Some(name);
     }
@@ -515,7 +515,7 @@ pub fn atom_name(term: Term) -> Option<String> {
 }
 
 /// Renders a map key the way Elixir would show it in an access path.
-pub fn render_key(key: Term) -> String {
+pub(crate) fn render_key(key: Term) -> String {
     match key.get_type() {
         TermType::Atom => match atom_name(key) {
             Some(name) => format!(":{name}"),
@@ -797,7 +797,7 @@ fn write_kwargs<S: Sink>(
 
 /// Where decoded object references come from: the worker that answered and the name of
 /// its pool (kept in `%SnakeBridge.Ref{}` so that later calls find the pool).
-pub struct Origin<'w> {
+pub(crate) struct Origin<'w> {
     /// `None` for values that cannot hold references (descriptors, configs).
     pub worker: Option<&'w Arc<Worker>>,
     pub pool: Atom,
@@ -805,7 +805,7 @@ pub struct Origin<'w> {
 
 impl Origin<'_> {
     /// The origin of plain data; a reference in it decodes to `nil`.
-    pub fn none() -> Origin<'static> {
+    pub(crate) fn none() -> Origin<'static> {
         Origin {
             worker: None,
             pool: atoms::nil(),
@@ -814,7 +814,7 @@ impl Origin<'_> {
 }
 
 /// Builds the term for a value.
-pub fn from_value<'a>(env: Env<'a>, value: &Value, origin: &Origin) -> Term<'a> {
+pub(crate) fn from_value<'a>(env: Env<'a>, value: &Value, origin: &Origin) -> Term<'a> {
     match value {
         Value::Nil => atoms::nil().encode(env),
         Value::Bool(b) => b.encode(env),
@@ -984,12 +984,12 @@ fn elixir_struct<'a>(env: Env<'a>, module: &str, fields: &[(Atom, Term<'a>)]) ->
 
 /// `{:error, %{reason: atom, message: …, python: …, …}}` for a core error; the Elixir side
 /// turns the map into `%SnakeBridge.Error{}` or `SnakeBridge.PythonError` in one place.
-pub fn error_tuple<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
+pub(crate) fn error_tuple<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
     (atoms::error(), error_map(env, err)).encode(env)
 }
 
 /// The map `SnakeBridge.Error.from_native/2` reads.
-pub fn error_map<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
+pub(crate) fn error_map<'a>(env: Env<'a>, err: &Error) -> Term<'a> {
     let reason = Atom::from_str(env, err.kind.as_str())
         .map(|a| a.encode(env))
         .unwrap_or_else(|_| atoms::nil().encode(env));

@@ -21,7 +21,7 @@ mod tags {
 }
 
 /// One running watcher, owned by the process it reports to.
-pub struct WatchResource {
+pub(crate) struct WatchResource {
     watcher: Mutex<Option<ConfigWatcher>>,
 }
 

@@ -24,6 +24,13 @@ pub struct Dispatch {
     not_allowed: Py<PyType>,
 }
 
+/// Python objects only: nothing worth printing without the GIL.
+impl std::fmt::Debug for Dispatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch").finish_non_exhaustive()
+    }
+}
+
 impl Dispatch {
     /// Looks up `call`, `call_method`, `get_attr`, `set_attr`, `iterate`,
     /// `describe_exception`, `TargetNotFound` and `NotAllowed` in the dispatch module.
@@ -91,7 +98,9 @@ impl From<ConvertError> for Failure {
 /// that the call can be interrupted meanwhile (see `threads::Control`). Both run with the
 /// GIL held.
 pub trait Running {
+    /// The call's Python code starts running on the current thread.
     fn enter(&self, py: Python<'_>);
+    /// The call's Python code stopped running on the current thread.
     fn leave(&self, py: Python<'_>);
 }
 

@@ -46,6 +46,15 @@ pub struct Link {
     closed: AtomicBool,
 }
 
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("next_request", &self.next_request)
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Link {
     /// A link sending on the connection's reply stream; `python_threads` run the connection's calls.
     pub fn new(sender: ReplySender, python_threads: Threads) -> Link {
@@ -157,6 +166,7 @@ impl Link {
 /// Positional arguments become the function's arguments; keyword arguments, if any, are
 /// passed as one more argument (a map).
 #[pyclass(module = "snakebridge_agent", frozen)]
+#[derive(Debug)]
 pub struct ElixirFunction {
     id: u64,
     link: Arc<Link>,

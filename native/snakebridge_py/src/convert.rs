@@ -28,6 +28,7 @@ const REPR_LIMIT: usize = 200;
 /// A value that could not be converted; the message starts with the path of the part.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConvertError {
+    /// What went wrong, starting with the path of the part.
     pub message: String,
     /// The value referred to an object this worker does not hold.
     pub unknown_ref: bool,

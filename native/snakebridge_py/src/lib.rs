@@ -1,3 +1,4 @@
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 //! `snakebridge_agent._native`: the Rust half of a SnakeBridge Python worker.
 //!
 //! - [`server`]: the tokio runtime, the Unix socket, the readiness line.

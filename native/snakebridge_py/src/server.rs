@@ -21,11 +21,28 @@ const MAX_MESSAGE_BYTES: usize = 1 << 30;
 
 /// What the server needs to run.
 pub struct Config {
+    /// The Unix socket to listen on.
     pub socket_path: PathBuf,
+    /// The token every request must carry (see [`token_check`]).
     pub token: String,
+    /// How many Python threads run calls.
     pub threads: usize,
+    /// The interpreter's `sys.version`, reported by `Handshake`.
     pub python_version: String,
+    /// The agent's dispatch module, which every call goes through.
     pub dispatch: Dispatch,
+}
+
+/// Everything but the token.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("socket_path", &self.socket_path)
+            .field("threads", &self.threads)
+            .field("python_version", &self.python_version)
+            .field("dispatch", &self.dispatch)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why the server could not start or stopped.

@@ -42,7 +42,20 @@ pub struct WorkerService {
     shared: Mutex<Option<Arc<SharedDir>>>,
 }
 
+impl std::fmt::Debug for WorkerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerService")
+            .field("python_threads", &self.python_threads)
+            .field("threads", &self.threads)
+            .field("python_version", &self.python_version)
+            .field("max_message_size", &self.max_message_size)
+            .finish_non_exhaustive()
+    }
+}
+
 impl WorkerService {
+    /// A service whose calls run on `python_threads`; `threads` and `python_version` are
+    /// reported by `Handshake`.
     pub fn new(python_threads: Threads, threads: u32, python_version: String) -> Self {
         WorkerService {
             python_threads,

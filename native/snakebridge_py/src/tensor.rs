@@ -25,6 +25,15 @@ pub struct TensorBuffer {
     data: Bytes,
 }
 
+/// The length only, not the bytes.
+impl std::fmt::Debug for TensorBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TensorBuffer")
+            .field("len", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
 #[pymethods]
 impl TensorBuffer {
     /// numpy's array interface (version 3): one read-only, contiguous run of `uint8`. The
@@ -89,6 +98,23 @@ pub enum Numpy<'py> {
     Scalar(Bound<'py, PyAny>),
     /// An array tensors cannot carry (object, strings, records): it stays in Python.
     Unsupported,
+}
+
+/// A tensor's dtype and shape, not its bytes; a scalar's variant, not its value (that
+/// would run Python code).
+impl std::fmt::Debug for Numpy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Numpy::No => f.write_str("No"),
+            Numpy::Tensor(tensor) => f
+                .debug_struct("Tensor")
+                .field("dtype", &tensor.dtype)
+                .field("shape", &tensor.shape)
+                .finish_non_exhaustive(),
+            Numpy::Scalar(_) => f.debug_tuple("Scalar").finish_non_exhaustive(),
+            Numpy::Unsupported => f.write_str("Unsupported"),
+        }
+    }
 }
 
 /// Classifies `obj` as a numpy array or scalar.

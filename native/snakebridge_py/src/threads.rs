@@ -26,7 +26,7 @@ const STACK_SIZE: usize = 8 * 1024 * 1024;
 pub type ReplySender = UnboundedSender<Result<Frame, Status>>;
 
 /// The steering of one call: cancellation, and for a stream the credit the consumer gave.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Control {
     cancelled: AtomicBool,
     credit: Mutex<u64>,
@@ -122,7 +122,7 @@ impl call::Credit for Control {
 }
 
 /// The calls of one connection that have not been answered yet, with their controls.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct InFlight {
     calls: Mutex<HashMap<u64, Arc<Control>>>,
 }
@@ -176,15 +176,31 @@ impl InFlight {
 
 /// One call waiting for a pool thread.
 pub struct Job {
+    /// The call frame's request id, which the frames answering it carry.
     pub request_id: u64,
+    /// The call to run.
     pub call: proto::Call,
     /// When the call frame arrived; its `timeout_ms` counts from here.
     pub arrived: Instant,
+    /// The call's cancellation and stream credit.
     pub control: Arc<Control>,
     /// The connection's way back for Elixir functions among the arguments.
     pub link: Arc<Link>,
+    /// The connection's unanswered calls; the call leaves them once answered.
     pub in_flight: Arc<InFlight>,
+    /// Where the frames answering the call go.
     pub reply: ReplySender,
+}
+
+/// The call's id, arrival and control, not its arguments.
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("request_id", &self.request_id)
+            .field("arrived", &self.arrived)
+            .field("control", &self.control)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Job {
@@ -262,6 +278,15 @@ enum Task {
 pub struct Threads {
     queue: mpsc::Sender<Task>,
     shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Threads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Threads")
+            .field("idle", &self.shared.idle)
+            .field("started", &self.shared.started)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What every pool thread shares.
