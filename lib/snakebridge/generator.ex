@@ -37,6 +37,8 @@ defmodule SnakeBridge.Generator do
   library lacks, is a compile error pointing at the config.
   """
 
+  alias SnakeBridge.Generator.{FunctionPlan, ModulePlan}
+
   defmacro __using__(opts) do
     source =
       case Macro.expand(Keyword.fetch!(opts, :config), __CALLER__) do
@@ -239,23 +241,21 @@ defmodule SnakeBridge.Generator do
   defp to_atom(name) when is_atom(name), do: name
   defp to_atom(name) when is_binary(name), do: String.to_atom(name)
 
-  defp module_ast(%{"module" => module, "moduledoc" => doc} = plan, transforms, context) do
-    name = String.to_atom(module)
-
+  defp module_ast(%ModulePlan{name: name, moduledoc: doc} = plan, transforms, context) do
     context =
       Map.merge(context, %{
-        integration: plan["integration"],
-        transform: transforms[plan["python"]],
-        session_aware: plan["python"] in context.session_aware
+        integration: plan.integration,
+        transform: transforms[plan.python],
+        session_aware: plan.python in context.session_aware
       })
 
-    functions = Enum.flat_map(plan["functions"], &function_ast(&1, context))
+    functions = Enum.flat_map(plan.functions, &function_ast(&1, context))
 
     type =
-      if plan["kind"] == "class" do
+      if plan.kind == :class do
         quote do
           @typedoc unquote(
-                     "A live `#{plan["python"]}` object in a Python worker (see `SnakeBridge.Ref`)."
+                     "A live `#{plan.python}` object in a Python worker (see `SnakeBridge.Ref`)."
                    )
           @type t :: SnakeBridge.Ref.t()
         end
@@ -270,20 +270,19 @@ defmodule SnakeBridge.Generator do
     end
   end
 
-  defp function_ast(%{"kind" => kind} = f, context) do
-    name = String.to_atom(f["name"])
-    bang = String.to_atom(f["name"] <> "!")
-    required = Enum.map(f["args"], &Macro.var(String.to_atom(&1), nil))
-    arg_types = Enum.map(f["arg_types"], &Code.string_to_quoted!/1)
+  defp function_ast(%FunctionPlan{kind: kind, name: name} = f, context) do
+    bang = String.to_atom(Atom.to_string(name) <> "!")
+    required = Enum.map(f.args, &Macro.var(&1, nil))
+    arg_types = Enum.map(f.arg_types, &Code.string_to_quoted!/1)
 
     # `*args` is one more argument, a list, spliced after the required ones.
     {args, arg_types, call_args} =
-      case f["varargs"] do
+      case f.varargs do
         nil ->
           {required, arg_types, quote(do: [unquote_splicing(required)])}
 
         rest ->
-          rest = Macro.var(String.to_atom(rest), nil)
+          rest = Macro.var(rest, nil)
 
           call_args =
             if required == [],
@@ -293,17 +292,17 @@ defmodule SnakeBridge.Generator do
           {required ++ [rest], arg_types ++ [quote(do: list())], call_args}
       end
 
-    returns = Code.string_to_quoted!(f["return_type"])
+    returns = Code.string_to_quoted!(f.return_type)
     ref = Macro.var(:ref, nil)
     value = Macro.var(:value, nil)
     kwargs = Macro.var(:kwargs, nil)
     opts = Macro.var(:opts, nil)
     timed = default_opts(opts, f, kind, context)
-    streaming = f["streaming"]
+    streaming = f.streaming
 
     case kind do
-      "getter" ->
-        call = runtime(:get_attr, [ref, f["target"], timed])
+      :getter ->
+        call = runtime(:get_attr, [ref, f.target, timed])
 
         spec =
           quote(
@@ -312,12 +311,12 @@ defmodule SnakeBridge.Generator do
                 {:ok, unquote(returns)} | {:error, SnakeBridge.Error.t()}
           )
 
-        [definition(name, bang, [ref], [quote(do: unquote(opts) \\ [])], spec, call, f["doc"])]
+        [definition(name, bang, [ref], [quote(do: unquote(opts) \\ [])], spec, call, f.doc)]
 
-      "setter" ->
+      :setter ->
         [value_type] = arg_types
 
-        call = runtime(:set_attr, [ref, f["target"], value, timed])
+        call = runtime(:set_attr, [ref, f.target, value, timed])
 
         spec =
           quote(
@@ -333,15 +332,15 @@ defmodule SnakeBridge.Generator do
             [quote(do: unquote(opts) \\ [])],
             spec,
             call,
-            f["doc"]
+            f.doc
           )
         ]
 
-      "method" ->
+      :method ->
         fun = if streaming, do: :stream_method, else: :call_method
 
         call =
-          runtime(fun, [ref, f["target"], call_args, kwargs, timed])
+          runtime(fun, [ref, f.target, call_args, kwargs, timed])
           |> transformed(context.transform, streaming)
 
         spec_args =
@@ -356,13 +355,13 @@ defmodule SnakeBridge.Generator do
           returns,
           streaming,
           call,
-          f["doc"],
+          f.doc,
           kwargs,
           opts
         )
 
-      "constructor" ->
-        {module, class} = split(f["target"])
+      :constructor ->
+        {module, class} = split(f.target)
 
         call = runtime(:create_instance, [module, class, call_args, kwargs, timed])
 
@@ -376,13 +375,13 @@ defmodule SnakeBridge.Generator do
           returns,
           false,
           call,
-          f["doc"],
+          f.doc,
           kwargs,
           opts
         )
 
-      "instance" ->
-        {module, class} = split(f["target"])
+      :instance ->
+        {module, class} = split(f.target)
         call = runtime(:singleton, [module, class, timed])
 
         spec =
@@ -392,16 +391,16 @@ defmodule SnakeBridge.Generator do
                 {:ok, unquote(returns)} | {:error, SnakeBridge.Error.t()}
           )
 
-        [definition(name, bang, [], [quote(do: unquote(opts) \\ [])], spec, call, f["doc"])]
+        [definition(name, bang, [], [quote(do: unquote(opts) \\ [])], spec, call, f.doc)]
 
-      "function" ->
-        {module, function} = split(f["target"])
+      :function ->
+        {module, function} = split(f.target)
 
         fun = if streaming, do: :stream, else: :call
         call = runtime(fun, [module, function, call_args, kwargs, timed])
 
         spec_args = arg_types ++ [quote(do: keyword() | map()), quote(do: keyword())]
-        callable(name, bang, args, spec_args, returns, streaming, call, f["doc"], kwargs, opts)
+        callable(name, bang, args, spec_args, returns, streaming, call, f.doc, kwargs, opts)
     end
   end
 
@@ -431,26 +430,33 @@ defmodule SnakeBridge.Generator do
   # constructor.
   defp default_opts(opts, f, kind, context) do
     # (A stream is neither cached nor retried: those options are the calls'.)
-    call? = not f["streaming"]
+    call? = not f.streaming
 
     defaults =
       [
         integration: context.integration,
-        timeout: f["timeout"],
-        cache: if(call?, do: f["cache"]),
-        idempotent: if(call?, do: f["idempotent"] || nil),
+        timeout: timeout_option(f.timeout),
+        cache: if(call?, do: cache_option(f.cache)),
+        idempotent: if(call?, do: f.idempotent || nil),
         telemetry: context.telemetry,
-        serialization: if(kind in ["function", "method", "constructor"], do: context.serialization)
+        serialization: if(kind in [:function, :method, :constructor], do: context.serialization)
       ]
       |> Enum.reject(fn {_key, value} -> is_nil(value) end)
 
     merged = quote(do: Keyword.merge(unquote(Macro.escape(defaults)), unquote(opts)))
-    join = context.pooled or (kind == "constructor" and context.session_aware)
+    join = context.pooled or (kind == :constructor and context.session_aware)
 
-    if join and kind != "instance",
+    if join and kind != :instance,
       do: quote(do: SnakeBridge.Session.join_current(unquote(merged))),
       else: merged
   end
+
+  defp timeout_option({:ms, ms}), do: ms
+  defp timeout_option(other), do: other
+
+  defp cache_option(:forever), do: true
+  defp cache_option({:ttl_ms, ms}), do: ms
+  defp cache_option(nil), do: nil
 
   defp split(dotted) do
     [name | module] = dotted |> String.split(".") |> Enum.reverse()

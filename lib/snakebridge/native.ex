@@ -138,7 +138,8 @@ defmodule SnakeBridge.Native do
   @spec config_validate(map()) :: :ok | {:error, [{String.t(), String.t()}]}
   def config_validate(_config), do: not_loaded()
 
-  @spec generator_plan(map(), String.t(), String.t()) :: {:ok, map()} | {:error, term()}
+  @spec generator_plan(map(), String.t(), String.t()) ::
+          {:ok, [SnakeBridge.Generator.ModulePlan.t()]} | {:error, term()}
   def generator_plan(_config, _dir, _integration), do: not_loaded()
 
   ## The core's cross-language contract

@@ -80,6 +80,27 @@ defmodule SnakeBridge.GeneratorOptionsTest do
     assert run(SBGen.Streams, :fail_after, [3]) |> Enum.take(3) == [0, 1, 2]
   end
 
+  test "a function's configured timeout, in milliseconds or :infinity, is its calls' default",
+       %{dir: dir} do
+    Generator.generate_and_load(
+      config(dir,
+        elixir_module: SBGen.Timeouts,
+        functions: [
+          %{python_path: "sb_fixtures.sleep_then", timeout: :infinity},
+          %{python_path: "sb_fixtures.sleep_then_pid", timeout: 50}
+        ]
+      )
+    )
+
+    # A pool whose own default is shorter than the call takes.
+    start_supervised!({SnakeBridge.TestPool, name: :short_timeouts, size: 1, timeout: 100})
+    opts = [[], [pool: :short_timeouts]]
+    assert run(SBGen.Timeouts, :sleep_then, [0.3, "slept" | opts]) == {:ok, "slept"}
+
+    assert {:error, %SnakeBridge.Error{reason: :timeout}} =
+             run(SBGen.Timeouts, :sleep_then_pid, [0.3, [], []])
+  end
+
   test "a pooled config's calls join the caller's current session", %{dir: dir} do
     Generator.generate_and_load(config(dir, elixir_module: SBGen.Pooled, session: %{mode: :pooled}))
 

@@ -1,17 +1,7 @@
 //! The module plan: what Elixir modules and functions a config generates, worked out from
 //! the config and the library's descriptor. The Elixir generator only turns the plan into
-//! code (`@moduledoc`, `@doc`, `@spec`, `def`).
-//!
-//! A plan is a list of modules, each a map with string keys:
-//! `module` (Elixir module name), `moduledoc`, `python` (Python module or class path) and
-//! `functions`, each with `name` (Elixir-safe, unique in its module), `kind` (`function`,
-//! `constructor`, `method`, `getter`, `setter`), `target` (what to call in Python), `args`
-//! (Elixir names of the required positional parameters), `varargs` (the Elixir name of a
-//! list standing for `*args`, or nil), `doc`, `arg_types` and
-//! `return_type` (Elixir typespec source, see [`crate::types`]), `streaming`, `timeout`
-//! (ms, or nil), `idempotent` (a `pure` function) and `cache` (nil, `true` or a TTL in ms,
-//! for a `cacheable` function). A module also has `kind` (`functions` or `class`) and
-//! `integration` (the config's `integration_id`, else its `python_module`).
+//! code (`@moduledoc`, `@doc`, `@spec`, `def`): it reads these types, which the NIF
+//! mirrors as `%SnakeBridge.Generator.ModulePlan{}` and `%SnakeBridge.Generator.FunctionPlan{}`.
 
 use std::collections::HashSet;
 
@@ -22,6 +12,110 @@ use crate::proto::{
 };
 use crate::types::Types;
 use crate::value::Value;
+
+/// One generated module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModulePlan {
+    /// The Elixir module's name, as an atom's text (`Elixir.Json`).
+    pub module: String,
+    /// Its `@moduledoc`.
+    pub moduledoc: String,
+    /// The module-level functions of the Python module, or one class.
+    pub kind: ModuleKind,
+    /// The Python module or class path.
+    pub python: String,
+    /// The config's `integration_id`, else its `python_module`.
+    pub integration: String,
+    /// Its functions.
+    pub functions: Vec<FunctionPlan>,
+}
+
+/// What a generated module stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// The Python module's functions.
+    Functions,
+    /// One Python class (the module's type `t()` is a reference to one of its objects).
+    Class,
+}
+
+/// What a generated function does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionKind {
+    /// Calls a module-level function.
+    Function,
+    /// Calls a class, returning a reference to the new object.
+    Constructor,
+    /// Returns the pool's shared object of a `singleton` class.
+    Instance,
+    /// Calls a method of an object.
+    Method,
+    /// Reads a property of an object.
+    Getter,
+    /// Writes a property of an object.
+    Setter,
+}
+
+impl FunctionKind {
+    /// The kind's name, as docs say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FunctionKind::Function => "function",
+            FunctionKind::Constructor => "constructor",
+            FunctionKind::Instance => "instance",
+            FunctionKind::Method => "method",
+            FunctionKind::Getter => "getter",
+            FunctionKind::Setter => "setter",
+        }
+    }
+}
+
+/// A result-cache policy of a `cacheable` function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// Cached until the cache evicts it.
+    Forever,
+    /// Cached for this many milliseconds (the config's `caching.ttl`).
+    TtlMs(u64),
+}
+
+/// A configured default timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// Milliseconds.
+    Ms(u64),
+    /// No deadline.
+    Infinity,
+}
+
+/// One generated function (and its bang variant, unless it streams).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionPlan {
+    /// Elixir-safe, unique in its module.
+    pub name: String,
+    /// What it does.
+    pub kind: FunctionKind,
+    /// What to call in Python: the dotted path, or the method or attribute name.
+    pub target: String,
+    /// Elixir names of the required positional parameters.
+    pub args: Vec<String>,
+    /// Their typespecs (Elixir source, see [`crate::types`]).
+    pub arg_types: Vec<String>,
+    /// The Elixir name of a list standing for `*args`, when the function takes one.
+    pub varargs: Option<String>,
+    /// The result's typespec (Elixir source).
+    pub return_type: String,
+    /// Its `@doc` (Markdown).
+    pub doc: String,
+    /// Whether it returns a stream.
+    pub streaming: bool,
+    /// The configured default timeout, if any.
+    pub timeout: Option<Timeout>,
+    /// Whether it may be retried (a `pure` function).
+    pub idempotent: bool,
+    /// The result cache's policy (a `cacheable` function), if any.
+    pub cache: Option<CachePolicy>,
+}
 
 /// Words that cannot name an Elixir function or variable.
 const RESERVED: &[&str] = &[
@@ -64,14 +158,6 @@ pub fn elixir_name(python: &str) -> String {
     out
 }
 
-fn s(text: &str) -> Value {
-    Value::Str(text.to_owned())
-}
-
-fn map(pairs: Vec<(&str, Value)>) -> Value {
-    Value::Map(pairs.into_iter().map(|(k, v)| (s(k), v)).collect())
-}
-
 fn field<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
     match value {
         Value::Map(entries) => entries
@@ -100,10 +186,12 @@ fn items<'a>(value: &'a Value, key: &str) -> &'a [Value] {
     }
 }
 
-fn timeout(value: &Value) -> Value {
+fn timeout(value: &Value) -> Option<Timeout> {
     match field(value, "timeout") {
-        Some(Value::Int(ms)) => Value::Int(*ms),
-        _ => Value::Nil,
+        Some(Value::Int(ms)) => u64::try_from(*ms).ok().map(Timeout::Ms),
+        // (`:infinity` crosses as a float.)
+        Some(Value::Float(f)) if f.is_infinite() && *f > 0.0 => Some(Timeout::Infinity),
+        _ => None,
     }
 }
 
@@ -125,12 +213,12 @@ impl Names {
 }
 
 /// The Markdown doc of a function: the Python signature, then the docstring.
-fn doc(python: &str, kind: &str, f: &FunctionDescriptor, description: Option<&str>) -> String {
+fn doc(python: &str, kind: FunctionKind, f: &FunctionDescriptor, description: Option<&str>) -> String {
     let mut doc = String::new();
     match description.filter(|d| !d.is_empty()) {
         Some(description) => doc.push_str(description),
         None if !f.docstring.is_empty() => doc.push_str(&docstring::to_markdown(&f.docstring)),
-        None if kind == "constructor" => doc.push_str(&format!(
+        None if kind == FunctionKind::Constructor => doc.push_str(&format!(
             "Creates a `{python}` object; the module documentation describes its parameters."
         )),
         None => doc.push_str(&format!("Calls `{python}`.")),
@@ -149,7 +237,7 @@ fn positional(
     ctx: &mut Ctx,
     entry: Option<&Value>,
     path: &str,
-) -> (Vec<Value>, Vec<Value>, Value) {
+) -> (Vec<String>, Vec<String>, Option<String>) {
     let configured: &[(Value, Value)] = match entry.and_then(|e| field(e, "args")) {
         Some(Value::Map(entries)) => entries,
         _ => &[],
@@ -174,11 +262,11 @@ fn positional(
     }
     let mut names = Vec::new();
     let mut types = Vec::new();
-    let mut varargs = Value::Nil;
+    let mut varargs = None;
     for p in &f.parameters {
         match ParamKind::try_from(p.kind).unwrap_or(ParamKind::PositionalOrKeyword) {
             ParamKind::PositionalOnly | ParamKind::PositionalOrKeyword if p.required => {
-                names.push(Value::Str(seen.claim(elixir_name(&p.name))));
+                names.push(seen.claim(elixir_name(&p.name)));
                 let spec = match configured
                     .iter()
                     .find(|(k, _)| matches!(k, Value::Str(k) if *k == p.name))
@@ -186,10 +274,10 @@ fn positional(
                     Some((_, t)) => ctx.config_type(t, &format!("{path}.args.{}", p.name)),
                     None => ctx.types.spec(p.annotation.as_ref()),
                 };
-                types.push(Value::Str(spec));
+                types.push(spec);
             }
             ParamKind::VarPositional => {
-                varargs = Value::Str(seen.claim(elixir_name(&p.name)));
+                varargs = Some(seen.claim(elixir_name(&p.name)));
             }
             _ => {}
         }
@@ -226,8 +314,8 @@ impl Ctx<'_> {
 struct Shape<'a> {
     /// The Elixir name wanted (the plan may suffix it to keep names unique).
     name: &'a str,
-    /// `function`, `constructor`, `instance`, `method`, `getter` or `setter`.
-    kind: &'a str,
+    /// What it does.
+    kind: FunctionKind,
     /// What the call names: the dotted path, or the method or attribute name.
     target: &'a str,
     /// The Python callable's dotted path, for docs and errors.
@@ -245,7 +333,7 @@ fn function(
     f: &FunctionDescriptor,
     entry: Option<&Value>,
     path: &str,
-) -> Value {
+) -> FunctionPlan {
     let Shape {
         name: wanted,
         kind,
@@ -261,40 +349,37 @@ fn function(
         Some(t) => ctx.config_type(t, &format!("{path}.returns")),
         None => ctx.types.spec(f.return_type.as_ref()),
     };
-    map(vec![
-        ("name", Value::Str(name)),
-        ("kind", s(kind)),
-        ("target", s(target)),
-        ("args", Value::List(args)),
-        ("arg_types", Value::List(arg_types)),
-        ("varargs", varargs),
-        ("return_type", Value::Str(return_type)),
-        ("doc", Value::Str(doc(python, kind, f, description))),
-        ("streaming", Value::Bool(streaming)),
-        ("timeout", entry.map(timeout).unwrap_or(Value::Nil)),
+    FunctionPlan {
+        name,
+        kind,
+        target: target.to_owned(),
+        args,
+        arg_types,
+        varargs,
+        return_type,
+        doc: doc(python, kind, f, description),
+        streaming,
+        timeout: entry.and_then(timeout),
         // `pure: true`: safe to retry.
-        (
-            "idempotent",
-            Value::Bool(entry.is_some_and(|e| flag(e, "pure"))),
-        ),
-        ("cache", Value::Nil),
-    ])
+        idempotent: entry.is_some_and(|e| flag(e, "pure")),
+        cache: None,
+    }
 }
 
-/// The result-cache policy of a `cacheable: true` function: `true`, or the config's
-/// `caching.ttl`; nil when not cacheable or caching is disabled.
-fn cache_policy(config: &Value, entry: &Value) -> Value {
+/// The result-cache policy of a `cacheable: true` function: forever, or the config's
+/// `caching.ttl`; none when not cacheable or caching is disabled.
+fn cache_policy(config: &Value, entry: &Value) -> Option<CachePolicy> {
     let caching = field(config, "caching");
     let disabled = matches!(
         caching.and_then(|c| field(c, "enabled")),
         Some(Value::Bool(false))
     );
     if !flag(entry, "cacheable") || disabled {
-        return Value::Nil;
+        return None;
     }
     match caching.and_then(|c| field(c, "ttl")) {
-        Some(Value::Int(ms)) => Value::Int(*ms),
-        _ => Value::Bool(true),
+        Some(Value::Int(ms)) => u64::try_from(*ms).ok().map(CachePolicy::TtlMs),
+        _ => Some(CachePolicy::Forever),
     }
 }
 
@@ -322,7 +407,7 @@ fn class_modules(config: &Value, prefix: &str, python_module: &str) -> Vec<(Stri
 pub fn plan(
     config: &Value,
     descriptor: &DescribeLibraryResponse,
-) -> Result<Value, Vec<ConfigError>> {
+) -> Result<Vec<ModulePlan>, Vec<ConfigError>> {
     let python_module = text(config, "python_module").unwrap_or_default();
     let integration = text(config, "integration_id").unwrap_or(python_module);
     let prefix = text(config, "elixir_module")
@@ -369,7 +454,7 @@ pub fn plan(
             &mut names,
             Shape {
                 name: &wanted,
-                kind: "function",
+                kind: FunctionKind::Function,
                 target: path,
                 python: path,
                 streaming,
@@ -378,27 +463,20 @@ pub fn plan(
             Some(entry),
             &format!("functions[{i}]"),
         );
-        set_field(&mut planned, "cache", cache_policy(config, entry));
+        planned.cache = cache_policy(config, entry);
         functions.push(planned);
     }
-    modules.push(map(vec![
-        ("module", Value::Str(prefix.clone())),
-        ("kind", s("functions")),
-        ("python", s(python_module)),
-        ("integration", s(integration)),
-        (
-            "moduledoc",
-            Value::Str(
-                text(config, "description")
-                    .filter(|d| !d.is_empty())
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| {
-                        format!("Functions of the Python module `{python_module}`.")
-                    }),
-            ),
-        ),
-        ("functions", Value::List(functions)),
-    ]));
+    modules.push(ModulePlan {
+        module: prefix.clone(),
+        kind: ModuleKind::Functions,
+        python: python_module.to_owned(),
+        integration: integration.to_owned(),
+        moduledoc: text(config, "description")
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("Functions of the Python module `{python_module}`.")),
+        functions,
+    });
 
     for (i, (entry, (path, module))) in items(config, "classes")
         .iter()
@@ -422,7 +500,7 @@ pub fn plan(
             &mut names,
             Shape {
                 name: "create",
-                kind: "constructor",
+                kind: FunctionKind::Constructor,
                 target: path,
                 python: path,
                 streaming: false,
@@ -431,9 +509,8 @@ pub fn plan(
             ctor_entry,
             &format!("classes[{i}].constructor"),
         );
-        set_field(&mut create, "return_type", Value::Str(types.class(path)));
-        let required =
-            matches!(field(&create, "args"), Some(Value::List(args)) if !args.is_empty());
+        create.return_type = types.class(path);
+        let required = !create.args.is_empty();
         functions.push(create);
         if flag(entry, "singleton") {
             if required {
@@ -450,7 +527,7 @@ pub fn plan(
                 &mut names,
                 Shape {
                     name: "instance",
-                    kind: "instance",
+                    kind: FunctionKind::Instance,
                     target: path,
                     python: path,
                     streaming: false,
@@ -462,7 +539,7 @@ pub fn plan(
                 ctor_entry,
                 &format!("classes[{i}].constructor"),
             );
-            set_field(&mut instance, "return_type", Value::Str(types.class(path)));
+            instance.return_type = types.class(path);
             functions.push(instance);
         }
         let configured = items(entry, "methods");
@@ -485,7 +562,7 @@ pub fn plan(
                 &mut names,
                 Shape {
                     name: &wanted,
-                    kind: "method",
+                    kind: FunctionKind::Method,
                     target: name,
                     python: &python,
                     streaming,
@@ -524,7 +601,7 @@ pub fn plan(
                 &mut names,
                 Shape {
                     name: &wanted,
-                    kind: "getter",
+                    kind: FunctionKind::Getter,
                     target: name,
                     python: &python,
                     streaming: false,
@@ -533,7 +610,7 @@ pub fn plan(
                 Some(p),
                 &property_path,
             );
-            set_field(&mut get, "return_type", Value::Str(spec.clone()));
+            get.return_type = spec.clone();
             functions.push(get);
             if !readonly {
                 let mut set = function(
@@ -541,7 +618,7 @@ pub fn plan(
                     &mut names,
                     Shape {
                         name: &format!("set_{wanted}"),
-                        kind: "setter",
+                        kind: FunctionKind::Setter,
                         target: name,
                         python: &python,
                         streaming: false,
@@ -550,7 +627,7 @@ pub fn plan(
                     Some(p),
                     &property_path,
                 );
-                set_field(&mut set, "arg_types", Value::List(vec![Value::Str(spec)]));
+                set.arg_types = vec![spec];
                 functions.push(set);
             }
         }
@@ -564,17 +641,17 @@ pub fn plan(
                     docstring::to_markdown(&class.docstring)
                 }
             });
-        modules.push(map(vec![
-            ("module", Value::Str(module.clone())),
-            ("kind", s("class")),
-            ("python", s(path)),
-            ("integration", s(integration)),
-            ("moduledoc", Value::Str(moduledoc)),
-            ("functions", Value::List(functions)),
-        ]));
+        modules.push(ModulePlan {
+            module: module.clone(),
+            kind: ModuleKind::Class,
+            python: path.to_owned(),
+            integration: integration.to_owned(),
+            moduledoc,
+            functions,
+        });
     }
     if ctx.errors.is_empty() {
-        Ok(Value::List(modules))
+        Ok(modules)
     } else {
         Err(ctx.errors)
     }
@@ -587,16 +664,6 @@ fn version_matches(wanted: &str, actual: &str) -> bool {
     actual == wanted || actual.starts_with(&format!("{wanted}."))
 }
 
-fn set_field(value: &mut Value, key: &str, new: Value) {
-    if let Value::Map(entries) = value {
-        for (k, v) in entries.iter_mut() {
-            if matches!(k, Value::Str(n) if n == key) {
-                *v = new;
-                return;
-            }
-        }
-    }
-}
 
 /// `dspy.teleprompt` -> `Dspy.Teleprompt`, `chain_of_thought` -> `ChainOfThought`.
 pub fn camelize(dotted: &str) -> String {

@@ -7,6 +7,7 @@ use snakebridge_core::config::{self, ConfigError};
 use snakebridge_core::value::Path;
 use snakebridge_core::Value;
 
+use crate::types::ModulePlan;
 use crate::{atoms, terms};
 
 /// The config as a value, or the problems that keep it from being one. Functions in it
@@ -76,11 +77,20 @@ fn generator_plan<'a>(
         }
     };
     match snakebridge_core::plan::plan(&value, &entry.descriptor) {
-        Ok(plan) => (
-            atoms::ok(),
-            terms::from_value(env, &plan, &terms::Origin::none()),
-        )
-            .encode(env),
+        Ok(plan) => match plan
+            .into_iter()
+            .map(|module| ModulePlan::new(env, module))
+            .collect::<rustler::NifResult<Vec<_>>>()
+        {
+            Ok(modules) => (atoms::ok(), modules).encode(env),
+            Err(_) => problems(
+                env,
+                vec![ConfigError {
+                    path: "config".into(),
+                    message: "a generated name is too long to be an atom".into(),
+                }],
+            ),
+        },
         Err(errors) => problems(env, errors),
     }
 }

@@ -3,8 +3,9 @@
 //! a NIF takes one struct instead of a dozen positional arguments, an operation or codec
 //! never crosses as a bare integer, and a key Elixir does not define cannot be passed.
 
-use rustler::{Atom, Binary, NifStruct, NifUnitEnum, ResourceArc, Term};
+use rustler::{Atom, Binary, NifStruct, NifTaggedEnum, NifUnitEnum, ResourceArc, Term};
 
+use snakebridge_core::plan;
 use snakebridge_core::{proto, Op};
 
 use crate::session::SessionResource;
@@ -130,4 +131,122 @@ pub(crate) struct Describe<'a> {
     /// Introspect even when the worker could answer from what it cached.
     pub force: bool,
     pub timeout_ms: u64,
+}
+
+/// `%SnakeBridge.Generator.ModulePlan{}`: one generated module (see
+/// `snakebridge_core::plan::ModulePlan`).
+#[derive(NifStruct, Debug)]
+#[module = "SnakeBridge.Generator.ModulePlan"]
+pub(crate) struct ModulePlan {
+    /// The module's name (`module` is a name rustler's derive takes for itself).
+    pub name: Atom,
+    pub moduledoc: String,
+    pub kind: ModuleKind,
+    pub python: String,
+    pub integration: String,
+    pub functions: Vec<FunctionPlan>,
+}
+
+/// `:functions` or `:class`.
+#[derive(NifUnitEnum, Clone, Copy, Debug)]
+pub(crate) enum ModuleKind {
+    Functions,
+    Class,
+}
+
+/// `:function`, `:constructor`, `:instance`, `:method`, `:getter` or `:setter`.
+#[derive(NifUnitEnum, Clone, Copy, Debug)]
+pub(crate) enum FunctionKind {
+    Function,
+    Constructor,
+    Instance,
+    Method,
+    Getter,
+    Setter,
+}
+
+/// `:infinity`, or `{:ms, milliseconds}`.
+#[derive(NifTaggedEnum, Clone, Copy, Debug)]
+pub(crate) enum Timeout {
+    Ms(u64),
+    Infinity,
+}
+
+/// `:forever`, or `{:ttl_ms, milliseconds}`.
+#[derive(NifTaggedEnum, Clone, Copy, Debug)]
+pub(crate) enum CachePolicy {
+    Forever,
+    TtlMs(u64),
+}
+
+/// `%SnakeBridge.Generator.FunctionPlan{}`: one generated function.
+#[derive(NifStruct, Debug)]
+#[module = "SnakeBridge.Generator.FunctionPlan"]
+pub(crate) struct FunctionPlan {
+    pub name: Atom,
+    pub kind: FunctionKind,
+    pub target: String,
+    pub args: Vec<Atom>,
+    pub arg_types: Vec<String>,
+    pub varargs: Option<Atom>,
+    pub return_type: String,
+    pub doc: String,
+    pub streaming: bool,
+    pub timeout: Option<Timeout>,
+    pub idempotent: bool,
+    pub cache: Option<CachePolicy>,
+}
+
+impl ModulePlan {
+    /// The core's plan, with its names as atoms (they are the generated code's names).
+    pub(crate) fn new(env: rustler::Env<'_>, plan: plan::ModulePlan) -> rustler::NifResult<Self> {
+        Ok(ModulePlan {
+            name: Atom::from_str(env, &plan.module)?,
+            moduledoc: plan.moduledoc,
+            kind: match plan.kind {
+                plan::ModuleKind::Functions => ModuleKind::Functions,
+                plan::ModuleKind::Class => ModuleKind::Class,
+            },
+            python: plan.python,
+            integration: plan.integration,
+            functions: plan
+                .functions
+                .into_iter()
+                .map(|f| FunctionPlan::new(env, f))
+                .collect::<rustler::NifResult<_>>()?,
+        })
+    }
+}
+
+impl FunctionPlan {
+    fn new(env: rustler::Env<'_>, f: plan::FunctionPlan) -> rustler::NifResult<Self> {
+        let atom = |name: &str| Atom::from_str(env, name);
+        Ok(FunctionPlan {
+            name: atom(&f.name)?,
+            kind: match f.kind {
+                plan::FunctionKind::Function => FunctionKind::Function,
+                plan::FunctionKind::Constructor => FunctionKind::Constructor,
+                plan::FunctionKind::Instance => FunctionKind::Instance,
+                plan::FunctionKind::Method => FunctionKind::Method,
+                plan::FunctionKind::Getter => FunctionKind::Getter,
+                plan::FunctionKind::Setter => FunctionKind::Setter,
+            },
+            target: f.target,
+            args: f.args.iter().map(|a| atom(a)).collect::<rustler::NifResult<_>>()?,
+            arg_types: f.arg_types,
+            varargs: f.varargs.as_deref().map(atom).transpose()?,
+            return_type: f.return_type,
+            doc: f.doc,
+            streaming: f.streaming,
+            timeout: f.timeout.map(|t| match t {
+                plan::Timeout::Ms(ms) => Timeout::Ms(ms),
+                plan::Timeout::Infinity => Timeout::Infinity,
+            }),
+            idempotent: f.idempotent,
+            cache: f.cache.map(|c| match c {
+                plan::CachePolicy::Forever => CachePolicy::Forever,
+                plan::CachePolicy::TtlMs(ms) => CachePolicy::TtlMs(ms),
+            }),
+        })
+    }
 }
