@@ -227,15 +227,9 @@ defmodule SnakeBridge.Runtime do
     timeout = Keyword.get(opts, :timeout, default_timeout)
     tag = make_ref()
 
-    call = %Call{
-      pool_name: pool,
-      op: op,
-      target: target,
-      args: args,
-      kwargs: kwargs,
-      timeout_ms: timeout_ms(timeout),
-      session: session_resource(opts),
-      encoding: encoding(opts)
+    call = %{
+      native_call(pool, op, target, args, kwargs, timeout, opts)
+      | session: session_resource(opts)
     }
 
     case Native.pool_stream(resource, call, window, self(), tag) do
@@ -332,15 +326,7 @@ defmodule SnakeBridge.Runtime do
       timeout = Keyword.get(opts, :timeout, default_timeout)
       tag = make_ref()
 
-      call = %Call{
-        pool_name: pool,
-        op: :call,
-        target: target,
-        args: args,
-        kwargs: kwargs,
-        timeout_ms: timeout_ms(timeout),
-        encoding: encoding(opts)
-      }
+      call = native_call(pool, :call, target, args, kwargs, timeout, opts)
 
       case Native.pool_broadcast(resource, call, self(), tag) do
         :ok ->
@@ -544,17 +530,11 @@ defmodule SnakeBridge.Runtime do
     with {:ok, {resource, default_timeout}} <- Pool.lookup(pool) do
       timeout = Keyword.get(opts, :timeout, default_timeout)
 
-      call = %Call{
-        pool_name: pool,
-        op: op,
-        target: target,
-        args: args,
-        kwargs: kwargs,
-        timeout_ms: timeout_ms(timeout),
-        as_ref: as_ref?(Keyword.get(opts, :as, :value)),
-        session: session_resource(opts),
-        cache: cache_policy(opts, pool),
-        encoding: encoding(opts)
+      call = %{
+        native_call(pool, op, target, args, kwargs, timeout, opts)
+        | as_ref: as_ref?(Keyword.get(opts, :as, :value)),
+          session: session_resource(opts),
+          cache: cache_policy(opts, pool)
       }
 
       meta = call_metadata(pool, label, opts)
@@ -591,6 +571,19 @@ defmodule SnakeBridge.Runtime do
           result
       end
     end
+  end
+
+  # What every kind of call tells the NIF; calls and streams add their own options.
+  defp native_call(pool, op, target, args, kwargs, timeout, opts) do
+    %Call{
+      pool_name: pool,
+      op: op,
+      target: target,
+      args: args,
+      kwargs: kwargs,
+      timeout_ms: timeout_ms(timeout),
+      encoding: encoding(opts)
+    }
   end
 
   # The argument and result codecs, and whether tensors cross as lists.

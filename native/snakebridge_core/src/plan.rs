@@ -213,7 +213,12 @@ impl Names {
 }
 
 /// The Markdown doc of a function: the Python signature, then the docstring.
-fn doc(python: &str, kind: FunctionKind, f: &FunctionDescriptor, description: Option<&str>) -> String {
+fn doc(
+    python: &str,
+    kind: FunctionKind,
+    f: &FunctionDescriptor,
+    description: Option<&str>,
+) -> String {
     let mut doc = String::new();
     match description.filter(|d| !d.is_empty()) {
         Some(description) => doc.push_str(description),
@@ -663,7 +668,6 @@ fn version_matches(wanted: &str, actual: &str) -> bool {
     let wanted = wanted.trim_start_matches(['=', 'v', ' ']);
     actual == wanted || actual.starts_with(&format!("{wanted}."))
 }
-
 
 /// `dspy.teleprompt` -> `Dspy.Teleprompt`, `chain_of_thought` -> `ChainOfThought`.
 pub fn camelize(dotted: &str) -> String {

@@ -232,7 +232,11 @@ impl FunctionPlan {
                 plan::FunctionKind::Setter => FunctionKind::Setter,
             },
             target: f.target,
-            args: f.args.iter().map(|a| atom(a)).collect::<rustler::NifResult<_>>()?,
+            args: f
+                .args
+                .iter()
+                .map(|a| atom(a))
+                .collect::<rustler::NifResult<_>>()?,
             arg_types: f.arg_types,
             varargs: f.varargs.as_deref().map(atom).transpose()?,
             return_type: f.return_type,
