@@ -139,8 +139,22 @@ defmodule SnakeBridge.FaultsTest do
   end
 
   describe "a worker that cannot start" do
+    # A fresh log for `sb_fixtures.start_once` (which counts the lines of it): unique to
+    # this run of this test, and removed after it, so no earlier run's file counts.
+    defp start_once_log do
+      dir =
+        Path.join(
+          System.tmp_dir!(),
+          "sb-start-once-#{System.pid()}-#{:erlang.unique_integer([:positive])}"
+        )
+
+      File.mkdir_p!(dir)
+      on_exit(fn -> File.rm_rf(dir) end)
+      Path.join(dir, "log")
+    end
+
     test "an import error in init fails the pool's start, naming the call and the error" do
-      log = Path.join(System.tmp_dir!(), "sb-start-once-#{System.unique_integer([:positive])}")
+      log = start_once_log()
       File.write!(log, "earlier\n")
 
       assert {:error, {%Error{reason: :worker_start_failed, message: message}, _}} =
@@ -158,8 +172,7 @@ defmodule SnakeBridge.FaultsTest do
     end
 
     test "restarts back off instead of looping, and calls say why no worker is alive" do
-      log = Path.join(System.tmp_dir!(), "sb-start-once-#{System.unique_integer([:positive])}")
-      on_exit(fn -> File.rm(log) end)
+      log = start_once_log()
 
       start_supervised!(
         {TestPool, name: :restart_fails, size: 1, init: [{"sb_fixtures", "start_once", [log], []}]}

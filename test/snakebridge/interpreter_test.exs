@@ -35,6 +35,8 @@ defmodule SnakeBridge.InterpreterTest do
 
     test "keeps trying, and serves calls once its interpreter can start" do
       dir = Path.join(System.tmp_dir!(), "sb-late-python-#{System.unique_integer([:positive])}")
+      # (A run that was killed may have left it behind.)
+      File.rm_rf!(dir)
       File.mkdir_p!(dir)
       on_exit(fn -> File.rm_rf!(dir) end)
       python = Path.join(dir, "python3")
