@@ -59,6 +59,39 @@ defmodule SnakeBridge.SessionTest do
     assert %Ref{} = kept
   end
 
+  test "objects an Elixir function receives from Python in a session belong to the session",
+       %{pool: pool} do
+    parent = self()
+
+    received =
+      Session.with_session([pool: pool], fn session ->
+        {:ok, object} = SnakeBridge.call("sb_fixtures", "unsendable", [], [], session: session)
+
+        # Python hands the object to the Elixir function: a reference made during the
+        # session's call, so in the session.
+        {:ok, "ok"} =
+          SnakeBridge.call(
+            "sb_fixtures",
+            "call_with",
+            [fn x -> send(parent, {:got, x}) && :ok end, object],
+            [],
+            session: session
+          )
+
+        assert_receive {:got, %Ref{} = received}
+        assert Ref.alive?(received)
+        received
+      end)
+
+    # The release reaches the worker in its next batch.
+    assert eventually(fn ->
+             match?(
+               {:error, %Error{reason: :stale_ref}},
+               SnakeBridge.call("builtins", "repr", [received], [], pool: pool)
+             )
+           end)
+  end
+
   test "a session ends when its owner process exits", %{pool: pool} do
     baseline = Enum.sum(registry_sizes(pool))
     parent = self()

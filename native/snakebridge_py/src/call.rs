@@ -7,10 +7,7 @@ use snakebridge_core::codec;
 use snakebridge_core::proto::{self, call::Op, error::Kind, frame::Body, Frame};
 use snakebridge_core::value::{Path, Segment, Value};
 
-use std::sync::Arc;
-
-use crate::callback::Link;
-use crate::convert::{self, ConvertError};
+use crate::convert::{self, ConvertError, Crossing};
 
 /// The agent's dispatch module, looked up once: the functions every call goes through.
 pub struct Dispatch {
@@ -110,11 +107,11 @@ pub fn run(
     dispatch: &Dispatch,
     request_id: u64,
     call: proto::Call,
-    link: &Arc<Link>,
+    crossing: &Crossing,
     queue_us: u64,
     running: &dyn Running,
 ) -> Frame {
-    match execute(dispatch, call, link, running) {
+    match execute(dispatch, call, crossing, running) {
         Ok(value) => Frame {
             request_id,
             body: Some(Body::Result(proto::Result {
@@ -134,21 +131,25 @@ pub fn error_frame(request_id: u64, kind: Kind, message: impl Into<String>) -> F
 fn execute(
     dispatch: &Dispatch,
     call: proto::Call,
-    link: &Arc<Link>,
+    crossing: &Crossing,
     running: &dyn Running,
 ) -> Result<proto::Payload, Failure> {
     let result_codec = result_codec(&call)?;
     let decoded = Decoded::new(&call)?;
-    let request = decoded.request(&call, link);
+    let request = decoded.request(&call, crossing);
     let result = Python::attach(|py| -> Result<Value, Failure> {
         running.enter(py);
         let obj = invoke(py, dispatch, &request);
         running.leave(py);
         let obj = obj?;
         if request.return_ref {
-            Ok(convert::to_ref(&obj))
+            Ok(convert::to_ref(&obj, request.crossing))
         } else {
-            Ok(convert::from_python(&obj, &mut Path::root("result"))?)
+            Ok(convert::from_python(
+                &obj,
+                &mut Path::root("result"),
+                request.crossing,
+            )?)
         }
     })?;
     drop(decoded);
@@ -189,14 +190,14 @@ impl Decoded {
         Ok(Decoded { op, args, kwargs })
     }
 
-    fn request<'a>(&'a self, call: &'a proto::Call, link: &'a Arc<Link>) -> Request<'a> {
+    fn request<'a>(&'a self, call: &'a proto::Call, crossing: &'a Crossing) -> Request<'a> {
         Request {
             op: self.op,
             target: &call.target,
             args: &self.args,
             kwargs: &self.kwargs,
             return_ref: call.return_ref,
-            link,
+            crossing,
         }
     }
 }
@@ -214,13 +215,13 @@ pub fn stream(
     dispatch: &Dispatch,
     request_id: u64,
     call: proto::Call,
-    link: &Arc<Link>,
+    crossing: &Crossing,
     credit: &impl Credit,
     send: &dyn Fn(Frame),
 ) {
     let started = result_codec(&call).and_then(|codec| {
         let decoded = Decoded::new(&call)?;
-        let request = decoded.request(&call, link);
+        let request = decoded.request(&call, crossing);
         Python::attach(|py| {
             let obj = invoke(py, dispatch, &request)?;
             let iterator = dispatch
@@ -253,7 +254,7 @@ pub fn stream(
                 Ok(item) => {
                     let mut path = Path::root("chunk");
                     path.push(Segment::Index(chunk_id as usize));
-                    Ok(Some(convert::from_python(&item, &mut path)?))
+                    Ok(Some(convert::from_python(&item, &mut path, crossing)?))
                 }
                 Err(err) if err.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => Ok(None),
                 Err(err) => Err(describe(py, dispatch, err)),
@@ -298,7 +299,7 @@ struct Request<'a> {
     args: &'a [Value],
     kwargs: &'a [(Value, Value)],
     return_ref: bool,
-    link: &'a Arc<Link>,
+    crossing: &'a Crossing,
 }
 
 /// Makes the call the request describes and returns what Python returned.
@@ -307,8 +308,8 @@ fn invoke<'py>(
     dispatch: &Dispatch,
     request: &Request<'_>,
 ) -> Result<Bound<'py, PyAny>, Failure> {
-    let py_args = positional_to_python(py, request.args, request.link)?;
-    let py_kwargs = keywords_to_python(py, request.kwargs, request.link)?;
+    let py_args = positional_to_python(py, request.args, request.crossing)?;
+    let py_kwargs = keywords_to_python(py, request.kwargs, request.crossing)?;
     let target = PyString::new(py, request.target);
     let returned = match request.op {
         Op::Call => dispatch.call.bind(py).call1((target, py_args, py_kwargs)),
@@ -351,13 +352,13 @@ fn internal(py: Python<'_>, err: PyErr) -> Failure {
 fn positional_to_python<'py>(
     py: Python<'py>,
     args: &[Value],
-    link: &Arc<Link>,
+    crossing: &Crossing,
 ) -> Result<Bound<'py, PyTuple>, Failure> {
     let mut path = Path::root("args");
     let mut converted = Vec::with_capacity(args.len());
     for (index, arg) in args.iter().enumerate() {
         path.push(Segment::Index(index));
-        converted.push(convert::to_python(py, arg, &mut path, link)?);
+        converted.push(convert::to_python(py, arg, &mut path, crossing)?);
         path.pop();
     }
     PyTuple::new(py, converted).map_err(|e| Failure::new(Kind::Internal, format!("args: {e}")))
@@ -366,7 +367,7 @@ fn positional_to_python<'py>(
 fn keywords_to_python<'py>(
     py: Python<'py>,
     kwargs: &[(Value, Value)],
-    link: &Arc<Link>,
+    crossing: &Crossing,
 ) -> Result<Bound<'py, PyDict>, Failure> {
     if let Some((key, _)) = kwargs.iter().find(|(key, _)| !matches!(key, Value::Str(_))) {
         return Err(Failure::new(
@@ -382,7 +383,7 @@ fn keywords_to_python<'py>(
         kwargs,
         &mut Path::root("kwargs"),
         0,
-        link,
+        crossing,
     )?)
 }
 

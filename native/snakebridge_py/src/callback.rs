@@ -169,13 +169,15 @@ impl Link {
 #[derive(Debug)]
 pub struct ElixirFunction {
     id: u64,
-    link: Arc<Link>,
+    /// How the values of the call it came with cross (its connection among them): its
+    /// arguments and result cross the same way.
+    crossing: convert::Crossing,
 }
 
 impl ElixirFunction {
-    /// The callable for callback `id`, answering through `link`.
-    pub fn new(id: u64, link: Arc<Link>) -> ElixirFunction {
-        ElixirFunction { id, link }
+    /// The callable for callback `id`, crossing as the call it came with.
+    pub fn new(id: u64, crossing: convert::Crossing) -> ElixirFunction {
+        ElixirFunction { id, crossing }
     }
 }
 
@@ -192,25 +194,34 @@ impl ElixirFunction {
         let mut path = Path::root("callback_args");
         for (index, arg) in args.iter().enumerate() {
             path.push(Segment::Index(index));
-            values.push(convert::from_python(&arg, &mut path).map_err(to_py_error)?);
+            values
+                .push(convert::from_python(&arg, &mut path, &self.crossing).map_err(to_py_error)?);
             path.pop();
         }
         if let Some(kwargs) = kwargs.filter(|k| !k.is_empty()) {
             let mut path = Path::root("callback_kwargs");
-            values.push(convert::from_python(kwargs.as_any(), &mut path).map_err(to_py_error)?);
+            values.push(
+                convert::from_python(kwargs.as_any(), &mut path, &self.crossing)
+                    .map_err(to_py_error)?,
+            );
         }
         let payload =
             codec::encode_payload(proto::Codec::Msgpack, &call_arguments(values, Vec::new()))
                 .map_err(|e| ElixirError::new_err(format!("callback arguments: {e}")))?;
         let id = self.id;
-        let link = Arc::clone(&self.link);
+        let link = Arc::clone(&self.crossing.link);
         let outcome = py.detach(move || link.request(id, payload));
         match outcome {
             Ok(payload) => {
                 let value: Value = codec::decode_payload(&payload)
                     .map_err(|e| ElixirError::new_err(format!("callback result: {e}")))?;
-                convert::to_python(py, &value, &mut Path::root("callback_result"), &self.link)
-                    .map_err(to_py_error)
+                convert::to_python(
+                    py,
+                    &value,
+                    &mut Path::root("callback_result"),
+                    &self.crossing,
+                )
+                .map_err(to_py_error)
             }
             Err(error) => Err(elixir_error(py, *error)),
         }
@@ -223,7 +234,7 @@ impl ElixirFunction {
 
 impl Drop for ElixirFunction {
     fn drop(&mut self) {
-        self.link.release(self.id);
+        self.crossing.link.release(self.id);
     }
 }
 

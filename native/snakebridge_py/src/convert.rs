@@ -15,7 +15,6 @@ use pyo3::types::{
 };
 use snakebridge_core::value::{Date, ObjectRef, Path, Segment, Time, Value, MAX_DEPTH};
 
-use std::cell::Cell;
 use std::sync::Arc;
 
 use crate::callback::{ElixirFunction, Link};
@@ -63,14 +62,14 @@ type Converted<T> = Result<T, ConvertError>;
 
 /// Converts `value` into a Python object; `path` names it in errors (`args[0]`).
 ///
-/// `link` is the connection Elixir functions among the values call back through.
+/// `crossing` says how the call's values cross (see [`Crossing`]).
 pub fn to_python<'py>(
     py: Python<'py>,
     value: &Value,
     path: &mut Path,
-    link: &Arc<Link>,
+    crossing: &Crossing,
 ) -> Converted<Bound<'py, PyAny>> {
-    to_python_at(py, value, path, 0, link)
+    to_python_at(py, value, path, 0, crossing)
 }
 
 fn to_python_at<'py>(
@@ -78,7 +77,7 @@ fn to_python_at<'py>(
     value: &Value,
     path: &mut Path,
     depth: usize,
-    link: &Arc<Link>,
+    crossing: &Crossing,
 ) -> Converted<Bound<'py, PyAny>> {
     if depth > MAX_DEPTH {
         return Err(ConvertError::too_deep(path));
@@ -96,13 +95,13 @@ fn to_python_at<'py>(
         Value::Str(s) => PyString::new(py, s).into_any(),
         Value::Bytes(b) => PyBytes::new(py, b).into_any(),
         Value::List(items) => {
-            let converted = sequence_to_python(py, items, path, depth, link)?;
+            let converted = sequence_to_python(py, items, path, depth, crossing)?;
             PyList::new(py, converted)
                 .map_err(|e| python_error(path, e))?
                 .into_any()
         }
         Value::Tuple(items) => {
-            let converted = sequence_to_python(py, items, path, depth, link)?;
+            let converted = sequence_to_python(py, items, path, depth, crossing)?;
             PyTuple::new(py, converted)
                 .map_err(|e| python_error(path, e))?
                 .into_any()
@@ -111,14 +110,14 @@ fn to_python_at<'py>(
             let set = PySet::empty(py).map_err(|e| python_error(path, e))?;
             for (index, item) in items.iter().enumerate() {
                 path.push(Segment::Index(index));
-                let element = to_python_at(py, item, path, depth + 1, link)?;
+                let element = to_python_at(py, item, path, depth + 1, crossing)?;
                 set.add(&element)
                     .map_err(|e| unhashable(py, path, &element, e))?;
                 path.pop();
             }
             set.into_any()
         }
-        Value::Map(entries) => map_to_python(py, entries, path, depth, link)?.into_any(),
+        Value::Map(entries) => map_to_python(py, entries, path, depth, crossing)?.into_any(),
         Value::Date(d) => date_to_python(py, d).map_err(|e| python_error(path, e))?,
         Value::Time(t) => PyTime::new(py, t.hour, t.minute, t.second, t.microsecond, None)
             .map_err(|e| python_error(path, e))?
@@ -140,12 +139,12 @@ fn to_python_at<'py>(
                 ),
             )
         })?,
-        Value::Callback(id) => Bound::new(py, ElixirFunction::new(*id, link.clone()))
+        Value::Callback(id) => Bound::new(py, ElixirFunction::new(*id, crossing.clone()))
             .map_err(|e| python_error(path, e))?
             .into_any(),
         Value::Tensor(t) => {
             let array = tensor::to_numpy(py, t).map_err(|e| python_error(path, e))?;
-            if tensors_as_lists() {
+            if crossing.tensors_as_lists {
                 array
                     .call_method0(pyo3::intern!(py, "tolist"))
                     .map_err(|e| python_error(path, e))?
@@ -156,38 +155,30 @@ fn to_python_at<'py>(
     })
 }
 
-thread_local! {
-    /// Whether the call running on this thread has tensors cross as nested lists.
-    static TENSORS_AS_LISTS: Cell<bool> = const { Cell::new(false) };
+/// How one call's values cross: the connection Elixir functions call back through,
+/// whether tensors cross as nested lists (`serialization.tensor_passthrough: false`: tensor
+/// arguments reach Python as lists, numpy arrays in results come back as lists), and the
+/// session the objects it registers belong to. Passed along explicitly, never kept per
+/// thread: an Elixir function that crosses keeps the crossing of the call it came with.
+#[derive(Debug, Clone)]
+pub struct Crossing {
+    /// The connection Elixir functions call back through.
+    pub link: Arc<Link>,
+    /// Whether tensors cross as nested lists.
+    pub tensors_as_lists: bool,
+    /// The session objects registered during the call belong to, if any.
+    pub session: Option<Arc<str>>,
 }
 
-/// Runs `f` (a call, on this thread) with tensors crossing as nested lists when `on`
-/// (`serialization.tensor_passthrough: false`): tensor arguments reach Python as lists,
-/// and numpy arrays in results come back as lists.
-pub fn with_tensors_as_lists<T>(on: bool, f: impl FnOnce() -> T) -> T {
-    let before = TENSORS_AS_LISTS.with(|flag| flag.replace(on));
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            TENSORS_AS_LISTS.with(|flag| flag.set(self.0));
-        }
-    }
-    let _restore = Restore(before);
-    f()
-}
-
-fn tensors_as_lists() -> bool {
-    TENSORS_AS_LISTS.with(Cell::get)
-}
-
-/// Stores `obj` in the registry and returns the reference that stands for it.
-pub fn to_ref(obj: &Bound<'_, PyAny>) -> Value {
+/// Stores `obj` in the registry (in the crossing's session) and returns the reference
+/// that stands for it.
+pub fn to_ref(obj: &Bound<'_, PyAny>, crossing: &Crossing) -> Value {
     let repr = match obj.repr() {
         Ok(repr) => shorten(&repr.to_string_lossy()),
         Err(_) => format!("<{} object>", type_name(obj)),
     };
     Value::Ref(ObjectRef {
-        id: registry::register(obj),
+        id: registry::register(obj, crossing.session.clone()),
         type_name: type_name(obj),
         repr,
     })
@@ -205,12 +196,12 @@ fn sequence_to_python<'py>(
     items: &[Value],
     path: &mut Path,
     depth: usize,
-    link: &Arc<Link>,
+    crossing: &Crossing,
 ) -> Converted<Vec<Bound<'py, PyAny>>> {
     let mut converted = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         path.push(Segment::Index(index));
-        converted.push(to_python_at(py, item, path, depth + 1, link)?);
+        converted.push(to_python_at(py, item, path, depth + 1, crossing)?);
         path.pop();
     }
     Ok(converted)
@@ -222,13 +213,13 @@ pub fn map_to_python<'py>(
     entries: &[(Value, Value)],
     path: &mut Path,
     depth: usize,
-    link: &Arc<Link>,
+    crossing: &Crossing,
 ) -> Converted<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     for (key, value) in entries {
         path.push(Segment::Key(render_value_key(key)));
-        let py_key = to_python_at(py, key, path, depth + 1, link)?;
-        let py_value = to_python_at(py, value, path, depth + 1, link)?;
+        let py_key = to_python_at(py, key, path, depth + 1, crossing)?;
+        let py_value = to_python_at(py, value, path, depth + 1, crossing)?;
         dict.set_item(&py_key, py_value)
             .map_err(|e| unhashable(py, path, &py_key, e))?;
         path.pop();
@@ -300,11 +291,20 @@ fn render_value_key(key: &Value) -> String {
 // Python -> Value
 
 /// Converts a Python object into a value; `path` names it in errors (`result`).
-pub fn from_python(obj: &Bound<'_, PyAny>, path: &mut Path) -> Converted<Value> {
-    from_python_at(obj, path, 0)
+pub fn from_python(
+    obj: &Bound<'_, PyAny>,
+    path: &mut Path,
+    crossing: &Crossing,
+) -> Converted<Value> {
+    from_python_at(obj, path, 0, crossing)
 }
 
-fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Converted<Value> {
+fn from_python_at(
+    obj: &Bound<'_, PyAny>,
+    path: &mut Path,
+    depth: usize,
+    crossing: &Crossing,
+) -> Converted<Value> {
     if depth > MAX_DEPTH {
         return Err(ConvertError::too_deep(path));
     }
@@ -337,7 +337,7 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
         let mut items = Vec::with_capacity(list.len());
         for (index, item) in list.iter().enumerate() {
             path.push(Segment::Index(index));
-            items.push(from_python_at(&item, path, depth + 1)?);
+            items.push(from_python_at(&item, path, depth + 1, crossing)?);
             path.pop();
         }
         return Ok(Value::List(items));
@@ -346,8 +346,8 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
         let mut entries = Vec::with_capacity(dict.len());
         for (key, value) in dict.iter() {
             path.push(Segment::Key(render_python_key(&key)));
-            let key_value = from_python_at(&key, path, depth + 1)?;
-            let value_value = from_python_at(&value, path, depth + 1)?;
+            let key_value = from_python_at(&key, path, depth + 1, crossing)?;
+            let value_value = from_python_at(&value, path, depth + 1, crossing)?;
             path.pop();
             entries.push((key_value, value_value));
         }
@@ -357,7 +357,7 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
         let mut items = Vec::with_capacity(tuple.len());
         for (index, item) in tuple.iter().enumerate() {
             path.push(Segment::Index(index));
-            items.push(from_python_at(&item, path, depth + 1)?);
+            items.push(from_python_at(&item, path, depth + 1, crossing)?);
             path.pop();
         }
         return Ok(Value::Tuple(items));
@@ -380,10 +380,10 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
         return Ok(Value::Bytes(bytes_value(bytes)));
     }
     if let Ok(set) = obj.cast::<PySet>() {
-        return set_items(set.iter(), set.len(), path, depth).map(Value::Set);
+        return set_items(set.iter(), set.len(), path, depth, crossing).map(Value::Set);
     }
     if let Ok(set) = obj.cast::<PyFrozenSet>() {
-        return set_items(set.iter(), set.len(), path, depth).map(Value::Set);
+        return set_items(set.iter(), set.len(), path, depth, crossing).map(Value::Set);
     }
     if let Ok(dt) = obj.cast::<PyDateTime>() {
         return datetime_from_python(dt).map_err(|e| python_error(path, e));
@@ -395,22 +395,22 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
         return Ok(Value::Time(time_fields(t)));
     }
     match tensor::from_numpy(obj).map_err(|e| python_error(path, e))? {
-        Numpy::Tensor(_) if tensors_as_lists() => {
+        Numpy::Tensor(_) if crossing.tensors_as_lists => {
             let list = obj
                 .call_method0(pyo3::intern!(obj.py(), "tolist"))
                 .map_err(|e| python_error(path, e))?;
-            return from_python_at(&list, path, depth);
+            return from_python_at(&list, path, depth, crossing);
         }
         Numpy::Tensor(t) => return Ok(Value::Tensor(t)),
         Numpy::Scalar(item) => {
             // A numpy scalar whose item is not a plain value (complex) stays in Python.
             if item.is(obj) || item.is_instance_of::<pyo3::types::PyComplex>() {
-                return Ok(to_ref(obj));
+                return Ok(to_ref(obj, crossing));
             }
-            return from_python_at(&item, path, depth + 1);
+            return from_python_at(&item, path, depth + 1, crossing);
         }
         // An array of objects, strings or records stays in Python.
-        Numpy::Unsupported => return Ok(to_ref(obj)),
+        Numpy::Unsupported => return Ok(to_ref(obj, crossing)),
         Numpy::No => {}
     }
     // Other buffer-protocol objects (array.array, mmap, ...) cross as their bytes: a
@@ -422,7 +422,7 @@ fn from_python_at(obj: &Bound<'_, PyAny>, path: &mut Path, depth: usize) -> Conv
         }
     }
     // Anything else stays in this worker and crosses as a reference to it.
-    Ok(to_ref(obj))
+    Ok(to_ref(obj, crossing))
 }
 
 /// A copy of the bytes of an object with the buffer protocol; `None` for any other object.
@@ -482,11 +482,12 @@ fn set_items<'py>(
     len: usize,
     path: &mut Path,
     depth: usize,
+    crossing: &Crossing,
 ) -> Converted<Vec<Value>> {
     let mut items = Vec::with_capacity(len);
     for (index, item) in iter.enumerate() {
         path.push(Segment::Index(index));
-        items.push(from_python_at(&item, path, depth + 1)?);
+        items.push(from_python_at(&item, path, depth + 1, crossing)?);
         path.pop();
     }
     Ok(items)

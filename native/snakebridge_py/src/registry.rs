@@ -6,7 +6,6 @@
 //! a session also belong to that session and are dropped when it ends. The registry is the
 //! only owner of these objects on the Python side: releasing an id drops its reference.
 
-use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
@@ -31,30 +30,13 @@ static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
     })
 });
 
-thread_local! {
-    /// The session of the call this thread is running, if any.
-    static SESSION: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
-}
-
 fn lock() -> MutexGuard<'static, Registry> {
     // Every critical section leaves the maps consistent: a poisoned lock is still usable.
     REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs `f` with objects registered meanwhile (on this thread) belonging to `session`.
-pub fn in_session<T>(session: &str, f: impl FnOnce() -> T) -> T {
-    if session.is_empty() {
-        return f();
-    }
-    let previous = SESSION.with(|s| s.replace(Some(Arc::from(session))));
-    let result = f();
-    SESSION.with(|s| *s.borrow_mut() = previous);
-    result
-}
-
-/// Stores `obj` and returns its new id.
-pub fn register(obj: &Bound<'_, PyAny>) -> u64 {
-    let session = SESSION.with(|s| s.borrow().clone());
+/// Stores `obj`, as an object of `session` when there is one, and returns its new id.
+pub fn register(obj: &Bound<'_, PyAny>, session: Option<Arc<str>>) -> u64 {
     let mut registry = lock();
     let id = registry.next_id;
     registry.next_id += 1;

@@ -237,20 +237,20 @@ impl Job {
         match refusal {
             Some(reason) => send(call::error_frame(request_id, Kind::Cancelled, reason)),
             None => {
-                let session = call.session_id.clone();
-                let as_lists = call.tensors_as_lists;
+                let crossing = convert::Crossing {
+                    link,
+                    tensors_as_lists: call.tensors_as_lists,
+                    session: (!call.session_id.is_empty())
+                        .then(|| Arc::from(call.session_id.as_str())),
+                };
                 let outcome = catch_unwind(AssertUnwindSafe(|| {
-                    convert::with_tensors_as_lists(as_lists, || {
-                        registry::in_session(&session, || {
-                            if call.streaming {
-                                call::stream(dispatch, request_id, call, &link, &*control, &send);
-                            } else {
-                                send(call::run(
-                                    dispatch, request_id, call, &link, queue_us, &*control,
-                                ));
-                            }
-                        })
-                    })
+                    if call.streaming {
+                        call::stream(dispatch, request_id, call, &crossing, &*control, &send);
+                    } else {
+                        send(call::run(
+                            dispatch, request_id, call, &crossing, queue_us, &*control,
+                        ));
+                    }
                 }));
                 if outcome.is_err() {
                     send(call::error_frame(
