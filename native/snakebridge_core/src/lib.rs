@@ -15,6 +15,8 @@
 //!   socket), behind a trait.
 //! - [`agent`]: the worker's own Python code, handed to each worker process.
 //! - [`worker`]: one Python worker process and its connection.
+//! - [`serve`]: the worker's half of the frame protocol (calls in flight, credit,
+//!   callbacks waiting for the BEAM), for the worker's binding.
 //! - [`pool`]: N workers, dispatch, deadlines, replacement of crashed workers.
 //! - [`pinned`]: what is pinned to one worker: objects held for the BEAM, sessions.
 //! - [`startup`]: why a worker could not start, in words a user can act on.
@@ -52,6 +54,7 @@ pub mod plan;
 pub mod pool;
 pub mod proto;
 pub mod secrets;
+pub mod serve;
 pub mod shared;
 pub mod signing;
 pub mod startup;

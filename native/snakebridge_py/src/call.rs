@@ -92,7 +92,7 @@ impl From<ConvertError> for Failure {
 }
 
 /// Told when a call's Python code starts and stops running on the current thread, so
-/// that the call can be interrupted meanwhile (see `threads::Control`). Both run with the
+/// that the call can be interrupted meanwhile (see `snakebridge_core::serve::Control`). Both run with the
 /// GIL held.
 pub trait Running {
     /// The call's Python code starts running on the current thread.
@@ -123,10 +123,8 @@ pub fn run(
     }
 }
 
-/// An error frame answering `request_id`.
-pub fn error_frame(request_id: u64, kind: Kind, message: impl Into<String>) -> Frame {
-    Failure::new(kind, message).into_frame(request_id)
-}
+/// An error frame answering `request_id` (the core's).
+pub use snakebridge_core::serve::error_frame;
 
 fn execute(
     dispatch: &Dispatch,

@@ -6,16 +6,15 @@
 //! function runs in the BEAM meanwhile and may itself call into this worker again. Dropping
 //! the callable tells the core the function can be forgotten.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use snakebridge_core::codec::{self, call_arguments};
-use snakebridge_core::proto::{self, frame::Body, Frame};
+use snakebridge_core::proto;
+use snakebridge_core::serve::{CallbackOutcome, Callbacks};
 use snakebridge_core::value::{Path, Segment, Value};
 
 use crate::convert;
@@ -28,136 +27,35 @@ create_exception!(
     "An Elixir function called from Python raised (or could not be called)."
 );
 
-/// The core's answer; errors are rare and large, so they are boxed.
-type Outcome = Result<proto::Payload, Box<proto::Error>>;
-
-#[derive(Default)]
-struct Waiter {
-    outcome: Mutex<Option<Outcome>>,
-    ready: Condvar,
-}
-
-/// One connection's way back to the core, shared by the callables that arrived on it.
+/// One connection's way back to the BEAM, shared by the callables that arrived on it:
+/// the core's bookkeeping of callback requests ([`Callbacks`]), and the Python threads,
+/// which get room for re-entrant calls before one of them blocks on the BEAM.
+#[derive(Debug)]
 pub struct Link {
-    sender: ReplySender,
+    callbacks: Callbacks,
     python_threads: Threads,
-    waiters: Mutex<HashMap<u64, Arc<Waiter>>>,
-    next_request: AtomicU64,
-    closed: AtomicBool,
-}
-
-impl std::fmt::Debug for Link {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Link")
-            .field("next_request", &self.next_request)
-            .field("closed", &self.closed)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Link {
-    /// A link sending on the connection's reply stream; `python_threads` run the connection's calls.
+    /// A link sending on the connection's reply stream; `python_threads` run the
+    /// connection's calls.
     pub fn new(sender: ReplySender, python_threads: Threads) -> Link {
         Link {
-            sender,
+            callbacks: Callbacks::new(sender),
             python_threads,
-            waiters: Mutex::new(HashMap::new()),
-            next_request: AtomicU64::new(1),
-            closed: AtomicBool::new(false),
         }
     }
 
-    fn closed_error() -> Box<proto::Error> {
-        Box::new(proto::Error {
-            kind: proto::error::Kind::CallbackFailed as i32,
-            message: "the connection to the BEAM is gone".to_owned(),
-            exception: None,
-        })
+    /// The connection's callback requests (for the frame router to deliver answers).
+    pub fn callbacks(&self) -> &Callbacks {
+        &self.callbacks
     }
 
     /// Asks the core to run callback `callback_id` and blocks until it answers. Must be
     /// called without the GIL.
-    fn request(&self, callback_id: u64, args: proto::Payload) -> Outcome {
-        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
-        let waiter = Arc::new(Waiter::default());
-        {
-            let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            if self.closed.load(Ordering::Acquire) {
-                return Err(Link::closed_error());
-            }
-            waiters.insert(request_id, Arc::clone(&waiter));
-        }
-        let frame = Frame {
-            request_id,
-            body: Some(Body::CallbackRequest(proto::CallbackRequest {
-                callback_id,
-                args: Some(args),
-            })),
-        };
-        if self.sender.send(Ok(frame)).is_err() {
-            self.take(request_id);
-            return Err(Link::closed_error());
-        }
-        self.python_threads.before_blocking();
-        let mut outcome = waiter.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(outcome) = outcome.take() {
-                return outcome;
-            }
-            outcome = waiter
-                .ready
-                .wait(outcome)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    fn take(&self, request_id: u64) -> Option<Arc<Waiter>> {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        waiters.remove(&request_id)
-    }
-
-    /// Delivers the core's answer to the waiting Python thread.
-    pub fn deliver(&self, request_id: u64, result: proto::CallbackResult) {
-        use proto::callback_result::Outcome as Wire;
-        let outcome = match result.outcome {
-            Some(Wire::Value(value)) => Ok(value),
-            Some(Wire::Error(error)) => Err(Box::new(error)),
-            None => Err(Box::new(proto::Error {
-                kind: proto::error::Kind::CallbackFailed as i32,
-                message: "the callback's answer was empty".to_owned(),
-                exception: None,
-            })),
-        };
-        if let Some(waiter) = self.take(request_id) {
-            let mut slot = waiter.outcome.lock().unwrap_or_else(|e| e.into_inner());
-            *slot = Some(outcome);
-            waiter.ready.notify_all();
-        }
-    }
-
-    /// The connection ended: every waiting callback fails, later ones fail at once.
-    pub fn close(&self) {
-        let waiters: Vec<Arc<Waiter>> = {
-            let mut waiters = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            self.closed.store(true, Ordering::Release);
-            waiters.drain().map(|(_, w)| w).collect()
-        };
-        for waiter in waiters {
-            let mut slot = waiter.outcome.lock().unwrap_or_else(|e| e.into_inner());
-            *slot = Some(Err(Link::closed_error()));
-            waiter.ready.notify_all();
-        }
-    }
-
-    fn release(&self, callback_id: u64) {
-        // If the connection is gone, so is the core's interest in the function.
-        let _ = self.sender.send(Ok(Frame {
-            request_id: 0,
-            body: Some(Body::Release(proto::Release {
-                callback_ids: vec![callback_id],
-                ..proto::Release::default()
-            })),
-        }));
+    fn request(&self, callback_id: u64, args: proto::Payload) -> CallbackOutcome {
+        self.callbacks
+            .request(callback_id, args, || self.python_threads.before_blocking())
     }
 }
 
@@ -234,7 +132,7 @@ impl ElixirFunction {
 
 impl Drop for ElixirFunction {
     fn drop(&mut self) {
-        self.crossing.link.release(self.id);
+        self.crossing.link.callbacks.release(self.id);
     }
 }
 

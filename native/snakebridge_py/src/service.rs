@@ -3,23 +3,22 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use snakebridge_core::auth;
 use snakebridge_core::framing::{self, Assembler};
 use snakebridge_core::proto::{
-    self, error::Kind, frame::Body, worker_server::Worker, Frame, HandshakeRequest,
-    HandshakeResponse, PROTOCOL_VERSION, SHARED_MEMORY_CAPABILITY, TOKEN_METADATA_KEY,
+    self, worker_server::Worker, Frame, HandshakeRequest, HandshakeResponse, PROTOCOL_VERSION,
+    SHARED_MEMORY_CAPABILITY, TOKEN_METADATA_KEY,
 };
+use snakebridge_core::serve::{self, Control, Executor, IncomingCall};
 use snakebridge_core::shared::SharedDir;
 use snakebridge_core::transport::Splitting;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::call::error_frame;
 use crate::callback::Link;
-use crate::threads::{InFlight, Job, ReplySender, Threads};
+use crate::threads::{self, Job, ReplySender, Threads};
 
 /// Feature names reported by `Handshake`.
 const CAPABILITIES: [&str; 3] = ["codec:msgpack", "cancel", "parts"];
@@ -190,93 +189,44 @@ impl Worker for WorkerService {
     }
 }
 
-/// Reads one connection's frames until the client ends its stream. The response stream
-/// ends once this task and every job of the connection have dropped their senders.
-async fn read_frames(
-    mut inbound: Streaming<Frame>,
+/// What runs one connection's calls: the worker's Python threads, with the connection's
+/// link back to the BEAM for the Elixir functions among their arguments.
+#[derive(Debug)]
+struct Connection {
     python_threads: Threads,
-    reply: ReplySender,
-    mut assembler: Assembler,
-) {
-    let in_flight = Arc::new(InFlight::default());
-    let link = Arc::new(Link::new(reply.clone(), python_threads.clone()));
-    // An error here means the client went away: nothing to answer, stop reading.
-    while let Ok(Some(frame)) = inbound.message().await {
-        let frame = match assembler.push(frame) {
-            Ok(Some(frame)) => frame,
-            // A part: kept until its frame arrives.
-            Ok(None) => continue,
-            Err(err) => {
-                let _ = reply.send(Ok(error_frame(err.request_id, Kind::Encoding, err.message)));
-                continue;
-            }
-        };
-        let arrived = Instant::now();
-        let request_id = frame.request_id;
-        match frame.body {
-            Some(Body::Call(call)) => {
-                let Some(control) = in_flight.register(request_id) else {
-                    let _ = reply.send(Ok(error_frame(
-                        request_id,
-                        Kind::BadRequest,
-                        format!("request id {request_id} is already in flight"),
-                    )));
-                    continue;
-                };
-                let job = Job {
-                    request_id,
-                    call,
-                    arrived,
-                    control,
-                    in_flight: Arc::clone(&in_flight),
-                    link: Arc::clone(&link),
-                    reply: reply.clone(),
-                };
-                python_threads.submit(job);
-            }
-            Some(Body::Cancel(_)) => {
-                assembler.drop_pending(request_id);
-                in_flight.cancel(request_id);
-            }
-            Some(Body::Release(release)) => python_threads.release(release),
-            Some(Body::Credit(credit)) => in_flight.credit(request_id, credit.chunks),
-            Some(Body::CallbackResult(result)) => link.deliver(request_id, result),
-            Some(other) => {
-                let _ = reply.send(Ok(error_frame(
-                    request_id,
-                    Kind::BadRequest,
-                    format!(
-                        "a {} frame is not expected from the client",
-                        frame_kind(&other)
-                    ),
-                )));
-            }
-            None => {
-                let _ = reply.send(Ok(error_frame(
-                    request_id,
-                    Kind::BadRequest,
-                    "a frame without a body",
-                )));
-            }
-        }
-    }
-    // Nobody will read what is still running: stop streams waiting for credit and fail
-    // the callbacks waiting for the BEAM.
-    in_flight.cancel_all();
-    link.close();
+    link: Arc<Link>,
 }
 
-fn frame_kind(body: &Body) -> &'static str {
-    match body {
-        Body::Call(_) => "call",
-        Body::Result(_) => "result",
-        Body::Error(_) => "error",
-        Body::Chunk(_) => "chunk",
-        Body::Cancel(_) => "cancel",
-        Body::Release(_) => "release",
-        Body::Credit(_) => "credit",
-        Body::CallbackRequest(_) => "callback request",
-        Body::CallbackResult(_) => "callback result",
-        Body::Part(_) => "part",
+impl Executor for Connection {
+    fn submit(&self, incoming: IncomingCall) {
+        self.python_threads.submit(Job {
+            incoming,
+            link: Arc::clone(&self.link),
+        });
     }
+
+    fn release(&self, release: proto::Release) {
+        self.python_threads.release(release);
+    }
+
+    fn interrupt(&self, control: &Arc<Control>) {
+        threads::interrupt(control);
+    }
+}
+
+/// Reads one connection's frames until the client ends its stream (the core's
+/// [`serve::route`]). The response stream ends once this task and every job of the
+/// connection have dropped their senders.
+async fn read_frames(
+    inbound: Streaming<Frame>,
+    python_threads: Threads,
+    reply: ReplySender,
+    assembler: Assembler,
+) {
+    let link = Arc::new(Link::new(reply.clone(), python_threads.clone()));
+    let connection = Connection {
+        python_threads,
+        link: Arc::clone(&link),
+    };
+    serve::route(inbound, &connection, link.callbacks(), reply, assembler).await;
 }

@@ -2,17 +2,14 @@
 //! queue and run them under the GIL. With one thread, calls run strictly one at a time in
 //! arrival order.
 
-use std::collections::HashMap;
 use std::os::raw::c_long;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use pyo3::{ffi, prelude::*};
 use snakebridge_core::proto::{self, error::Kind, Frame};
-use tokio::sync::mpsc::UnboundedSender;
-use tonic::Status;
+use snakebridge_core::serve::{error_frame, Control, IncomingCall};
 
 use crate::call::{self, Dispatch};
 use crate::callback::Link;
@@ -22,32 +19,18 @@ use crate::registry;
 /// Stack size of each pool thread: deep Python recursion and value nesting need room.
 const STACK_SIZE: usize = 8 * 1024 * 1024;
 
-/// Where the frames answering one connection's calls go.
-pub type ReplySender = UnboundedSender<Result<Frame, Status>>;
-
-/// The steering of one call: cancellation, and for a stream the credit the consumer gave.
-#[derive(Debug, Default)]
-pub struct Control {
-    cancelled: AtomicBool,
-    credit: Mutex<u64>,
-    changed: Condvar,
-    /// The Python thread running the call's code (its ident), 0 while none is. Written
-    /// and read with the GIL held.
-    thread: AtomicU64,
-    /// An interruption was requested for the thread in `thread`.
-    interrupted: AtomicBool,
-}
+pub use snakebridge_core::serve::ReplySender;
 
 impl call::Running for Control {
     fn enter(&self, _py: Python<'_>) {
         // SAFETY: no preconditions; the GIL is held.
         let ident = unsafe { ffi::PyThread_get_thread_ident() };
-        self.thread.store(ident as u64, Ordering::SeqCst);
+        self.set_runner(ident as u64);
     }
 
     fn leave(&self, _py: Python<'_>) {
-        let ident = self.thread.swap(0, Ordering::SeqCst);
-        if ident != 0 && self.interrupted.load(Ordering::SeqCst) {
+        let (ident, interrupted) = self.take_runner();
+        if ident != 0 && interrupted {
             // An interruption that arrived as the call returned must not hit the thread's
             // next call. SAFETY: the GIL is held; a null exception clears the pending one.
             unsafe { ffi::PyThreadState_SetAsyncExc(ident as c_long, std::ptr::null_mut()) };
@@ -55,187 +38,72 @@ impl call::Running for Control {
     }
 }
 
-impl Control {
-    /// Whether the call was cancelled.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Acquire)
-    }
-
-    fn cancel(&self) {
-        self.cancelled.store(true, Ordering::Release);
-        let _guard = self.credit.lock().unwrap_or_else(|e| e.into_inner());
-        self.changed.notify_all();
-    }
-
-    /// Raises `snakebridge_agent.dispatch.CallCancelled` in the thread running the call, if
-    /// one is: a call looping in Python stops at its next bytecode, freeing its thread (a
-    /// call blocked in C code stays blocked; the core replaces a worker whose call hangs).
-    fn interrupt(self: &Arc<Self>) {
-        if self.thread.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        let control = Arc::clone(self);
-        // Taking the GIL waits for as long as the running call holds it: never on a
-        // runtime thread. If the thread cannot start, the call is left to the core.
-        let _ = std::thread::Builder::new()
-            .name("snakebridge-interrupt".into())
-            .spawn(move || {
-                Python::attach(|py| {
-                    let ident = control.thread.load(Ordering::SeqCst);
-                    if ident == 0 {
-                        return;
-                    }
-                    let Ok(exception) = py
-                        .import("snakebridge_agent.dispatch")
-                        .and_then(|m| m.getattr("CallCancelled"))
-                    else {
-                        return;
-                    };
-                    control.interrupted.store(true, Ordering::SeqCst);
-                    // SAFETY: the GIL is held and `exception` is a live exception type.
-                    unsafe { ffi::PyThreadState_SetAsyncExc(ident as c_long, exception.as_ptr()) };
-                });
-            });
-    }
-
-    fn add_credit(&self, chunks: u32) {
-        let mut credit = self.credit.lock().unwrap_or_else(|e| e.into_inner());
-        *credit = credit.saturating_add(u64::from(chunks));
-        self.changed.notify_all();
-    }
-}
-
 impl call::Credit for Control {
     fn acquire(&self) -> bool {
-        let mut credit = self.credit.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if self.is_cancelled() {
-                return false;
-            }
-            if *credit > 0 {
-                *credit -= 1;
-                return true;
-            }
-            credit = self.changed.wait(credit).unwrap_or_else(|e| e.into_inner());
-        }
+        self.acquire_credit()
     }
 }
 
-/// The calls of one connection that have not been answered yet, with their controls.
-#[derive(Debug, Default)]
-pub struct InFlight {
-    calls: Mutex<HashMap<u64, Arc<Control>>>,
+/// Raises `snakebridge_agent.dispatch.CallCancelled` in the thread running a cancelled
+/// call, if one is: a call looping in Python stops at its next bytecode, freeing its thread
+/// (a call blocked in C code stays blocked; the core replaces a worker whose call hangs).
+pub fn interrupt(control: &Arc<Control>) {
+    if control.runner() == 0 {
+        return;
+    }
+    let control = Arc::clone(control);
+    // Taking the GIL waits for as long as the running call holds it: never on a runtime
+    // thread. If the thread cannot start, the call is left to the core.
+    let _ = std::thread::Builder::new()
+        .name("snakebridge-interrupt".into())
+        .spawn(move || {
+            Python::attach(|py| {
+                let ident = control.runner();
+                if ident == 0 {
+                    return;
+                }
+                let Ok(exception) = py
+                    .import("snakebridge_agent.dispatch")
+                    .and_then(|m| m.getattr("CallCancelled"))
+                else {
+                    return;
+                };
+                control.mark_interrupted();
+                // SAFETY: the GIL is held and `exception` is a live exception type.
+                unsafe { ffi::PyThreadState_SetAsyncExc(ident as c_long, exception.as_ptr()) };
+            });
+        });
 }
 
-impl InFlight {
-    /// Registers a new call; `None` when `request_id` is already in flight.
-    pub fn register(&self, request_id: u64) -> Option<Arc<Control>> {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        if calls.contains_key(&request_id) {
-            return None;
-        }
-        let control = Arc::new(Control::default());
-        calls.insert(request_id, Arc::clone(&control));
-        Some(control)
-    }
-
-    /// Marks a call as cancelled and interrupts its Python code if it is running;
-    /// unknown or finished ids are ignored.
-    pub fn cancel(&self, request_id: u64) {
-        if let Some(control) = self.get(request_id) {
-            control.cancel();
-            control.interrupt();
-        }
-    }
-
-    /// Gives a stream more credit; unknown or finished ids are ignored.
-    pub fn credit(&self, request_id: u64, chunks: u32) {
-        if let Some(control) = self.get(request_id) {
-            control.add_credit(chunks);
-        }
-    }
-
-    /// Cancels every call (the connection is gone), so that streams waiting for credit end.
-    pub fn cancel_all(&self) {
-        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        for control in calls.values() {
-            control.cancel();
-        }
-    }
-
-    fn get(&self, request_id: u64) -> Option<Arc<Control>> {
-        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        calls.get(&request_id).cloned()
-    }
-
-    fn finish(&self, request_id: u64) {
-        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        calls.remove(&request_id);
-    }
-}
-
-/// One call waiting for a pool thread.
+/// One call waiting for a pool thread: the call as the connection received it, and the
+/// connection's way back for Elixir functions among its arguments.
+#[derive(Debug)]
 pub struct Job {
-    /// The call frame's request id, which the frames answering it carry.
-    pub request_id: u64,
-    /// The call to run.
-    pub call: proto::Call,
-    /// When the call frame arrived; its `timeout_ms` counts from here.
-    pub arrived: Instant,
-    /// The call's cancellation and stream credit.
-    pub control: Arc<Control>,
-    /// The connection's way back for Elixir functions among the arguments.
+    /// The call.
+    pub incoming: IncomingCall,
+    /// The connection's link to the BEAM.
     pub link: Arc<Link>,
-    /// The connection's unanswered calls; the call leaves them once answered.
-    pub in_flight: Arc<InFlight>,
-    /// Where the frames answering the call go.
-    pub reply: ReplySender,
-}
-
-/// The call's id, arrival and control, not its arguments.
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job")
-            .field("request_id", &self.request_id)
-            .field("arrived", &self.arrived)
-            .field("control", &self.control)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Job {
-    /// Why the job must not run any more, if it must not.
-    fn refusal(&self) -> Option<String> {
-        if self.control.is_cancelled() {
-            return Some("the call was cancelled before it started".to_owned());
-        }
-        let timeout = self.call.timeout_ms;
-        if timeout > 0 && self.arrived.elapsed() >= Duration::from_millis(timeout) {
-            return Some(format!(
-                "the call's deadline of {timeout} ms passed before it started"
-            ));
-        }
-        None
-    }
-
     fn run(self, dispatch: &Dispatch) {
-        let refusal = self.refusal();
-        let queue_us = u64::try_from(self.arrived.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let Job {
+        let refusal = self.incoming.refusal();
+        let queue_us = self.incoming.queue_us();
+        let Job { incoming, link } = self;
+        let IncomingCall {
             request_id,
             call,
             control,
             in_flight,
             reply,
-            link,
             ..
-        } = self;
+        } = incoming;
         // The connection may be gone; then nobody is waiting for these answers.
         let send = |frame: Frame| {
             let _ = reply.send(Ok(frame));
         };
         match refusal {
-            Some(reason) => send(call::error_frame(request_id, Kind::Cancelled, reason)),
+            Some(reason) => send(error_frame(request_id, Kind::Cancelled, reason)),
             None => {
                 let crossing = convert::Crossing {
                     link,
@@ -253,7 +121,7 @@ impl Job {
                     }
                 }));
                 if outcome.is_err() {
-                    send(call::error_frame(
+                    send(error_frame(
                         request_id,
                         Kind::Internal,
                         "the worker panicked while running the call",
@@ -318,12 +186,8 @@ impl Threads {
     /// Queues a job; if the pool has stopped, answers it with an error instead.
     pub fn submit(&self, job: Job) {
         if let Err(mpsc::SendError(Task::Call(job))) = self.queue.send(Task::Call(job)) {
-            job.in_flight.finish(job.request_id);
-            let _ = job.reply.send(Ok(call::error_frame(
-                job.request_id,
-                Kind::Internal,
-                "the worker's thread pool has stopped",
-            )));
+            job.incoming
+                .refuse(Kind::Internal, "the worker's thread pool has stopped");
         }
     }
 
