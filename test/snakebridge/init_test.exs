@@ -91,6 +91,15 @@ defmodule SnakeBridge.InitTest do
     assert {:error, %Error{reason: :python_exception}} =
              SnakeBridge.broadcast("sb_fixtures", "fail", ["no"], [], pool: :broadcast_pool)
 
+    # An object lives on one worker: it cannot be an argument of what runs on all of them.
+    {:ok, object} = SnakeBridge.call("sb_fixtures", "unsendable", [], [], pool: :broadcast_pool)
+
+    assert_raise ArgumentError,
+                 ~r/object references live on one worker and cannot be broadcast/,
+                 fn ->
+                   SnakeBridge.broadcast("sb_fixtures", "echo", [object], [], pool: :broadcast_pool)
+                 end
+
     # Its codecs are chosen like a call's: JSON has no tuples.
     json = [pool: :broadcast_pool, serialization: %{args: :json, result: :json}]
     assert {:ok, echoed} = SnakeBridge.broadcast("sb_fixtures", "echo", [{1, "a"}], [], json)

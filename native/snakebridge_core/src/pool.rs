@@ -146,6 +146,38 @@ impl Default for PoolConfig {
     }
 }
 
+/// What runs on every worker, so that its arguments cannot refer to an object (which
+/// lives on one worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EveryWorker<'a> {
+    /// A broadcast.
+    Broadcast,
+    /// One of a pool's init calls (run by every worker at start and after a restart).
+    Init {
+        /// The init call's target.
+        target: &'a str,
+    },
+}
+
+impl EveryWorker<'_> {
+    /// Refuses arguments that refer to objects (`pinned`): they live on one worker, and
+    /// this runs on every one.
+    pub fn check_unpinned(self, pinned: bool) -> Result<(), Error> {
+        if !pinned {
+            return Ok(());
+        }
+        let message = match self {
+            EveryWorker::Broadcast => {
+                "object references live on one worker and cannot be broadcast".to_owned()
+            }
+            EveryWorker::Init { target } => {
+                format!("init call {target}: object references cannot be init arguments")
+            }
+        };
+        Err(Error::new(ErrorKind::BadRequest, message))
+    }
+}
+
 /// One call to make.
 #[derive(Debug, Default)]
 pub struct CallRequest {
@@ -560,7 +592,12 @@ impl Pool {
 
     /// Runs the same call on every live worker at once (for global state such as a
     /// library's configuration); returns each worker's pid and outcome.
+    /// (A request pinned to one worker, by its arguments' references, is refused:
+    /// see [`EveryWorker`].)
     pub async fn broadcast(&self, request: CallRequest) -> Vec<(u32, Result<Reply, Error>)> {
+        if let Err(err) = EveryWorker::Broadcast.check_unpinned(request.pin.is_some()) {
+            return vec![(0, Err(err))];
+        }
         let workers: Vec<Arc<Worker>> = self
             .inner
             .read_slots()
@@ -1029,6 +1066,21 @@ mod tests {
             err.message.contains("/nonexistent/python"),
             "{}",
             err.message
+        );
+    }
+
+    #[test]
+    fn what_runs_on_every_worker_refuses_object_references() {
+        assert!(EveryWorker::Broadcast.check_unpinned(false).is_ok());
+        let err = EveryWorker::Broadcast.check_unpinned(true).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadRequest);
+        assert!(err.message.contains("cannot be broadcast"), "{err}");
+        let err = EveryWorker::Init { target: "m.f" }
+            .check_unpinned(true)
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "init call m.f: object references cannot be init arguments"
         );
     }
 

@@ -12,7 +12,7 @@ use snakebridge_core::agent::Agent;
 use snakebridge_core::allow::Allowlist;
 use snakebridge_core::callback::Callbacks;
 use snakebridge_core::codec;
-use snakebridge_core::pool::CachePolicy;
+use snakebridge_core::pool::{CachePolicy, EveryWorker};
 use snakebridge_core::proto;
 use snakebridge_core::stats::LATENCY_BUCKETS_US;
 use snakebridge_core::{CallRequest, Error, Pool, PoolConfig, Value, Worker};
@@ -113,11 +113,9 @@ fn init_calls<'a>(
                         u.path, u.message
                     )))
                 })?;
-            if refs.pin.is_some() {
-                return Err(rustler::Error::Term(Box::new(format!(
-                    "init call {target}: object references cannot be init arguments"
-                ))));
-            }
+            EveryWorker::Init { target: &target }
+                .check_unpinned(refs.pin.is_some())
+                .map_err(|err| rustler::Error::Term(Box::new(err.message)))?;
             Ok((target, payload))
         })
         .collect()
@@ -320,11 +318,14 @@ fn pool_broadcast<'a>(
     let pool_name = call.pool_name;
     let encoding = call.encoding;
     let payload = match encode_call(env, call.args, call.kwargs, None, encoding.args.into()) {
-        Ok((payload, refs)) if refs.pin.is_none() => payload,
-        Ok(_) => {
-            let reason = "object references live on one worker and cannot be broadcast";
-            return Ok((atoms::error(), (atoms::unsupported(), "args", reason)).encode(env));
-        }
+        Ok((payload, refs)) => match EveryWorker::Broadcast.check_unpinned(refs.pin.is_some()) {
+            Ok(()) => payload,
+            Err(err) => {
+                return Ok(
+                    (atoms::error(), (atoms::unsupported(), "args", err.message)).encode(env),
+                )
+            }
+        },
         Err(refusal) => return Ok(refusal),
     };
     let runtime = runtime::for_nif()?;
