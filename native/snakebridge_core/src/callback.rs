@@ -23,6 +23,31 @@ pub trait CallbackHandler: Send + Sync + 'static {
     fn release(&self, callback_ids: &[u64]);
 }
 
+/// A callback that could not run or answer: the `CallbackFailed` error Python raises as
+/// `ElixirError(message)`.
+pub fn failed(message: impl Into<String>) -> proto::Error {
+    proto::Error {
+        kind: proto::error::Kind::CallbackFailed as i32,
+        message: message.into(),
+        exception: None,
+    }
+}
+
+/// A callback whose function raised: [`failed`], with the exception's type and stacktrace
+/// attached (Python's `ElixirError` carries them as `elixir_type` and `elixir_stacktrace`).
+pub fn raised(exception_type: &str, message: String, stacktrace: &str) -> proto::Error {
+    proto::Error {
+        exception: Some(proto::PythonException {
+            r#type: exception_type.to_owned(),
+            module: "elixir".to_owned(),
+            mro: Vec::new(),
+            message: message.clone(),
+            traceback: stacktrace.to_owned(),
+        }),
+        ..failed(message)
+    }
+}
+
 /// The handler a pool uses; `None` refuses every callback with a clear error.
 #[derive(Clone, Default)]
 pub struct Callbacks(pub Option<Arc<dyn CallbackHandler>>);

@@ -14,6 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
+use crate::callback;
 use crate::framing::Assembler;
 use crate::proto::{self, error::Kind, frame::Body, Frame};
 
@@ -244,11 +245,7 @@ impl Callbacks {
     }
 
     fn closed_error() -> Box<proto::Error> {
-        Box::new(proto::Error {
-            kind: Kind::CallbackFailed as i32,
-            message: "the connection to the BEAM is gone".to_owned(),
-            exception: None,
-        })
+        Box::new(callback::failed("the connection to the BEAM is gone"))
     }
 
     /// Asks the BEAM to run callback `callback_id` and blocks until it answers;
@@ -304,11 +301,9 @@ impl Callbacks {
         let outcome = match result.outcome {
             Some(Wire::Value(value)) => Ok(value),
             Some(Wire::Error(error)) => Err(Box::new(error)),
-            None => Err(Box::new(proto::Error {
-                kind: Kind::CallbackFailed as i32,
-                message: "the callback's answer was empty".to_owned(),
-                exception: None,
-            })),
+            None => Err(Box::new(callback::failed(
+                "the callback's answer was empty",
+            ))),
         };
         if let Some(waiter) = self.take(request_id) {
             let mut slot = waiter.outcome.lock().unwrap_or_else(|e| e.into_inner());

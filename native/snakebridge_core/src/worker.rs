@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::StreamExt;
 
 use crate::agent::{self, Agent};
-use crate::callback::Callbacks;
+use crate::callback::{self, Callbacks};
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
 use crate::transport::{Describer, FrameStream, Transport};
@@ -648,11 +648,7 @@ impl Worker {
                 ),
                 None => self.callback_reply(
                     id,
-                    Err(proto::Error {
-                        kind: proto::error::Kind::CallbackFailed as i32,
-                        message: "this pool does not run callbacks".to_owned(),
-                        exception: None,
-                    }),
+                    Err(callback::failed("this pool does not run callbacks")),
                 ),
             },
             Some(Body::Release(release)) => {

@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Atom, Encoder, LocalPid, ResourceArc, Term};
 
-use snakebridge_core::callback::CallbackHandler;
+use snakebridge_core::callback::{self, CallbackHandler};
 use snakebridge_core::codec::{self, split_call_arguments};
 use snakebridge_core::proto;
 use snakebridge_core::Worker;
@@ -69,7 +69,7 @@ pub(crate) struct Handler {
 impl CallbackHandler for Handler {
     fn invoke(&self, worker: Arc<Worker>, request_id: u64, callback_id: u64, args: proto::Payload) {
         let fail = |message: String| {
-            worker.callback_reply(request_id, Err(callback_error("SnakeBridge", message, "")));
+            worker.callback_reply(request_id, Err(internal(message)));
         };
         let dispatcher = match *DISPATCHER.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(pid) => pid,
@@ -93,11 +93,9 @@ impl CallbackHandler for Handler {
             let functions = functions();
             let Some(entry) = functions.get(&callback_id) else {
                 drop(functions);
-                reply.answer(Err(callback_error(
-                    "SnakeBridge",
-                    format!("the Elixir function #{callback_id} was released"),
-                    "",
-                )));
+                reply.answer(Err(internal(format!(
+                    "the Elixir function #{callback_id} was released"
+                ))));
                 return;
             };
             message_env.send_and_clear(&dispatcher, |env| {
@@ -110,10 +108,8 @@ impl CallbackHandler for Handler {
             })
         };
         if sent.is_err() {
-            reply.answer(Err(callback_error(
-                "SnakeBridge",
+            reply.answer(Err(internal(
                 "the callback dispatcher is not running".to_owned(),
-                "",
             )));
         }
     }
@@ -133,18 +129,10 @@ impl CallbackHandler for Handler {
     }
 }
 
-fn callback_error(r#type: &str, message: String, stacktrace: &str) -> proto::Error {
-    proto::Error {
-        kind: proto::error::Kind::CallbackFailed as i32,
-        message: message.clone(),
-        exception: Some(proto::PythonException {
-            r#type: r#type.to_owned(),
-            module: "elixir".to_owned(),
-            mro: Vec::new(),
-            message,
-            traceback: stacktrace.to_owned(),
-        }),
-    }
+/// A failure of SnakeBridge's own (not of the function): Python sees `elixir_type`
+/// `SnakeBridge`.
+fn internal(message: String) -> proto::Error {
+    callback::raised("SnakeBridge", message, "")
 }
 
 /// The way back to the Python thread waiting for one callback. Answers exactly once; if
@@ -172,10 +160,8 @@ impl CallbackReply {
 
 impl Drop for CallbackReply {
     fn drop(&mut self) {
-        self.answer(Err(callback_error(
-            "SnakeBridge",
+        self.answer(Err(internal(
             "the Elixir callback ended without answering".to_owned(),
-            "",
         )));
     }
 }
@@ -221,7 +207,7 @@ fn callback_reply<'a>(
         }
     } else if status == atoms::error() {
         let (r#type, message, stacktrace): (String, String, String) = value.decode()?;
-        Err(callback_error(&r#type, message, &stacktrace))
+        Err(callback::raised(&r#type, message, &stacktrace))
     } else {
         return Err(rustler::Error::BadArg);
     };
