@@ -56,16 +56,16 @@ cache_dir = Path.join(System.tmp_dir!(), "snakebridge-demo-schemas")
 {micros, {:ok, entry}} =
   :timer.tc(fn -> SnakeBridge.Introspection.describe("json", cache_dir: cache_dir, depth: 1) end)
 
-descriptor = entry["descriptor"]
-dumps = descriptor["functions"]["json.dumps"]
+descriptor = entry.descriptor
+dumps = descriptor.functions["json.dumps"]
 
 IO.puts(
-  "  json #{entry["library_version"]}: #{map_size(descriptor["classes"])} classes, " <>
-    "#{map_size(descriptor["functions"])} functions in #{div(micros, 1000)} ms"
+  "  json #{entry.library_version}: #{map_size(descriptor.classes)} classes, " <>
+    "#{map_size(descriptor.functions)} functions in #{div(micros, 1000)} ms"
 )
 
-IO.puts("  json.dumps#{dumps["signature"]}")
-IO.puts("  #{dumps["docstring"] |> String.split("\n") |> hd()}")
+IO.puts("  json.dumps#{dumps.signature}")
+IO.puts("  #{dumps.docstring |> String.split("\n") |> hd()}")
 
 {micros, {:ok, _}} =
   :timer.tc(fn -> SnakeBridge.Introspection.load("json", cache_dir: cache_dir) end)

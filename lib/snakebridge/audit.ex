@@ -37,18 +37,16 @@ defmodule SnakeBridge.Audit do
 
   @doc false
   # The descriptor entry's audit fields.
-  @spec record_descriptor(map(), String.t()) :: :ok
-  def record_descriptor(entry, source) do
-    fields =
-      Map.take(entry, [
-        "integration",
-        "descriptor_hash",
-        "config_hash",
-        "library_version",
-        "python_version"
-      ])
-
-    record("descriptor", Map.put(fields, "source", source))
+  @spec record_descriptor(SnakeBridge.Descriptor.Entry.t(), String.t()) :: :ok
+  def record_descriptor(%SnakeBridge.Descriptor.Entry{} = entry, source) do
+    record("descriptor", %{
+      "integration" => entry.integration,
+      "descriptor_hash" => entry.descriptor_hash,
+      "config_hash" => entry.config_hash,
+      "library_version" => entry.library_version,
+      "python_version" => entry.python_version,
+      "source" => source
+    })
   end
 
   defp append(path, entry) do

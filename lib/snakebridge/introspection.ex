@@ -5,12 +5,12 @@ defmodule SnakeBridge.Introspection do
   generator/async flags, docstring), as introspected by a worker with `inspect` and
   `typing`, and cached so that compiling never needs Python.
 
-  A descriptor is a map with string keys, stored as JSON under the cache directory
+  A descriptor is a `%SnakeBridge.Descriptor{}`, stored as JSON under the cache directory
   (`priv/snakebridge/schemas/<integration>.json` by default; stable key order, written
-  atomically). The entry around it records `config_hash`, `request_key` (the config and
-  the request's module, submodules, depth and exclusions), `library_version`,
-  `python_version`, `cache_key` (a hash of the config and both versions) and
-  `descriptor_hash`.
+  atomically). The `%SnakeBridge.Descriptor.Entry{}` around it records `config_hash`,
+  `request_key` (the config and the request's module, submodules, depth and exclusions),
+  `library_version`, `python_version`, `cache_key` (a hash of the config and both
+  versions) and `descriptor_hash`.
 
   ## Options
 
@@ -26,7 +26,7 @@ defmodule SnakeBridge.Introspection do
     * `:timeout` - milliseconds introspection may take (default 120 000).
   """
 
-  alias SnakeBridge.{Error, Native, Pool}
+  alias SnakeBridge.{Descriptor, Error, Native, Pool}
 
   @default_dir "priv/snakebridge/schemas"
 
@@ -42,7 +42,7 @@ defmodule SnakeBridge.Introspection do
   the cached descriptor is returned when it was made for the same config. Returns
   `{:ok, entry}` or `{:error, %SnakeBridge.Error{}}`.
   """
-  @spec describe(String.t(), keyword()) :: {:ok, map()} | {:error, Error.t()}
+  @spec describe(String.t(), keyword()) :: {:ok, Descriptor.Entry.t()} | {:error, Error.t()}
   def describe(module_path, opts \\ []) when is_binary(module_path) do
     integration = to_string(Keyword.get(opts, :integration, module_path))
 
@@ -68,7 +68,7 @@ defmodule SnakeBridge.Introspection do
   not cached yet. The worker uses the Python and `python_path` of the application's
   `:pool` config. Options as for `describe/2` (`:pool` is ignored).
   """
-  @spec describe_once(String.t(), keyword()) :: {:ok, map()} | {:error, Error.t()}
+  @spec describe_once(String.t(), keyword()) :: {:ok, Descriptor.Entry.t()} | {:error, Error.t()}
   def describe_once(module_path, opts \\ []) when is_binary(module_path) do
     # As the application does: worker processes cannot be waited for otherwise.
     :os.set_signal(:sigchld, :default)
@@ -100,7 +100,8 @@ defmodule SnakeBridge.Introspection do
   or made for another `:config`), or `{:error, %SnakeBridge.Error{}}` for a corrupt file
   (the message names the file and the field). Options: `:cache_dir`, `:config`.
   """
-  @spec load(String.t() | atom(), keyword()) :: {:ok, map()} | :miss | {:error, Error.t()}
+  @spec load(String.t() | atom(), keyword()) ::
+          {:ok, Descriptor.Entry.t()} | :miss | {:error, Error.t()}
   def load(integration, opts \\ []) do
     file = Path.join(cache_dir(opts), "#{integration}.json")
 
@@ -142,7 +143,7 @@ defmodule SnakeBridge.Introspection do
 
   defp config_matches?(entry, opts) do
     not Keyword.has_key?(opts, :config) or
-      entry["config_hash"] ==
+      entry.config_hash ==
         :crypto.hash(:sha256, config_bytes(opts)) |> Base.encode16(case: :lower)
   end
 
@@ -158,11 +159,12 @@ defmodule SnakeBridge.Introspection do
   functions, classes, constructors, methods and properties that were `added`, `removed`
   or `changed` (with the old and the new signature).
   """
-  @spec diff(map(), map()) :: %{
-          added: [String.t()],
-          removed: [String.t()],
-          changed: [{String.t(), String.t(), String.t()}]
-        }
+  @spec diff(Descriptor.Entry.t() | Descriptor.t(), Descriptor.Entry.t() | Descriptor.t()) ::
+          %{
+            added: [String.t()],
+            removed: [String.t()],
+            changed: [{String.t(), String.t(), String.t()}]
+          }
   def diff(old, new) do
     {old, new} = {signatures(old), signatures(new)}
     old_keys = MapSet.new(Map.keys(old))
@@ -180,16 +182,16 @@ defmodule SnakeBridge.Introspection do
 
   # Every described name and its signature, flattened: `json.dumps`, `json.JSONDecoder`,
   # `json.JSONDecoder.__init__`, `json.JSONDecoder.decode`, `pkg.Class.prop`.
-  defp signatures(%{"descriptor" => descriptor}), do: signatures(descriptor)
+  defp signatures(%Descriptor.Entry{descriptor: descriptor}), do: signatures(descriptor)
 
-  defp signatures(descriptor) do
+  defp signatures(%Descriptor{} = descriptor) do
     functions =
-      for {path, function} <- Map.get(descriptor, "functions", %{}),
+      for {path, function} <- descriptor.functions,
           into: %{},
-          do: {path, function["signature"]}
+          do: {path, function.signature}
 
     classes =
-      for {path, class} <- Map.get(descriptor, "classes", %{}),
+      for {path, class} <- descriptor.classes,
           entry <- class_signatures(path, class),
           into: %{},
           do: entry
@@ -197,18 +199,16 @@ defmodule SnakeBridge.Introspection do
     Map.merge(functions, classes)
   end
 
-  defp class_signatures(path, class) do
-    bases = "class(" <> Enum.join(class["bases"] || [], ", ") <> ")"
-    constructor = class["constructor"] || %{}
-    methods = for {name, m} <- class["methods"] || %{}, do: {"#{path}.#{name}", m["signature"]}
+  defp class_signatures(path, %Descriptor.Class{} = class) do
+    bases = "class(" <> Enum.join(class.bases, ", ") <> ")"
+    constructor = class.constructor && class.constructor.signature
+    methods = for {name, m} <- class.methods, do: {"#{path}.#{name}", m.signature}
 
     properties =
-      for p <- class["properties"] || [],
-          do:
-            {"#{path}.#{p["name"]}",
-             if(p["readonly"], do: "property (read-only)", else: "property")}
+      for p <- class.properties,
+          do: {"#{path}.#{p.name}", if(p.readonly, do: "property (read-only)", else: "property")}
 
-    [{path, bases}, {"#{path}.__init__", constructor["signature"]} | methods ++ properties]
+    [{path, bases}, {"#{path}.__init__", constructor} | methods ++ properties]
   end
 
   @doc false

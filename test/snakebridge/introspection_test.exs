@@ -1,7 +1,8 @@
 defmodule SnakeBridge.IntrospectionTest do
   use ExUnit.Case, async: true
 
-  alias SnakeBridge.{Cache, Error, Introspection}
+  alias SnakeBridge.{Cache, Descriptor, Error, Introspection}
+  alias SnakeBridge.Descriptor.Type
 
   @fixtures Path.expand("../fixtures/python", __DIR__)
 
@@ -21,125 +22,118 @@ defmodule SnakeBridge.IntrospectionTest do
   end
 
   test "every parameter kind, default and required flag", %{tmp_dir: dir} do
-    %{"descriptor" => d} = fixture(dir)
-    f = d["functions"]["sb_introspect_fixture.all_kinds"]
-    kinds = for p <- f["parameters"], do: {p["name"], p["kind"], p["required"]}
+    %Descriptor.Entry{descriptor: d} = fixture(dir)
+    f = d.functions["sb_introspect_fixture.all_kinds"]
+    kinds = for p <- f.parameters, do: {p.name, p.kind, p.required}
 
     assert kinds == [
-             {"a", 0, true},
-             {"b", 0, false},
-             {"c", 1, false},
-             {"args", 2, false},
-             {"d", 3, false},
-             {"e", 3, false},
-             {"kwargs", 4, false}
+             {"a", :positional_only, true},
+             {"b", :positional_only, false},
+             {"c", :positional_or_keyword, false},
+             {"args", :var_positional, false},
+             {"d", :keyword_only, false},
+             {"e", :keyword_only, false},
+             {"kwargs", :var_keyword, false}
            ]
 
-    assert Enum.find(f["parameters"], &(&1["name"] == "b"))["default_repr"] == "1.5"
-    assert f["docstring"] =~ "Takes every kind of parameter."
-    assert f["signature"] =~ "(a: int, b: float = 1.5, /, c: str = 'c', *args: bytes"
+    assert Enum.find(f.parameters, &(&1.name == "b")).default_repr == "1.5"
+    assert Enum.find(f.parameters, &(&1.name == "a")).default_repr == nil
+    assert f.kind == :function
+    assert f.docstring =~ "Takes every kind of parameter."
+    assert f.signature =~ "(a: int, b: float = 1.5, /, c: str = 'c', *args: bytes"
   end
 
   test "type annotations become structured type descriptors", %{tmp_dir: dir} do
-    %{"descriptor" => d} = fixture(dir)
+    %Descriptor.Entry{descriptor: d} = fixture(dir)
 
     params =
-      Map.new(
-        d["functions"]["sb_introspect_fixture.annotated"]["parameters"],
-        &{&1["name"], &1["annotation"]}
-      )
+      Map.new(d.functions["sb_introspect_fixture.annotated"].parameters, &{&1.name, &1.annotation})
 
-    # TypeDescriptor kinds: 0 ANY, 1 PRIMITIVE, 2 LIST, 3 DICT, 4 TUPLE, 5 SET, 6 OPTIONAL,
-    # 7 UNION, 8 LITERAL, 9 CLASS.
-    assert %{"kind" => 2, "args" => [%{"kind" => 1, "name" => "int"}]} = params["items"]
-    assert %{"kind" => 3, "args" => [%{"name" => "str"}, %{"name" => "float"}]} = params["mapping"]
-    assert %{"kind" => 4} = params["pair"]
-    assert %{"kind" => 5} = params["tags"]
+    assert %Type{kind: :list, args: [%Type{kind: :primitive, name: "int"}]} = params["items"]
+    assert %Type{kind: :dict, args: [%Type{name: "str"}, %Type{name: "float"}]} = params["mapping"]
+    assert %Type{kind: :tuple} = params["pair"]
+    assert %Type{kind: :set} = params["tags"]
 
-    assert %{
-             "kind" => 6,
-             "args" => [%{"kind" => 9, "name" => "sb_introspect_fixture.shapes.Circle"}]
+    assert %Type{
+             kind: :optional,
+             args: [%Type{kind: :class, name: "sb_introspect_fixture.shapes.Circle"}]
            } = params["maybe"]
 
-    assert %{"kind" => 7, "args" => [_, _]} = params["either"]
-    assert %{"kind" => 9, "name" => "sb_introspect_fixture.shapes.Square"} = params["forward"]
-    assert %{"kind" => 0} = params["anything"]
+    assert %Type{kind: :union, args: [_, _]} = params["either"]
+    assert %Type{kind: :class, name: "sb_introspect_fixture.shapes.Square"} = params["forward"]
+    assert %Type{kind: :any} = params["anything"]
 
     literal =
-      Enum.find(
-        d["functions"]["sb_introspect_fixture.all_kinds"]["parameters"],
-        &(&1["name"] == "e")
-      )
+      Enum.find(d.functions["sb_introspect_fixture.all_kinds"].parameters, &(&1.name == "e"))
 
-    assert %{"kind" => 8, "literals" => ["'x'", "'y'", "3"]} = literal["annotation"]
+    assert %Type{kind: :literal, literals: ["'x'", "'y'", "3"]} = literal.annotation
   end
 
   test "classes: constructor, method kinds, properties, bases", %{tmp_dir: dir} do
-    %{"descriptor" => d} = fixture(dir)
-    shape = d["classes"]["sb_introspect_fixture.Shape"]
-    assert shape["docstring"] == "A shape."
-    assert Enum.map(shape["constructor"]["parameters"], & &1["name"]) == ["name", "color"]
-    # FunctionDescriptor kinds: 1 METHOD, 2 CLASSMETHOD, 3 STATICMETHOD.
-    assert shape["methods"]["area"]["kind"] == 1
-    assert shape["methods"]["unit"]["kind"] == 2
-    assert shape["methods"]["sides"]["kind"] == 3
-    assert Map.has_key?(shape["methods"], "__call__")
-    refute Map.has_key?(shape["methods"], "_private")
-    props = Map.new(shape["properties"], &{&1["name"], &1["readonly"]})
+    %Descriptor.Entry{descriptor: d} = fixture(dir)
+    shape = d.classes["sb_introspect_fixture.Shape"]
+    assert %Descriptor.Class{docstring: "A shape."} = shape
+    assert Enum.map(shape.constructor.parameters, & &1.name) == ["name", "color"]
+    assert shape.methods["area"].kind == :method
+    assert shape.methods["unit"].kind == :classmethod
+    assert shape.methods["sides"].kind == :staticmethod
+    assert Map.has_key?(shape.methods, "__call__")
+    refute Map.has_key?(shape.methods, "_private")
+    props = Map.new(shape.properties, &{&1.name, &1.readonly})
     assert props == %{"name" => true, "color" => false}
 
-    circle = d["classes"]["sb_introspect_fixture.Circle"]
-    assert circle["bases"] == ["sb_introspect_fixture.shapes.Shape"]
-    assert circle["methods"]["points"]["is_generator"]
+    circle = d.classes["sb_introspect_fixture.Circle"]
+    assert circle.bases == ["sb_introspect_fixture.shapes.Shape"]
+    assert circle.methods["points"].is_generator
   end
 
   test "generators, async functions, C builtins, lazy exports, submodules and warnings", %{
     tmp_dir: dir
   } do
-    %{"descriptor" => d} = fixture(dir)
-    fns = d["functions"]
-    assert fns["sb_introspect_fixture.countdown"]["is_generator"]
-    assert fns["sb_introspect_fixture.fetch"]["is_async"]
-    assert fns["sb_introspect_fixture.stream"]["is_async_generator"]
-    assert fns["sb_introspect_fixture.sqrt"]["signature"] =~ "x"
+    %Descriptor.Entry{descriptor: d} = fixture(dir)
+    fns = d.functions
+    assert fns["sb_introspect_fixture.countdown"].is_generator
+    assert fns["sb_introspect_fixture.fetch"].is_async
+    assert fns["sb_introspect_fixture.stream"].is_async_generator
+    assert fns["sb_introspect_fixture.sqrt"].signature =~ "x"
     assert Map.has_key?(fns, "sb_introspect_fixture.lazy_answer")
-    assert fns["sb_introspect_fixture.opaque"]["signature"] =~ "("
-    assert Map.has_key?(d["classes"], "sb_introspect_fixture.sub.Tool")
-    assert Enum.any?(d["warnings"], &(&1 =~ "broken"))
-    assert Enum.any?(d["warnings"], &(&1 =~ "nosig"))
+    assert fns["sb_introspect_fixture.opaque"].signature =~ "("
+    assert Map.has_key?(d.classes, "sb_introspect_fixture.sub.Tool")
+    assert Enum.any?(d.warnings, &(&1 =~ "broken"))
+    assert Enum.any?(d.warnings, &(&1 =~ "nosig"))
   end
 
   test "the standard library", %{tmp_dir: dir} do
-    {:ok, %{"descriptor" => json}} = describe("json", [], dir)
-    dumps = json["functions"]["json.dumps"]
-    assert hd(dumps["parameters"])["name"] == "obj"
-    assert Enum.any?(dumps["parameters"], &(&1["name"] == "sort_keys" and &1["kind"] == 3))
+    {:ok, %{descriptor: json}} = describe("json", [], dir)
+    dumps = json.functions["json.dumps"]
+    assert hd(dumps.parameters).name == "obj"
+    assert Enum.any?(dumps.parameters, &(&1.name == "sort_keys" and &1.kind == :keyword_only))
 
-    {:ok, %{"descriptor" => math}} = describe("math", [], dir)
-    assert math["functions"]["math.sqrt"]["parameters"] |> length() == 1
+    {:ok, %{descriptor: math}} = describe("math", [], dir)
+    assert length(math.functions["math.sqrt"].parameters) == 1
 
-    {:ok, %{"descriptor" => collections}} = describe("collections", [], dir)
-    assert Map.has_key?(collections["classes"], "collections.OrderedDict")
+    {:ok, %{descriptor: collections}} = describe("collections", [], dir)
+    assert Map.has_key?(collections.classes, "collections.OrderedDict")
 
-    {:ok, %{"descriptor" => pathlib}} = describe("pathlib", [], dir)
-    assert Map.has_key?(pathlib["classes"]["pathlib.PurePath"]["methods"], "with_suffix")
+    {:ok, %{descriptor: pathlib}} = describe("pathlib", [], dir)
+    assert Map.has_key?(pathlib.classes["pathlib.PurePath"].methods, "with_suffix")
 
-    {:ok, %{"descriptor" => re}} = describe("re", [], dir)
-    assert Map.has_key?(re["functions"], "re.compile")
+    {:ok, %{descriptor: re}} = describe("re", [], dir)
+    assert Map.has_key?(re.functions, "re.compile")
   end
 
   @tag timeout: 180_000
   test "numpy and dspy", %{tmp_dir: dir} do
-    {:ok, %{"descriptor" => numpy, "library_version" => version}} =
+    {:ok, %Descriptor.Entry{descriptor: numpy, library_version: version}} =
       describe("numpy", [timeout: 120_000], dir)
 
     assert version =~ ~r/^\d+\./
-    assert Map.has_key?(numpy["classes"], "numpy.ndarray")
-    assert Map.has_key?(numpy["functions"], "numpy.arange")
+    assert Map.has_key?(numpy.classes, "numpy.ndarray")
+    assert Map.has_key?(numpy.functions, "numpy.arange")
 
-    {:ok, %{"descriptor" => dspy}} = describe("dspy", [timeout: 120_000], dir)
-    assert Map.has_key?(dspy["classes"], "dspy.Predict")
-    assert Map.has_key?(dspy["classes"], "dspy.ChainOfThought")
+    {:ok, %{descriptor: dspy}} = describe("dspy", [timeout: 120_000], dir)
+    assert Map.has_key?(dspy.classes, "dspy.Predict")
+    assert Map.has_key?(dspy.classes, "dspy.ChainOfThought")
   end
 
   test "the cache: written atomically, loaded without Python, keyed by config, invalidated",
@@ -147,9 +141,9 @@ defmodule SnakeBridge.IntrospectionTest do
     {:ok, entry} = describe("json", [config: %{a: 1}], dir)
     file = Path.join(dir, "json.json")
     assert File.exists?(file)
-    assert entry["schema_version"] == 1
-    assert entry["python_version"] =~ ~r/^3\./
-    assert String.length(entry["descriptor_hash"]) == 64
+    assert entry.schema_version == 1
+    assert entry.python_version =~ ~r/^3\./
+    assert String.length(entry.descriptor_hash) == 64
 
     assert {:ok, ^entry} = Introspection.load("json", cache_dir: dir)
     assert {:ok, ^entry} = Introspection.load("json", cache_dir: dir, config: %{a: 1})
@@ -188,7 +182,7 @@ defmodule SnakeBridge.IntrospectionTest do
     refute File.exists?(file)
     {:ok, again} = describe("json", [depth: 1], dir)
     assert File.exists?(file)
-    assert again["descriptor_hash"] != nil
+    assert String.length(again.descriptor_hash) == 64
   end
 
   test "a corrupt descriptor file is an error naming the file and the field", %{tmp_dir: dir} do
@@ -207,19 +201,18 @@ defmodule SnakeBridge.IntrospectionTest do
 
   test "diff names what was added, removed and changed", %{tmp_dir: dir} do
     {:ok, entry} = describe("json", [], dir)
-    descriptor = entry["descriptor"]
-    {dumps, functions} = Map.pop(descriptor["functions"], "json.dumps")
+    descriptor = entry.descriptor
+    {dumps, functions} = Map.pop(descriptor.functions, "json.dumps")
     loads = functions["json.loads"]
 
     changed =
       functions
-      |> Map.put("json.loads", %{loads | "signature" => "(s)"})
-      |> Map.put("json.new_thing", %{loads | "signature" => "()"})
+      |> Map.put("json.loads", %{loads | signature: "(s)"})
+      |> Map.put("json.new_thing", %{loads | signature: "()"})
 
     assert dumps
 
-    diff =
-      Introspection.diff(entry, %{entry | "descriptor" => %{descriptor | "functions" => changed}})
+    diff = Introspection.diff(entry, %{entry | descriptor: %{descriptor | functions: changed}})
 
     assert diff.added == ["json.new_thing"]
     assert diff.removed == ["json.dumps"]

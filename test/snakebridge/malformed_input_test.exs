@@ -247,7 +247,7 @@ defmodule SnakeBridge.MalformedInputTest do
 
     test "garbage, truncated or not an entry at all: the error names the file and the field",
          %{tmp_dir: dir} do
-      assert {{:ok, %{"integration" => "json"}}, _} = load(dir, @fixture)
+      assert {{:ok, %SnakeBridge.Descriptor.Entry{integration: "json"}}, _} = load(dir, @fixture)
 
       for {what, content, field} <- [
             {:garbage, <<0xFF, 0xFE, 0x00, 0x81>> <> :crypto.strong_rand_bytes(100), "."},

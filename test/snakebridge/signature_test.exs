@@ -103,9 +103,9 @@ defmodule SnakeBridge.SignatureTest do
     assert %{"event" => "descriptor", "source" => "introspected", "integration" => "json"} =
              introspected
 
-    assert introspected["descriptor_hash"] == made["descriptor_hash"]
+    assert introspected["descriptor_hash"] == made.descriptor_hash
     assert %{"event" => "descriptor", "source" => "cache"} = cached
-    assert cached["descriptor_hash"] == read["descriptor_hash"]
+    assert cached["descriptor_hash"] == read.descriptor_hash
     assert {:ok, _, _} = DateTime.from_iso8601(cached["time"])
   end
 end

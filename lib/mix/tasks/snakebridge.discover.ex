@@ -138,21 +138,21 @@ defmodule Mix.Tasks.Snakebridge.Discover do
   defp summary({:error, error}), do: "failed: #{error.message}"
 
   # One line per module: what it holds.
-  defp report(%{"descriptor" => descriptor} = entry, micros) do
-    names = Map.keys(descriptor["classes"] || %{}) ++ Map.keys(descriptor["functions"] || %{})
+  defp report(%SnakeBridge.Descriptor.Entry{descriptor: descriptor} = entry, micros) do
+    names = Map.keys(descriptor.classes) ++ Map.keys(descriptor.functions)
 
     names
     |> Enum.group_by(fn path -> path |> String.split(".") |> Enum.drop(-1) |> Enum.join(".") end)
     |> Enum.sort()
     |> Enum.each(fn {module, members} ->
-      classes = Enum.count(members, &Map.has_key?(descriptor["classes"] || %{}, &1))
+      classes = Enum.count(members, &Map.has_key?(descriptor.classes, &1))
       Mix.shell().info("  #{module}: #{classes} classes, #{length(members) - classes} functions")
     end)
 
-    for warning <- descriptor["warnings"] || [], do: Mix.shell().info("  warning: #{warning}")
+    for warning <- descriptor.warnings, do: Mix.shell().info("  warning: #{warning}")
 
     Mix.shell().info(
-      "#{entry["integration"]} #{entry["library_version"]}: #{length(names)} names in #{div(micros, 1000)} ms"
+      "#{entry.integration} #{entry.library_version}: #{length(names)} names in #{div(micros, 1000)} ms"
     )
   end
 end

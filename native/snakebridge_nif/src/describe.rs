@@ -1,14 +1,13 @@
 //! Introspection and the descriptor cache (both in the core): `describe` asks a worker to
 //! introspect a library and stores the descriptor (hot and on disk); `descriptor_load`
 //! reads it back without Python; `descriptor_invalidate` forgets it. Descriptors reach
-//! Elixir as plain maps with string keys.
+//! Elixir as `%SnakeBridge.Descriptor.Entry{}` structs (see `types.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustler::{Binary, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
-use snakebridge_core::codec::json;
 use snakebridge_core::descriptor::{self, DescriptorCache, Entry};
 use snakebridge_core::introspection;
 use snakebridge_core::proto::DescribeLibraryRequest;
@@ -16,7 +15,7 @@ use snakebridge_core::{Error, ErrorKind};
 
 use crate::pool::PoolResource;
 use crate::reply::Reply;
-use crate::types::Describe;
+use crate::types::{Describe, DescriptorEntry};
 use crate::{atoms, runtime, terms};
 
 /// The process's descriptor cache for `dir`.
@@ -24,13 +23,15 @@ pub(crate) fn cache(dir: &str) -> Arc<DescriptorCache> {
     DescriptorCache::shared(dir)
 }
 
-/// The entry as an Elixir map with string keys (via its JSON form).
+/// The entry as `%SnakeBridge.Descriptor.Entry{}`.
 fn entry_term<'a>(env: Env<'a>, entry: &Entry) -> Term<'a> {
-    let Ok(json) = serde_json::to_value(entry) else {
-        let err = Error::new(ErrorKind::Internal, "a descriptor could not be rendered");
-        return terms::error_tuple(env, &err);
-    };
-    terms::from_value(env, &json::to_value(&json), &terms::Origin::none())
+    match DescriptorEntry::new(env, entry) {
+        Ok(entry) => entry.encode(env),
+        Err(_) => {
+            let err = Error::new(ErrorKind::Internal, "a descriptor could not be rendered");
+            terms::error_tuple(env, &err)
+        }
+    }
 }
 
 /// Describes the requested library on the pool (see `snakebridge_core::introspection`:

@@ -14,12 +14,11 @@ use snakebridge_core::callback::Callbacks;
 use snakebridge_core::codec;
 use snakebridge_core::pool::{CachePolicy, EveryWorker};
 use snakebridge_core::proto;
-use snakebridge_core::stats::LATENCY_BUCKETS_US;
 use snakebridge_core::{CallRequest, Error, Pool, PoolConfig, Value, Worker};
 
 use crate::reply::Reply;
 use crate::session::SessionResource;
-use crate::types::{Call, OnHang, PoolOptions};
+use crate::types::{Call, OnHang, PoolOptions, PoolStats, WorkerInfo};
 use crate::{atoms, callbacks, runtime, terms};
 
 /// A running pool, owned by a `SnakeBridge.Pool` process. Dropping the last handle (the
@@ -369,59 +368,18 @@ fn call_cancel(handle: ResourceArc<CallHandle>) -> rustler::Atom {
 
 /// The pool's live workers: `[%{slot:, pid:, in_flight:, python_version:}]`.
 #[rustler::nif]
-fn pool_workers(env: Env, pool: ResourceArc<PoolResource>) -> Term {
-    let workers: Vec<Term> = pool
-        .pool
+fn pool_workers(pool: ResourceArc<PoolResource>) -> Vec<WorkerInfo> {
+    pool.pool
         .workers()
         .into_iter()
-        .map(|w| {
-            let keys = [
-                atoms::slot().encode(env),
-                atoms::pid().encode(env),
-                atoms::in_flight().encode(env),
-                atoms::python_version().encode(env),
-            ];
-            let values = [
-                w.slot.encode(env),
-                w.pid.encode(env),
-                w.in_flight.encode(env),
-                w.python_version.encode(env),
-            ];
-            Term::map_from_term_arrays(env, &keys, &values)
-                .unwrap_or_else(|_| atoms::nil().encode(env))
-        })
-        .collect();
-    workers.encode(env)
+        .map(WorkerInfo::from)
+        .collect()
 }
 
-/// The pool's counters: `%{calls:, errors:, latency: [{bound_us | :infinity, count}],
-/// cache_hits:, cache_misses:, sessions:, session_calls:, hung_calls:}`.
+/// The pool's counters (see [`PoolStats`]).
 #[rustler::nif]
-fn pool_stats(env: Env, pool: ResourceArc<PoolResource>) -> NifResult<Term> {
-    let s = pool.pool.stats();
-    let bounds = LATENCY_BUCKETS_US
-        .iter()
-        .map(|b| b.encode(env))
-        .chain(std::iter::once(atoms::infinity().encode(env)));
-    let latency: Vec<Term> = bounds
-        .zip(&s.latency)
-        .map(|(bound, count)| (bound, *count).encode(env))
-        .collect();
-    let pairs = [
-        ("calls", s.calls.encode(env)),
-        ("errors", s.errors.encode(env)),
-        ("latency", latency.encode(env)),
-        ("cache_hits", s.cache_hits.encode(env)),
-        ("cache_misses", s.cache_misses.encode(env)),
-        ("sessions", s.sessions.encode(env)),
-        ("session_calls", s.session_calls.encode(env)),
-        ("hung_calls", s.hung_calls.encode(env)),
-    ];
-    let mut map = Term::map_new(env);
-    for (key, value) in pairs {
-        map = map.map_put(Atom::from_str(env, key)?, value)?;
-    }
-    Ok(map)
+fn pool_stats(env: Env, pool: ResourceArc<PoolResource>) -> PoolStats {
+    PoolStats::new(env, pool.pool.stats())
 }
 
 /// Drops the pool's cached answers of `integration` (all when `nil`); returns how many.

@@ -927,7 +927,7 @@ fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
 /// `enif_make_map_from_arrays` sorts them with scheduler-owned scratch memory and crashes
 /// the VM when called from a thread that is not a scheduler (OTP 25), which is where
 /// replies are built.
-fn map_from<'a>(env: Env<'a>, keys: &[Term<'a>], values: &[Term<'a>]) -> Term<'a> {
+pub(crate) fn map_from<'a>(env: Env<'a>, keys: &[Term<'a>], values: &[Term<'a>]) -> Term<'a> {
     const FLATMAP_LIMIT: usize = 32;
     if keys.len() <= FLATMAP_LIMIT {
         if let Ok(map) = Term::map_from_term_arrays(env, keys, values) {
