@@ -16,6 +16,7 @@ use snakebridge_core::pool::{CachePolicy, EveryWorker};
 use snakebridge_core::proto;
 use snakebridge_core::{CallRequest, Error, Pool, PoolConfig, Value, Worker};
 
+use crate::refs::RefResource;
 use crate::reply::Reply;
 use crate::session::SessionResource;
 use crate::types::{Call, OnHang, PoolOptions, PoolStats, WorkerInfo};
@@ -196,8 +197,8 @@ fn pool_call<'a>(
 ) -> NifResult<Term<'a>> {
     let pool_name = call.pool_name;
     let (return_ref, cache) = (call.as_ref, call.cache.clone());
-    let base = match prepare_call(env, &call)? {
-        Ok(base) => base,
+    let (base, held) = match prepare_call(env, &call)? {
+        Ok(prepared) => prepared,
         Err(refusal) => return Ok(refusal),
     };
     let runtime = runtime::for_nif()?;
@@ -219,6 +220,7 @@ fn pool_call<'a>(
     let reply = Reply::new(pid, tag);
     runtime.spawn(async move {
         let outcome = pool.call(request).await;
+        drop(held);
         let facts = outcome
             .as_ref()
             .map(|r| (r.payload.data.len(), r.queue_us, r.cache_hit))
@@ -237,14 +239,18 @@ fn pool_call<'a>(
     Ok((atoms::ok(), handle, args_bytes).encode(env))
 }
 
+/// The references a call's arguments hold: keep them until the call ends, so that no
+/// object it uses is released under it.
+pub(crate) type Held = Vec<ResourceArc<RefResource>>;
+
 /// The parts of a call request that calls and streams share: the target and operation,
 /// the arguments encoded in their codec, the deadline, the worker the arguments' refs (or
-/// the session) pin it to, and the result codec. `Ok(Err(term))` is the refusal to return
-/// to the caller (an argument that cannot cross, a stale ref).
+/// the session) pin it to, and the result codec; with the references to hold. `Ok(Err(term))`
+/// is the refusal to return to the caller (an argument that cannot cross, a stale ref).
 pub(crate) fn prepare_call<'a>(
     env: Env<'a>,
     call: &Call<'a>,
-) -> NifResult<Result<CallRequest, Term<'a>>> {
+) -> NifResult<Result<(CallRequest, Held), Term<'a>>> {
     let session = call.session.as_deref();
     let encoding = call.encoding;
     let (args, refs) = match encode_call(env, call.args, call.kwargs, session, encoding.args.into())
@@ -252,17 +258,20 @@ pub(crate) fn prepare_call<'a>(
         Ok(encoded) => encoded,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    Ok(Ok(CallRequest {
-        target: call.target.clone(),
-        op: call.op.into(),
-        args,
-        timeout: call.timeout_ms.map(Duration::from_millis),
-        pin: refs.pin,
-        session: session.map(|s| s.id().to_owned()),
-        result_codec: encoding.result.into(),
-        tensors_as_lists: encoding.tensors_as_lists,
-        ..CallRequest::default()
-    }))
+    Ok(Ok((
+        CallRequest {
+            target: call.target.clone(),
+            op: call.op.into(),
+            args,
+            timeout: call.timeout_ms.map(Duration::from_millis),
+            pin: refs.pin,
+            session: session.map(|s| s.id().to_owned()),
+            result_codec: encoding.result.into(),
+            tensors_as_lists: encoding.tensors_as_lists,
+            ..CallRequest::default()
+        },
+        refs.held,
+    )))
 }
 
 pub(crate) fn encode_call<'a>(

@@ -44,8 +44,8 @@ fn pool_stream<'a>(
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let pool_name = call.pool_name;
-    let request = match prepare_call(env, &call)? {
-        Ok(request) => request,
+    let (request, held) = match prepare_call(env, &call)? {
+        Ok(prepared) => prepared,
         Err(refusal) => return Ok(refusal),
     };
     let runtime = runtime::for_nif()?;
@@ -56,7 +56,8 @@ fn pool_stream<'a>(
     runtime.spawn(async move {
         match pool.stream(request, window.max(1)).await {
             Ok((control, events)) => {
-                forward(control, events, steering, timeout, pool_name, reply).await
+                forward(control, events, steering, timeout, pool_name, reply).await;
+                drop(held);
             }
             Err(err) => reply.send(|env| terms::error_tuple(env, &err)),
         }

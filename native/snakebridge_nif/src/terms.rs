@@ -93,6 +93,10 @@ pub(crate) struct Refs {
     pub pin: Option<Weak<Worker>>,
     /// Why a reference cannot be used (released, or its worker died).
     pub stale: Option<String>,
+    /// The references met, which the call keeps until it ends: the BEAM may collect its
+    /// last copy of a `%SnakeBridge.Ref{}` while the call runs, and the object's release
+    /// must not overtake the call that uses it.
+    pub held: Vec<ResourceArc<RefResource>>,
     /// Functions are kept for as long as the pool lives (worker init calls: every worker
     /// gets a callable for the same function), not until Python drops them.
     pub permanent_callbacks: bool,
@@ -114,7 +118,11 @@ impl Refs {
         }
     }
 
-    fn add(&mut self, resource: &RefResource, path: &Path) -> Result<ObjectRef, Unsupported> {
+    fn add(
+        &mut self,
+        resource: ResourceArc<RefResource>,
+        path: &Path,
+    ) -> Result<ObjectRef, Unsupported> {
         if let Some(reason) = resource.unusable() {
             self.stale
                 .get_or_insert_with(|| format!("{path}: {reason}"));
@@ -129,10 +137,12 @@ impl Refs {
             Some(_) => {}
             None => self.pin = Some(resource.worker().clone()),
         }
-        Ok(ObjectRef {
+        let object = ObjectRef {
             id: resource.id(),
             ..ObjectRef::default()
-        })
+        };
+        self.held.push(resource);
+        Ok(object)
     }
 }
 
@@ -601,7 +611,7 @@ fn write_struct<S: Sink>(
             let resource: ResourceArc<RefResource> = field(term, atoms::resource(), path)?
                 .decode()
                 .map_err(|_| Unsupported::at(path, "%SnakeBridge.Ref{} without its resource"))?;
-            let object = refs.add(&resource, path)?;
+            let object = refs.add(resource, path)?;
             sink.object_ref(&object)?
         }
         "Elixir.SnakeBridge.Bytes" => {
