@@ -21,7 +21,10 @@ defmodule SnakeBridge do
   | `%SnakeBridge.Ref{}` | the live object it stands for; any other Python object comes back as one |
 
   Aware Python datetimes come back as UTC `DateTime`s. Pids, ports and references cannot
-  cross: passing one raises `ArgumentError` naming where it is (`args[1][:opts]`).
+  cross: passing one raises `ArgumentError` naming where it is (`args[1][:opts]`). So does
+  a map whose keys Python would hold as one key (`%{:a => 1, "a" => 2}`, or `1` and `1.0`,
+  or `true` and `1`), a `MapSet` whose members would be one, and a keyword argument given
+  twice: nothing is dropped silently.
 
   ## Examples
 

@@ -4,6 +4,7 @@
 //!
 //! - [`proto`]: the gRPC wire contract (frames, handshake, describe).
 //! - [`value`]: the value model every crossing goes through.
+//! - [`keys`]: map keys as Python sees them, to refuse maps whose keys would collide.
 //! - [`codec`]: values ⇄ bytes (msgpack).
 //! - [`error`]: the error every fallible operation of the core returns.
 //! - [`framing`]: payloads larger than one message, in parts.
@@ -49,6 +50,7 @@ pub mod error;
 pub mod framing;
 pub mod hex;
 pub mod introspection;
+pub mod keys;
 pub mod pinned;
 pub mod plan;
 pub mod pool;

@@ -17,6 +17,7 @@ use rustler::ResourceArc;
 use snakebridge_core::bytes::Bytes;
 use snakebridge_core::codec::sink::{self, Builder, Seq, Sink};
 use snakebridge_core::codec::{json, msgpack, CodecError};
+use snakebridge_core::keys::{self, KeyKind, KeyKinds, Number, PyKey};
 use snakebridge_core::proto;
 use snakebridge_core::value::{
     fill_pending_key, DType, Date, ObjectRef, Path, Segment, Tensor, Time, Value, MAX_DEPTH,
@@ -440,6 +441,9 @@ fn write_map<S: Sink>(
         Some(name) => return write_struct(term, name, path, refs, sink),
     }
     let pairs = map_pairs(term).ok_or_else(|| Unsupported::at(path, "bad map"))?;
+    if S::PYTHON_KEYS {
+        check_keys(&pairs, path, "keys")?;
+    }
     let mut pairs_left = pairs.iter();
     sink.map(pairs.len(), |sink| {
         let &(k, v) = pairs_left.next().ok_or_else(sink::overrun)?;
@@ -481,6 +485,9 @@ fn write_set<S: Sink>(
 ) -> Result<S::Out, Refused> {
     let map = field(term, atoms::map(), path)?;
     let members = map_pairs(map).ok_or_else(|| Unsupported::at(path, "malformed MapSet"))?;
+    if S::PYTHON_KEYS {
+        check_keys(&members, path, "members")?;
+    }
     let mut members_left = members.iter();
     sink.seq(Seq::Set, members.len(), |sink| {
         let &(k, _) = members_left.next().ok_or_else(sink::overrun)?;
@@ -499,6 +506,117 @@ fn write_member<S: Sink>(
     let item = write_term(k, path, refs, sink);
     path.pop();
     item.map_err(|err| err.with_key(k))
+}
+
+/// Refuses the keys of a map (or the members of a set, `what`) when two of them would be
+/// one key in Python, such as `:a` and `"a"` or `1` and `1.0` (see
+/// [`snakebridge_core::keys`]).
+#[cold]
+#[inline(never)]
+fn check_keys(pairs: &[(Term, Term)], path: &Path, what: &str) -> Result<(), Unsupported> {
+    let mut kinds = KeyKinds::default();
+    for (k, _) in pairs {
+        kinds.add(key_kind(*k));
+    }
+    if !kinds.may_collide() {
+        return Ok(());
+    }
+    let Some((i, j)) = keys::first_collision(pairs.iter().map(|(k, _)| py_key(*k))) else {
+        return Ok(());
+    };
+    let (first, second) = (pairs[i].0, pairs[j].0);
+    Err(Unsupported::at(
+        path,
+        format!(
+            "the {what} {} and {} would be the same {} in Python ({}): make them distinct",
+            render_key(first),
+            render_key(second),
+            what.trim_end_matches('s'),
+            keys::python_repr(&py_key(first)),
+        ),
+    ))
+}
+
+/// The type of a key, as far as collisions in Python go.
+fn key_kind(key: Term) -> KeyKind {
+    match key.get_type() {
+        TermType::Atom if key.decode::<bool>().is_ok() => KeyKind::Bool,
+        TermType::Atom if is_special_atom(key) => KeyKind::Other,
+        TermType::Atom => KeyKind::Atom,
+        TermType::Binary => KeyKind::Binary,
+        TermType::Integer => KeyKind::Int,
+        TermType::Float => KeyKind::Float,
+        TermType::Tuple => KeyKind::Tuple,
+        TermType::Map if struct_name(key).as_deref() == Some("Elixir.SnakeBridge.Bytes") => {
+            KeyKind::Binary
+        }
+        _ => KeyKind::Other,
+    }
+}
+
+/// `nil` and the atoms that stand for floats: they do not cross as strings.
+fn is_special_atom(atom: Term) -> bool {
+    atoms::nil() == atom
+        || atoms::nan() == atom
+        || atoms::infinity() == atom
+        || atoms::neg_infinity() == atom
+}
+
+/// A key's identity in Python (its value as `write_term` converts it).
+fn py_key(key: Term) -> PyKey {
+    let opaque = || PyKey::Opaque(key.to_binary().as_slice().to_vec());
+    match key.get_type() {
+        TermType::Atom => {
+            if atoms::nil() == key {
+                PyKey::None
+            } else if let Ok(b) = key.decode::<bool>() {
+                PyKey::Num(Number::bool(b))
+            } else if atoms::nan() == key {
+                PyKey::Num(Number::float(f64::NAN))
+            } else if atoms::infinity() == key {
+                PyKey::Num(Number::float(f64::INFINITY))
+            } else if atoms::neg_infinity() == key {
+                PyKey::Num(Number::float(f64::NEG_INFINITY))
+            } else {
+                atom_name(key).map(PyKey::Str).unwrap_or_else(opaque)
+            }
+        }
+        TermType::Binary => match Binary::from_term(key) {
+            Ok(bin) => match std::str::from_utf8(bin.as_slice()) {
+                Ok(s) => PyKey::Str(s.to_owned()),
+                Err(_) => PyKey::Bytes(bin.as_slice().to_vec()),
+            },
+            Err(_) => opaque(),
+        },
+        TermType::Integer => match key.decode::<i64>() {
+            Ok(n) => PyKey::Num(Number::Int(n)),
+            Err(_) => match key.decode::<BigInt>() {
+                Ok(n) => PyKey::Num(Number::big(
+                    &snakebridge_core::num_bigint::BigInt::from_signed_bytes_be(
+                        &n.to_signed_bytes_be(),
+                    ),
+                )),
+                Err(_) => opaque(),
+            },
+        },
+        TermType::Float => match key.decode::<f64>() {
+            Ok(f) => PyKey::Num(Number::float(f)),
+            Err(_) => opaque(),
+        },
+        TermType::Tuple => match get_tuple(key) {
+            Ok(items) if !is_elixir_mfa(&items) => {
+                PyKey::Tuple(items.iter().map(|item| py_key(*item)).collect())
+            }
+            _ => opaque(),
+        },
+        TermType::Map if struct_name(key).as_deref() == Some("Elixir.SnakeBridge.Bytes") => {
+            match key.map_get(atoms::data()).map(Binary::from_term) {
+                Ok(Ok(bin)) => PyKey::Bytes(bin.as_slice().to_vec()),
+                _ => opaque(),
+            }
+        }
+        _ => opaque(),
+    }
 }
 
 /// The name of atom `term`, whatever its characters. `enif_get_atom` reads only Latin-1
@@ -528,8 +646,20 @@ pub(crate) fn atom_name(term: Term) -> Option<String> {
 pub(crate) fn render_key(key: Term) -> String {
     match key.get_type() {
         TermType::Atom => match atom_name(key) {
+            Some(name) if matches!(name.as_str(), "true" | "false" | "nil") => name,
             Some(name) => format!(":{name}"),
             None => ":?".to_owned(),
+        },
+        TermType::Float => key
+            .decode::<f64>()
+            .map(|f| format!("{f:?}"))
+            .unwrap_or_else(|_| "<float>".to_owned()),
+        TermType::Tuple => match get_tuple(key) {
+            Ok(items) => {
+                let items: Vec<String> = items.iter().map(|item| render_key(*item)).collect();
+                format!("{{{}}}", items.join(", "))
+            }
+            Err(_) => "<tuple>".to_owned(),
         },
         TermType::Binary => match key.decode::<String>() {
             Ok(s) => format!("{s:?}"),
@@ -786,15 +916,30 @@ fn write_kwargs<S: Sink>(
         }
         _ => return Err(bad(path).into()),
     };
-    let mut pairs_left = pairs.iter();
+    let names = pairs
+        .iter()
+        .map(|(k, _)| match k.get_type() {
+            TermType::Atom => atom_name(*k).ok_or_else(|| bad(path)),
+            TermType::Binary => k.decode::<String>().map_err(|_| bad(path)),
+            _ => Err(bad(path)),
+        })
+        .collect::<Result<Vec<String>, Unsupported>>()?;
+    if let Some((i, j)) = keys::first_collision(names.iter().map(|n| PyKey::Str(n.clone()))) {
+        return Err(Unsupported::at(
+            path,
+            format!(
+                "the keyword argument {} is given twice ({} and {})",
+                names[i],
+                render_key(pairs[i].0),
+                render_key(pairs[j].0)
+            ),
+        )
+        .into());
+    }
+    let mut pairs_left = pairs.iter().zip(&names);
     sink.map(pairs.len(), |sink| {
-        let (k, v) = pairs_left.next().ok_or_else(sink::overrun)?;
-        let name = match k.get_type() {
-            TermType::Atom => atom_name(*k).ok_or_else(|| bad(path))?,
-            TermType::Binary => k.decode::<String>().map_err(|_| bad(path))?,
-            _ => return Err(bad(path).into()),
-        };
-        let key = sink.str(&name)?;
+        let ((k, v), name) = pairs_left.next().ok_or_else(sink::overrun)?;
+        let key = sink.str(name)?;
         path.push(Segment::Key(render_key(*k)));
         let value = write_term(*v, path, refs, sink);
         path.pop();

@@ -17,6 +17,8 @@
 //! beyond a float's range (about 1.8e308), which no JSON reader here could read back, and
 //! values nested more than [`MAX_JSON_DEPTH`] levels, the most the reader takes.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use num_bigint::BigInt;
 
@@ -83,6 +85,9 @@ pub struct Writer {
     key: bool,
     /// Arrays and objects open around the value now written.
     depth: usize,
+    /// The key texts of each object open, to refuse two keys with the same text (`1` and
+    /// `"1"`), which JSON would keep as one.
+    keys: Vec<HashSet<String>>,
 }
 
 impl Writer {
@@ -92,6 +97,7 @@ impl Writer {
             out: Vec::with_capacity(64),
             key: false,
             depth: 0,
+            keys: Vec::new(),
         }
     }
 
@@ -119,16 +125,24 @@ impl Writer {
     /// A scalar: `text` as a key (a string, then `:`) or as it is.
     fn scalar(&mut self, text: &str) -> Result<(), CodecError> {
         if self.take_key() {
-            self.key_str(text);
+            self.key_str(text)?;
         } else {
             self.out.extend_from_slice(text.as_bytes());
         }
         Ok(())
     }
 
-    fn key_str(&mut self, key: &str) {
+    fn key_str(&mut self, key: &str) -> Result<(), CodecError> {
+        if let Some(keys) = self.keys.last_mut() {
+            if !keys.insert(key.to_owned()) {
+                return Err(CodecError::new(format!(
+                    "two keys of a map are the JSON key {key:?}: make them distinct"
+                )));
+            }
+        }
         write_str(key, &mut self.out);
         self.out.push(b':');
+        Ok(())
     }
 
     /// A value written as a string (bytes in base64, dates and times in ISO 8601), which
@@ -159,6 +173,7 @@ fn not_a_key(kind: &str) -> CodecError {
 
 impl Sink for Writer {
     type Out = ();
+    const PYTHON_KEYS: bool = false;
 
     fn nil(&mut self) -> Result<(), CodecError> {
         self.scalar("null")
@@ -186,7 +201,7 @@ impl Sink for Writer {
     fn float(&mut self, f: f64) -> Result<(), CodecError> {
         if self.take_key() {
             // Keys take any float, in Rust's notation (`1e21` is written out in full).
-            self.key_str(&f.to_string());
+            self.key_str(&f.to_string())?;
         } else if f.is_finite() {
             // The shortest form that reads back as the same float (ryu, as serde_json).
             let mut buffer = ryu::Buffer::new();
@@ -202,7 +217,7 @@ impl Sink for Writer {
 
     fn str(&mut self, s: &str) -> Result<(), CodecError> {
         if self.take_key() {
-            self.key_str(s);
+            self.key_str(s)?;
         } else {
             write_str(s, &mut self.out);
         }
@@ -291,6 +306,7 @@ impl Sink for Writer {
         }
         self.open()?;
         self.out.push(b'{');
+        self.keys.push(HashSet::with_capacity(len));
         for i in 0..len {
             if i > 0 {
                 self.out.push(b',');
@@ -299,6 +315,7 @@ impl Sink for Writer {
             self.key = true;
             entry(self)?;
         }
+        self.keys.pop();
         self.out.push(b'}');
         self.depth -= 1;
         Ok(())
@@ -566,5 +583,18 @@ mod tests {
         assert_eq!(base64(b"fo"), "Zm8=");
         assert_eq!(base64(b"foo"), "Zm9v");
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+    }
+
+    #[test]
+    fn keys_with_the_same_text_are_refused() {
+        for other in [Value::Str("1".into()), Value::Float(1.0), Value::Int(1)] {
+            let map = Value::Map(vec![(Value::Int(1), Value::Nil), (other, Value::Nil)]);
+            let err = encode(&map).unwrap_err().to_string();
+            assert!(err.contains("the JSON key"), "{err}");
+        }
+        // The same key in two maps is fine.
+        let inner = Value::Map(vec![(Value::Str("a".into()), Value::Nil)]);
+        let outer = Value::Map(vec![(Value::Str("a".into()), inner)]);
+        assert!(encode(&outer).is_ok());
     }
 }

@@ -49,6 +49,12 @@ pub trait Sink {
     /// What a value becomes.
     type Out;
 
+    /// Whether map keys reach Python as they are (msgpack, values), where keys that Python
+    /// holds equal (`:a` and `"a"`, `1` and `1.0`) would be one key: a walk refuses such
+    /// maps (see [`crate::keys`]). A JSON writer turns every key into text and refuses
+    /// duplicate texts itself.
+    const PYTHON_KEYS: bool = true;
+
     /// `nil` / `None`.
     fn nil(&mut self) -> Result<Self::Out, CodecError>;
     /// A boolean.

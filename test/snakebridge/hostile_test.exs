@@ -1,0 +1,88 @@
+defmodule SnakeBridge.HostileTest do
+  @moduledoc """
+  What a careless or hostile Python library (code running inside a worker) can do to the
+  BEAM, and what the BEAM's own input can do to Python: each test is one attack, and
+  checks that the VM, the worker and the other callers are unharmed.
+  """
+  use ExUnit.Case, async: true
+
+  alias SnakeBridge.TestPool
+
+  @pool :hostile
+  @opts [pool: @pool]
+
+  setup_all do
+    start_supervised!({TestPool, name: @pool, size: 1})
+    :ok
+  end
+
+  defp call(module, function, args, kwargs \\ []),
+    do: SnakeBridge.call(module, function, args, kwargs, @opts)
+
+  describe "keys that would collide in Python" do
+    test "an atom and a string of the same text are refused, naming the path and both keys" do
+      error =
+        assert_raise ArgumentError, fn ->
+          call("builtins", "len", [%{:a => 1, "a" => 2}])
+        end
+
+      assert error.message =~ "args[0]"
+      assert error.message =~ ~s[the keys :a and "a" would be the same key in Python ('a')]
+
+      nested = %{"outer" => [%{"b" => 1, b: 2}]}
+      error = assert_raise ArgumentError, fn -> call("builtins", "len", [nested]) end
+      assert error.message =~ ~s(args[0]["outer"][0])
+    end
+
+    test "numbers Python holds equal are refused: 1 and 1.0, true and 1, tuples of them" do
+      for {map, first, second} <- [
+            {%{1 => :x, 1.0 => :y}, "1", "1.0"},
+            {%{true => :x, 1 => :y}, "true", "1"},
+            {%{false => :x, 0.0 => :y}, "false", "0.0"},
+            {%{{:a, 1} => :x, {"a", 1.0} => :y}, "{:a, 1}", ~s({"a", 1.0})}
+          ] do
+        error = assert_raise ArgumentError, fn -> call("builtins", "len", [map]) end
+        assert error.message =~ "the keys"
+        assert error.message =~ first
+        assert error.message =~ second
+      end
+    end
+
+    test "sets and keyword arguments are checked the same way" do
+      error = assert_raise ArgumentError, fn -> call("builtins", "len", [MapSet.new([:a, "a"])]) end
+
+      assert error.message =~ "the members :a and \"a\" would be the same member"
+
+      error = assert_raise ArgumentError, fn -> call("builtins", "dict", [], a: 1, a: 2) end
+
+      assert error.message =~ "the keyword argument a is given twice (:a and :a)"
+
+      error =
+        assert_raise ArgumentError, fn ->
+          call("builtins", "dict", [], %{:a => 1, "a" => 2})
+        end
+
+      assert error.message =~ "kwargs"
+    end
+
+    test "in JSON, keys collide when their texts do" do
+      json = [serialization: [args: :json, result: :json]]
+      json_call = &SnakeBridge.call("builtins", "len", [&1], [], json ++ @opts)
+
+      error = assert_raise ArgumentError, fn -> json_call.(%{1 => :x, "1" => :y}) end
+      assert error.message =~ ~s(two keys of a map are the JSON key "1")
+
+      # Python would hold 1 and true equal, but JSON sends them as "1" and "true".
+      assert json_call.(%{1 => :x, true => :y}) == {:ok, 2}
+    end
+
+    test "maps whose keys cannot collide cross whole, mixed kinds included" do
+      mixed = %{:a => 1, "b" => 2, 1 => 3, 2.5 => 4, nil => 5, {:c, 1} => 6, {"c", 2} => 7}
+      assert call("builtins", "len", [mixed]) == {:ok, 7}
+      big = Map.new(1..50_000, &{&1, &1})
+      assert call("builtins", "len", [big]) == {:ok, 50_000}
+      strings = Map.new(1..50_000, &{Integer.to_string(&1), &1})
+      assert call("builtins", "len", [strings]) == {:ok, 50_000}
+    end
+  end
+end
