@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from snakebridge_agent import allowlist, dispatch
+from snakebridge_agent import _native, allowlist, dispatch
 from snakebridge_agent.dispatch import CallCancelled, NotAllowed, TargetNotFound
 
 # -- resolve ---------------------------------------------------------------------------------
@@ -325,7 +325,8 @@ def test_describe_exception_of_a_builtin_exception() -> None:
     ]
     assert tb.startswith("Traceback (most recent call last):\n")
     assert "in _raise" in tb
-    assert tb.endswith("ValueError: boom\n")
+    # The `ValueError: boom` line is not sent: the core puts it back from the message.
+    assert tb.endswith("    raise exc\n")
 
 
 def test_describe_exception_uses_qualified_names() -> None:
@@ -339,7 +340,40 @@ def test_describe_exception_uses_qualified_names() -> None:
 def test_describe_exception_without_a_traceback() -> None:
     described = dispatch.describe_exception(RuntimeError("no frames"))
     assert described[3] == "no frames"
-    assert described[4] == "RuntimeError: no frames\n"
+    # Only the `Type: message` line, which the core puts back from the message.
+    assert described[4] == ""
+
+
+def test_describe_exception_sends_a_huge_message_once_and_cut() -> None:
+    def fail() -> None:
+        raise ValueError("x" * (10 << 20))
+
+    described = dispatch.describe_exception(_caught(fail))
+    limit = _native.MAX_ERROR_TEXT
+    assert len(described[3].encode()) <= limit
+    assert described[3].endswith("characters cut) …")
+    assert "in fail" in described[4]
+    assert "xxxx" not in described[4]
+
+
+def test_describe_exception_cuts_by_utf8_bytes() -> None:
+    limit = _native.MAX_ERROR_TEXT
+    for text in ("é" * limit, "😀" * (limit // 2), "a" + "😀" * limit):
+        described = dispatch.describe_exception(ValueError(text))
+        assert len(described[3].encode()) <= limit
+        assert described[3].endswith("characters cut) …")
+    short = "😀" * (limit // 4)
+    assert dispatch.describe_exception(ValueError(short))[3] == short
+
+
+def test_describe_exception_keeps_a_last_line_that_says_more_than_the_message() -> None:
+    exc = _caught(lambda: compile("x y", "<string>", "exec"))
+    assert isinstance(exc, SyntaxError)
+    assert described_tail(exc).endswith("SyntaxError: invalid syntax\n")
+
+
+def described_tail(exc: BaseException) -> str:
+    return dispatch.describe_exception(exc)[4][-200:]
 
 
 def test_describe_exception_of_the_agents_own_errors() -> None:
@@ -383,7 +417,7 @@ def test_describe_exception_drops_the_leading_dispatch_frames() -> None:
     text = dispatch.describe_exception(exc)[4]
     assert "in user_function" in text
     assert "snakebridge_agent/dispatch.py" not in text
-    assert text.endswith("ValueError: from user code\n")
+    assert text.endswith('raise ValueError("from user code")\n')
 
 
 def test_describe_exception_keeps_the_last_frame_even_when_it_is_dispatchs() -> None:
@@ -391,9 +425,10 @@ def test_describe_exception_keeps_the_last_frame_even_when_it_is_dispatchs() -> 
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code is not dispatch.call.__code__:
         tb = tb.tb_next
-    text = dispatch.describe_exception(exc.with_traceback(tb))[4]
-    assert "snakebridge_agent/dispatch.py" in text
-    assert "TypeError: 'str' object is not callable" in text
+    described = dispatch.describe_exception(exc.with_traceback(tb))
+    assert "snakebridge_agent/dispatch.py" in described[4]
+    assert described[0] == "TypeError"
+    assert described[3] == "'str' object is not callable"
 
 
 def test_call_cancelled_is_not_an_exception() -> None:

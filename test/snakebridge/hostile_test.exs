@@ -85,4 +85,23 @@ defmodule SnakeBridge.HostileTest do
       assert call("builtins", "len", [strings]) == {:ok, 50_000}
     end
   end
+
+  describe "errors have a size" do
+    test "a 100 MB exception message arrives cut, and the worker keeps serving its other calls" do
+      {:ok, pid} = call("sb_fixtures", "pid", [])
+      slow = Task.async(fn -> call("sb_fixtures", "sleep_then", [1.0, :survived]) end)
+
+      assert {:error, %SnakeBridge.Error{reason: :python_exception, python: error}} =
+               call("sb_fixtures", "fail_huge", [100_000_000])
+
+      assert error.type == "ValueError"
+      assert byte_size(error.message) < 100_000
+      assert error.message =~ "characters cut"
+      assert byte_size(error.traceback) < 200_000
+      assert error.traceback =~ "in fail_huge"
+
+      assert Task.await(slow) == {:ok, "survived"}
+      assert call("sb_fixtures", "pid", []) == {:ok, pid}
+    end
+  end
 end

@@ -18,6 +18,11 @@ pub const DEFAULT_MAX_PAYLOAD_SIZE: usize = 2 << 30;
 /// The smallest buffer that crosses through shared memory when the pool does not say.
 pub const DEFAULT_SHARED_MIN_SIZE: usize = crate::shared::DEFAULT_MIN_SIZE;
 
+/// The most bytes of each text of an error a worker sends: its message, its traceback, and
+/// its class names together. A longer text is cut, saying how much was cut, so that a
+/// 100 MB exception message costs one bounded frame.
+pub const MAX_ERROR_TEXT: usize = 64 << 10;
+
 /// The key that marks a map as a call to make inside an init call's arguments:
 /// `{"__snakebridge_call__": "dspy.LM", "args": [...], "kwargs": {...}}`.
 pub const NESTED_CALL_KEY: &str = "__snakebridge_call__";

@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use prost::Message;
+
 use crate::proto::{self, frame::Body, Frame, Part, Payload};
 use crate::shared::SharedDir;
 
@@ -74,7 +76,7 @@ impl Outgoing {
 pub fn split(mut frame: Frame, part_size: usize) -> Vec<Frame> {
     let request_id = frame.request_id;
     let Some(payload) = payload_mut(&mut frame) else {
-        return vec![frame];
+        return vec![fit(frame, part_size)];
     };
     let part_size = part_size.max(1);
     let oversized =
@@ -111,6 +113,33 @@ pub fn split(mut frame: Frame, part_size: usize) -> Vec<Frame> {
     }
     frames.push(frame);
     frames
+}
+
+/// A frame without a payload, made to fit in one message: an error's texts are cut to
+/// size (see [`clip_frame`](crate::error::clip_frame)), and an error still larger than
+/// `limit` is replaced by a short one saying so, which fails only its own exchange.
+fn fit(mut frame: Frame, limit: usize) -> Frame {
+    use proto::callback_result::Outcome;
+    match &mut frame.body {
+        Some(Body::Error(error))
+        | Some(Body::CallbackResult(proto::CallbackResult {
+            outcome: Some(Outcome::Error(error)),
+        })) => crate::error::clip_frame(error),
+        _ => return frame,
+    }
+    let size = frame.encoded_len();
+    if size <= limit {
+        return frame;
+    }
+    let kind = frame
+        .body
+        .as_ref()
+        .map_or("empty", crate::serve::frame_kind);
+    crate::serve::error_frame(
+        frame.request_id,
+        proto::error::Kind::Internal,
+        format!("a {kind} frame of {size} bytes is larger than a message may be ({limit} bytes)"),
+    )
 }
 
 /// Why a frame could not be put back together: the exchange it belongs to and what.
@@ -354,6 +383,44 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    #[test]
+    fn errors_are_cut_to_fit_one_message() {
+        let huge = |kind: proto::error::Kind, message: String| Frame {
+            request_id: 9,
+            body: Some(Body::Error(proto::Error {
+                kind: kind as i32,
+                message,
+                exception: None,
+            })),
+        };
+        let frames = split(
+            huge(proto::error::Kind::Internal, "x".repeat(100 << 20)),
+            1 << 20,
+        );
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].encoded_len() < 100 << 10);
+        assert_eq!(frames[0].request_id, 9);
+        // An error that cannot be cut small enough is replaced, for its exchange only.
+        let frames = split(
+            huge(proto::error::Kind::Internal, "y".repeat(60 << 10)),
+            1 << 10,
+        );
+        match &frames[0].body {
+            Some(Body::Error(error)) => assert!(error.message.contains("larger than a message")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(frames[0].request_id, 9);
+        // Other frames without a payload pass as they are.
+        let release = Frame {
+            request_id: 0,
+            body: Some(Body::Release(proto::Release {
+                ref_ids: (0..10_000).collect(),
+                ..proto::Release::default()
+            })),
+        };
+        assert_eq!(split(release.clone(), 1 << 10), vec![release]);
     }
 
     #[test]

@@ -426,14 +426,11 @@ fn describe(py: Python<'_>, dispatch: &Dispatch, err: PyErr) -> Failure {
             traceback: String::new(),
         },
     };
-    let message = match kind {
-        Kind::TargetNotFound | Kind::NotAllowed => exception.message.clone(),
-        _ if exception.message.is_empty() => exception.r#type.clone(),
-        _ => format!("{}: {}", exception.r#type, exception.message),
-    };
+    // The message travels once, in the exception: the core makes the error's message
+    // from it (`snakebridge_core::Error::from_frame`).
     Failure {
         kind,
-        message,
+        message: String::new(),
         exception: Some(Box::new(exception)),
     }
 }

@@ -80,6 +80,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     // here rather than keeping copies.
     module.add("DEFAULT_THREADS", contract::DEFAULT_THREADS)?;
     module.add("NESTED_CALL_KEY", contract::NESTED_CALL_KEY)?;
+    module.add("MAX_ERROR_TEXT", contract::MAX_ERROR_TEXT)?;
     module.add(
         "ALWAYS_ALLOWED",
         PyTuple::new(module.py(), contract::ALWAYS_ALLOWED)?,

@@ -12,6 +12,7 @@ __all__ = [
     "ElixirError",
     "DEFAULT_THREADS",
     "NESTED_CALL_KEY",
+    "MAX_ERROR_TEXT",
     "ALWAYS_ALLOWED",
     "DTYPES",
 ]
@@ -23,6 +24,9 @@ DEFAULT_THREADS: int
 
 NESTED_CALL_KEY: str
 """The key marking a map as a call to make inside an init call's arguments."""
+
+MAX_ERROR_TEXT: int
+"""The most bytes of each text of an error sent to the BEAM (message, traceback, class names)."""
 
 ALWAYS_ALLOWED: tuple[str, ...]
 """What every restricted pool may still reach: the tool registry and the nested-call runner."""

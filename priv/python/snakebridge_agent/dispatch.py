@@ -145,16 +145,40 @@ def _is_prefix_of(module: str, name: str) -> bool:
 
 
 def describe_exception(exc: BaseException) -> tuple[str, str, list[str], str, str]:
-    """Describes an exception for the wire: (type, module, mro, message, traceback)."""
+    """Describes an exception for the wire: (type, module, mro, message, traceback).
+
+    Each text is cut to `_native.MAX_ERROR_TEXT` characters (the core cuts them to as many
+    bytes), and the message is sent once: the traceback stops before its last line when
+    that line is only `Type: message` (the core puts it back, see
+    `snakebridge_core::error`).
+    """
     cls = type(exc)
     mro = [f"{klass.__module__}.{klass.__qualname__}" for klass in cls.__mro__]
+    message = _safe_str(exc)
     return (
         cls.__qualname__,
         cls.__module__,
         mro,
-        _safe_str(exc),
-        _format_traceback(exc),
+        _clip(message),
+        _clip(_format_traceback(exc, message), keep_end=True),
     )
+
+
+def _clip(text: str, *, keep_end: bool = False) -> str:
+    """`text` cut to fit `_native.MAX_ERROR_TEXT` UTF-8 bytes with a note of what was cut:
+    its start, or its end (where a traceback's innermost frames are)."""
+    limit = _native.MAX_ERROR_TEXT
+    if len(text) <= limit // 4:
+        return text  # even at four bytes a character
+    if len(text) <= limit and len(text.encode("utf-8", "surrogatepass")) <= limit:
+        return text
+    room = limit - 64
+    kept = text[-room:] if keep_end else text[:room]
+    data = kept.encode("utf-8", "surrogatepass")
+    data = data[-room:] if keep_end else data[:room]
+    kept = data.decode("utf-8", "ignore")
+    note = f"… ({len(text) - len(kept)} characters cut) …"
+    return note + kept if keep_end else kept + note
 
 
 def _safe_str(exc: BaseException) -> str:
@@ -165,11 +189,20 @@ def _safe_str(exc: BaseException) -> str:
         return f"<unprintable {type(exc).__qualname__} object>"
 
 
-def _format_traceback(exc: BaseException) -> str:
-    """The formatted traceback, without the frames of this module."""
+def _format_traceback(exc: BaseException, message: str) -> str:
+    """The formatted traceback, without the frames of this module, and without its last
+    line when that line is only the exception's type and `message` (sent on their own)."""
     try:
         tb = _skip_own_frames(exc.__traceback__)
-        return "".join(traceback.format_exception(type(exc), exc, tb))
+        lines = traceback.format_exception(type(exc), exc, tb)
+        cls = type(exc)
+        name = cls.__qualname__
+        if cls.__module__ not in ("__main__", "builtins"):
+            name = f"{cls.__module__}.{name}"
+        last = f"{name}: {message}\n" if message else f"{name}\n"
+        if lines and lines[-1] == last:
+            lines.pop()
+        return "".join(lines)
     except Exception:  # noqa: BLE001 - formatting is best effort
         return ""
 

@@ -33,6 +33,11 @@ def fail(message: str) -> None:
     raise FixtureError(message)
 
 
+def fail_huge(size: int) -> None:
+    """Raises ValueError with a message of `size` characters, made here (not sent)."""
+    raise ValueError("x" * size)
+
+
 def sleep_then(seconds: float, value: Any) -> Any:
     """Sleeps, then returns value."""
     time.sleep(seconds)
