@@ -224,7 +224,7 @@ async fn check_calls(
     )
     .await?;
     let error = error_of(&reply, Kind::PythonException)?;
-    let exception = error.exception.as_ref().ok_or("no exception")?;
+    let exception = error.python.as_ref().ok_or("no exception")?;
     assert_eq!(exception.r#type, "ZeroDivisionError");
     assert_eq!(exception.module, "builtins");
     assert_eq!(exception.mro[1], "builtins.ArithmeticError");
@@ -521,9 +521,14 @@ fn result_value(frame: &Frame) -> Result<Value, Error> {
     }
 }
 
-fn error_of(frame: &Frame, kind: Kind) -> Result<&proto::Error, Error> {
+/// The error of `frame`, of `kind`, as the BEAM's side of the core reads it: the worker
+/// sends a Python exception's message once, in the exception, and the core composes the
+/// error's message from it (and restores the traceback's last line).
+fn error_of(frame: &Frame, kind: Kind) -> Result<snakebridge_core::Error, Error> {
     match &frame.body {
-        Some(Body::Error(error)) if error.kind == kind as i32 => Ok(error),
+        Some(Body::Error(error)) if error.kind == kind as i32 => {
+            Ok(snakebridge_core::Error::from_frame(error.clone(), 0))
+        }
         _ => Err(format!(
             "expected a {} error, got {}",
             kind.as_str_name(),
