@@ -3,6 +3,10 @@
 #   * raw_transfer - the same bytes sent between two processes over a Unix socket, into a
 #                    freshly allocated buffer (`baselines raw-transfer`, Rust, std only)
 #   * BEAM copy    - `:binary.copy/1` of the tensor's data; Rust memcpy into a fresh Vec
+#   * shm map/read - a buffer written to a file under /dev/shm and taken back by mapping it
+#                    (how the BEAM took a worker's buffers before issue 14) or by reading it
+#                    into fresh memory (how it does now, so that a worker cannot change or
+#                    truncate it): the "before" beside the "now" of the shared-memory path
 # and the same 1M floats as a plain Elixir list (msgpack) versus a 4 MB tensor.
 #
 # Run with `make bench`. Every figure is the median of alternating rounds, each round's
@@ -167,7 +171,9 @@ defmodule TensorBench do
     {"round_trip", "round trip", 2},
     {"raw_transfer", "raw socket", 1},
     {"beam_copy", "BEAM copy", 1},
-    {"rust_memcpy", "Rust memcpy", 1}
+    {"rust_memcpy", "Rust memcpy", 1},
+    {"shm_map", "shm map", 1},
+    {"shm_read", "shm read", 1}
   ]
 
   defp report(rounds) do
@@ -192,6 +198,16 @@ defmodule TensorBench do
     Elixir -> Python            #{pad(num(to_py), 7)}     #{pad(Bench.ratio(to_py, raw), 6)}x   (target >= 1 GB/s and >= 0.30x)
     Python -> Elixir            #{pad(num(to_ex), 7)}     #{pad(Bench.ratio(to_ex, raw), 6)}x   (target >= 1 GB/s and >= 0.30x)
     round trip (numpy.copy)     #{pad(num(rt), 7)}     #{pad(Bench.ratio(rt, raw), 6)}x   (bytes both ways)
+    """)
+
+    shm_map = gb_per_s(big["bytes"], big["shm_map"])
+    shm_read = gb_per_s(big["bytes"], big["shm_read"])
+
+    IO.puts("""
+    a worker's 100 MB buffer through /dev/shm (write + take), GB/s
+      before: mapped (a worker could truncate it: SIGBUS)   #{pad(num(shm_map), 7)}
+      now: read into BEAM-owned memory                      #{pad(num(shm_read), 7)}   #{Bench.ratio(shm_read, shm_map)}x of before
+      Python -> Elixir end to end, now                      #{pad(num(to_ex), 7)}   (target >= 1 GB/s)
     """)
 
     list = med["list"]

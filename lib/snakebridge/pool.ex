@@ -40,10 +40,12 @@ defmodule SnakeBridge.Pool do
       tensor data) or receive, in bytes (default 2 GiB). Larger arguments are refused with
       a `:payload_too_large` error before anything is sent.
     * `:shared_memory` - buffers (tensor data, large binaries) of at least this many bytes
-      cross between the BEAM and the workers as files in a private directory under
-      `/dev/shm`, copied once, instead of inside gRPC messages; `true` for the default of
-      1 MiB, `false` to always use messages (default `true`). Machines without a
-      writable `/dev/shm` use messages.
+      cross between the BEAM and the workers as files under `/dev/shm` instead of inside
+      gRPC messages; `true` for the default of 1 MiB, `false` to always use messages
+      (default `true`). Machines without a writable `/dev/shm` use messages. Each worker
+      has a directory of its own, which the other workers cannot list; the BEAM reads a
+      worker's file into memory of its own and never maps it, so Python code cannot
+      change or truncate a binary after sending it.
     * `:allowed_modules` - the Python modules calls may reach, as a list of dotted names
       (`"numpy"` allows `numpy.linalg.norm`; `"os.path"` allows `os.path.join` but not
       `os.system`), or `:any` (default). With a list, a call, attribute access or

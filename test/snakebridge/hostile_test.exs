@@ -10,9 +10,12 @@ defmodule SnakeBridge.HostileTest do
 
   @pool :hostile
   @opts [pool: @pool]
+  # Two workers: one attacks, the other is the victim.
+  @pair :hostile_pair
 
   setup_all do
     start_supervised!({TestPool, name: @pool, size: 1})
+    start_supervised!(Supervisor.child_spec({TestPool, name: @pair, size: 2}, id: @pair))
     :ok
   end
 
@@ -103,5 +106,68 @@ defmodule SnakeBridge.HostileTest do
       assert Task.await(slow) == {:ok, "survived"}
       assert call("sb_fixtures", "pid", []) == {:ok, pid}
     end
+  end
+
+  describe "shared memory" do
+    test "a worker that truncates and rewrites the file of a result it sent cannot harm the binary or the VM" do
+      size = 32_000_000
+      expected = :binary.copy("A", size)
+
+      assert {:ok, result} = call("sb_hostile", "tamper_with_result", [probe(), size, 0.2], [])
+
+      assert result == expected
+      Process.sleep(600)
+      {:ok, report} = call("sb_hostile", "report", [])
+      # The attack reached its target: the file was open in Python, then changed.
+      assert report["directory"] =~ "/snakebridge-"
+      assert report["caught"] >= 1
+      assert report["tampered"] == report["caught"]
+      assert result == expected
+      assert binary_part(result, 0, 8) == "AAAAAAAA"
+    end
+
+    test "a worker cannot find the files another worker is being sent" do
+      {victim, attacker} = sessions_on_two_workers()
+      secret = :binary.copy("SECRET!!", 262_144)
+
+      snoop =
+        Task.async(fn ->
+          SnakeBridge.call("sb_hostile", "snoop", [1.5], [], pool: @pair, session: attacker)
+        end)
+
+      deadline = System.monotonic_time(:millisecond) + 1_500
+
+      sent =
+        Stream.repeatedly(fn ->
+          SnakeBridge.call("sb_fixtures", "echo", [secret], [], pool: @pair, session: victim)
+        end)
+        |> Stream.take_while(fn _ -> System.monotonic_time(:millisecond) < deadline end)
+        |> Enum.to_list()
+
+      assert length(sent) > 1
+      assert Enum.all?(sent, &(&1 == {:ok, secret}))
+      assert {:ok, seen} = Task.await(snoop)
+      # It found the pool's directory from the BEAM's pid, as the red team did ...
+      assert [_ | _] = seen["pool_dirs"]
+      # ... and could neither list it nor read a byte of the other session's data.
+      assert seen["listable"] == []
+      assert seen["read"] == []
+    end
+  end
+
+  # A tensor large enough to cross through shared memory, so that the worker maps a file.
+  defp probe, do: SnakeBridge.Tensor.new(:binary.copy(<<0>>, 2_000_000), {:u, 8}, {2_000_000})
+
+  defp sessions_on_two_workers do
+    {:ok, first} = SnakeBridge.Session.checkout(pool: @pair)
+
+    other =
+      Enum.find_value(1..20, fn _ ->
+        {:ok, s} = SnakeBridge.Session.checkout(pool: @pair)
+        if s.worker_pid != first.worker_pid, do: s, else: SnakeBridge.Session.release(s) && nil
+      end)
+
+    assert other, "the pool's two workers each got a session"
+    {first, other}
   end
 end

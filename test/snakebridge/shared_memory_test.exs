@@ -14,8 +14,9 @@ defmodule SnakeBridge.SharedMemoryTest do
     pool = start_supervised!({SnakeBridge.TestPool, name: :shared, size: 1, shared_memory: 4096})
     assert SnakeBridge.Pool.settings(:shared)[:shared_memory] == 4096
     assert [dir] = MapSet.difference(shared_dirs(), before) |> MapSet.to_list()
-    assert File.stat!(dir).access == :read_write
-    assert Bitwise.band(File.stat!(dir).mode, 0o777) == 0o700
+    # Its owner may enter it, but no one may list it: each worker's directory inside it
+    # has a random name, which only that worker is told.
+    assert Bitwise.band(File.stat!(dir).mode, 0o777) == 0o300
 
     opts = [pool: :shared]
     n = 3_000
@@ -33,7 +34,11 @@ defmodule SnakeBridge.SharedMemoryTest do
     assert SnakeBridge.call!("sb_fixtures", "array_info", [tensor], [], opts)["writeable"] ==
              false
 
-    assert File.ls!(dir) == [], "every file was removed by its receiver"
+    File.chmod!(dir, 0o700)
+    assert [worker_dir] = File.ls!(dir)
+    assert String.length(worker_dir) == 32
+    assert Bitwise.band(File.stat!(Path.join(dir, worker_dir)).mode, 0o777) == 0o700
+    assert File.ls!(Path.join(dir, worker_dir)) == [], "every file was removed by its receiver"
     :ok = stop_supervised(:shared)
     refute Process.alive?(pool)
     refute File.exists?(dir)

@@ -9,12 +9,19 @@
 //! cost). The timed span runs from the request to the last byte received.
 //! `rust_memcpy` copies the same N bytes into a fresh `Vec` in-process.
 //!
+//! `shm_map` and `shm_read` time the two ways a receiver can take a buffer its
+//! sender wrote to a file under `/dev/shm` (the write included, as in
+//! SnakeBridge's shared memory): mapping the file (`MAP_POPULATE`, what
+//! SnakeBridge's BEAM side did before issue 14) and reading it with `read(2)`
+//! into a fresh buffer (what it does since: a worker cannot change or truncate
+//! memory the BEAM owns).
+//!
 //! Prints one JSON line per result: name, bytes, rounds, median seconds and
 //! GB/s (10^9 bytes per second).
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -152,7 +159,11 @@ impl Drop for Sender {
 /// `raw_transfer` and `rust_memcpy` lines.
 pub fn main(argv: &[String]) -> Result<()> {
     let opts = Options::parse(argv)?;
-    let lines = [transfer(&opts)?, memcpy(&opts)?];
+    let mut lines = vec![transfer(&opts)?, memcpy(&opts)?];
+    if Path::new(SHM).is_dir() {
+        lines.push(shared_file(&opts, Take::Map)?);
+        lines.push(shared_file(&opts, Take::Read)?);
+    }
     let mut out = std::io::stdout().lock();
     for line in lines {
         writeln!(out, "{line}").context("writing results to stdout")?;
@@ -246,6 +257,70 @@ fn memcpy(opts: &Options) -> Result<String> {
         ensure!(dst[dst.len() - 1] == FILL, "copy differs from the source");
     }
     report("rust_memcpy", opts.bytes, samples)
+}
+
+/// Where the shared-memory lines put their file.
+const SHM: &str = "/dev/shm";
+
+#[derive(Clone, Copy)]
+enum Take {
+    Map,
+    Read,
+}
+
+/// Writes the payload to a fresh file under `/dev/shm`, then takes it back as
+/// `take` says and removes it, as one SnakeBridge shared buffer crosses.
+fn shared_file(opts: &Options, take: Take) -> Result<String> {
+    use std::os::unix::io::AsRawFd;
+    let src = vec![FILL; opts.bytes];
+    let path = Path::new(SHM).join(format!("sb-baseline-{}", std::process::id()));
+    let once = || -> Result<u8> {
+        std::fs::write(&path, &src).context("writing the shared file")?;
+        let mut file = std::fs::File::open(&path).context("opening the shared file")?;
+        std::fs::remove_file(&path).context("removing the shared file")?;
+        match take {
+            Take::Map => {
+                // SAFETY: a private file of this process, mapped read-only, read
+                // once and unmapped before it is closed.
+                unsafe {
+                    let ptr = libc::mmap(
+                        std::ptr::null_mut(),
+                        src.len(),
+                        libc::PROT_READ,
+                        libc::MAP_SHARED | libc::MAP_POPULATE,
+                        file.as_raw_fd(),
+                        0,
+                    );
+                    ensure!(ptr != libc::MAP_FAILED, "mmap failed");
+                    let last = *(ptr as *const u8).add(src.len() - 1);
+                    libc::munmap(ptr, src.len());
+                    Ok(last)
+                }
+            }
+            Take::Read => {
+                // As the core's shared::copy_of does.
+                let mut dst = Vec::with_capacity(src.len());
+                file.read_to_end(&mut dst)
+                    .context("reading the shared file")?;
+                Ok(std::hint::black_box(dst)[src.len() - 1])
+            }
+        }
+    };
+    for _ in 0..opts.warmup {
+        once()?;
+    }
+    let mut samples = Vec::with_capacity(opts.rounds);
+    for _ in 0..opts.rounds {
+        let t0 = Instant::now();
+        let last = once()?;
+        samples.push(t0.elapsed());
+        ensure!(last == FILL, "the shared file differs from the payload");
+    }
+    let name = match take {
+        Take::Map => "shm_map",
+        Take::Read => "shm_read",
+    };
+    report(name, opts.bytes, samples)
 }
 
 #[cfg(test)]

@@ -998,7 +998,7 @@ impl Inner {
         }
         // Now, not when the last handle goes: files in it are memory.
         if let Some((dir, _)) = &self.shared_memory {
-            let _ = std::fs::remove_dir_all(dir);
+            crate::shared::remove_tree(dir);
         }
         self.changed.notify_waiters();
     }

@@ -2,24 +2,38 @@
 //!
 //! Through gRPC a 100 MB tensor is copied four times on its way (into tonic's buffer, into
 //! the socket, out of it, and into the assembled slot). Through a [`SharedDir`] it is
-//! copied once: the sender writes the buffer to a fresh file in a private directory on a
-//! memory filesystem and sends the file's name in `Payload.shared`; the receiver maps the
-//! file read-only, removes it at once, and uses the mapping as the buffer. Python reads it
-//! through a zero-copy `np.frombuffer` view, the BEAM as a resource binary.
+//! copied at most twice: the sender writes the buffer to a fresh file in a private
+//! directory on a memory filesystem and sends the file's name in `Payload.shared`; the
+//! receiver takes the file's bytes and removes it at once.
 //!
-//! The pool creates the directory (mode 0700, under `/dev/shm`), offers it to each worker
-//! in the handshake, and removes it when it stops. The worker joins it only if it is a
-//! directory of its own user that no one else may enter, and only reads plain file names
-//! inside it. A file lives from the moment its frame is sent until its receiver maps it;
-//! files of frames that never arrived (a connection that died) go with the directory, and
-//! the directories of a VM that was killed are removed by the next pool that starts.
+//! How the receiver takes them depends on whom it trusts. The worker maps the pool's files
+//! (read-only, zero-copy: Python reads them through an `np.frombuffer` view): only the BEAM
+//! writes them. The pool's side never maps a worker's file: Python code in the worker
+//! could keep the file open and truncate it (reading the mapping would then raise SIGBUS
+//! and kill the VM) or write into it (changing an "immutable" binary under its owner).
+//! It reads the file into memory of its own instead, with `read(2)`, which a truncation
+//! can only cut short (failing that exchange); a copy at memory speed, measured in
+//! `bench/tensor_bench.exs`.
+//!
+//! The pool creates a directory under `/dev/shm` (mode 0300: its owner may enter it, but
+//! no one may list it) and, for each worker connection, a directory inside it with a
+//! random 128-bit name (mode 0700), which it offers to that worker alone in the handshake.
+//! A worker thus cannot find the files of the other workers, whose sessions may belong to
+//! other users of the application; it would have to change the pool directory's mode
+//! first, which processes of the same user can always do, so this is a fence against
+//! discovery and not a boundary between users. The worker joins its directory only if it
+//! is a directory of its own user that no one else may enter, and only reads plain file
+//! names inside it. A file lives from the moment its frame is sent until its receiver
+//! takes it; files of frames that never arrived (a connection that died) go with the
+//! connection's directory, and the directories of a VM that was killed are removed by the
+//! next pool that starts.
 //!
 //! Anything that goes wrong on the way falls back or fails small: a buffer that cannot be
 //! written travels in the message as before, and a file that cannot be read fails that
 //! exchange only.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +52,19 @@ const BASE: &str = "/dev/shm";
 /// Name prefix of the pools' directories under [`BASE`].
 const PREFIX: &str = "snakebridge-";
 
+/// The mode of a pool's directory: its owner may create, enter and remove the connection
+/// directories it knows the names of, but not list them.
+const POOL_DIR_MODE: u32 = 0o300;
+
+/// How a side takes the buffers it receives (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Receive {
+    /// Into memory of its own: the sender may be hostile.
+    Copy,
+    /// As a read-only mapping of the file: the sender is trusted.
+    Map,
+}
+
 /// A directory for the shared buffers of one pool's connections (see the module docs).
 #[derive(Debug)]
 pub struct SharedDir {
@@ -48,13 +75,14 @@ pub struct SharedDir {
     next: AtomicU64,
     /// Whether dropping this removes the directory (the pool's side does).
     owner: bool,
+    receive: Receive,
 }
 
 impl SharedDir {
-    /// Creates a fresh private directory under `/dev/shm` for buffers of at least
-    /// `min_size` bytes, first removing the directories of VMs that are gone. `None` when
-    /// the machine has no `/dev/shm` or it cannot be written: buffers then travel in
-    /// messages.
+    /// Creates a fresh pool directory under `/dev/shm` for buffers of at least `min_size`
+    /// bytes, first removing the directories of VMs that are gone. `None` when the machine
+    /// has no `/dev/shm` or it cannot be written: buffers then travel in messages. Its
+    /// connections use directories of their own (see [`SharedDir::connection`]).
     pub fn create(min_size: usize) -> Option<SharedDir> {
         let base = Path::new(BASE);
         if !base.is_dir() {
@@ -71,13 +99,33 @@ impl SharedDir {
             std::process::id(),
             &crate::auth::new_token()[..12]
         ));
-        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        std::fs::DirBuilder::new()
+            .mode(POOL_DIR_MODE)
+            .create(&path)?;
+        // The mode given to mkdir is narrowed by the umask, never widened: set it.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(POOL_DIR_MODE))?;
         Ok(SharedDir {
             path,
             min_size: min_size.max(1),
             writer: "c".to_owned(),
             next: AtomicU64::new(0),
             owner: true,
+            receive: Receive::Copy,
+        })
+    }
+
+    /// A directory of its own for one worker connection, inside this pool directory, named
+    /// by 128 random bits (mode 0700). It is removed when the last reference to it goes.
+    pub fn connection(&self) -> std::io::Result<SharedDir> {
+        let path = self.path.join(&crate::auth::new_token()[..32]);
+        std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        Ok(SharedDir {
+            path,
+            min_size: self.min_size,
+            writer: "c".to_owned(),
+            next: AtomicU64::new(0),
+            owner: true,
+            receive: Receive::Copy,
         })
     }
 
@@ -106,6 +154,7 @@ impl SharedDir {
             writer: format!("w{}", std::process::id()),
             next: AtomicU64::new(0),
             owner: false,
+            receive: Receive::Map,
         })
     }
 
@@ -154,8 +203,8 @@ impl SharedDir {
         }
     }
 
-    /// Puts the files `payload.shared` names back into its buffers (mapped, not copied) and
-    /// removes them. `limit` bounds the bytes one payload may map. On an error every file
+    /// Puts the files `payload.shared` names back into its buffers (read on the pool's
+    /// side, mapped on the worker's: see the module docs) and removes them. `limit` bounds the bytes one payload may map. On an error every file
     /// the payload names is removed.
     pub fn take(&self, payload: &mut Payload, limit: usize) -> Result<(), String> {
         let shared = std::mem::take(&mut payload.shared);
@@ -188,7 +237,7 @@ impl SharedDir {
                 .buffers
                 .get_mut(usize::try_from(entry.slot).unwrap_or(usize::MAX))
                 .ok_or_else(|| format!("payload has no buffer {}", entry.slot))?;
-            *buffer = self.map(entry)?;
+            *buffer = self.read(entry)?;
         }
         Ok(())
     }
@@ -201,7 +250,7 @@ impl SharedDir {
         Ok(self.path.join(name))
     }
 
-    fn map(&self, entry: &Shared) -> Result<Bytes, String> {
+    fn read(&self, entry: &Shared) -> Result<Bytes, String> {
         let path = self.file(&entry.name)?;
         let fail = |e: std::io::Error| format!("shared buffer {}: {e}", path.display());
         let file = OpenOptions::new()
@@ -218,29 +267,59 @@ impl SharedDir {
                 entry.size
             ));
         }
-        if entry.size == 0 {
+        let size = usize::try_from(entry.size).map_err(|_| "a shared buffer too large")?;
+        if size == 0 {
             return Ok(Bytes::new());
         }
-        // SAFETY: the file was written and closed by the other side before it sent the
-        // frame, lives in a directory only this user may enter, and is removed right after
-        // this mapping: nothing writes or truncates it while the mapping lives.
-        let map = unsafe {
-            memmap2::MmapOptions::new()
-                .len(entry.size as usize)
-                .populate()
-                .map(&file)
+        match self.receive {
+            Receive::Copy => copy_of(file, size).map_err(|e| {
+                format!(
+                    "shared buffer {}: {e} (the sender changed it while it was read)",
+                    path.display()
+                )
+            }),
+            Receive::Map => {
+                // SAFETY: the file was written and closed by the BEAM, which the worker
+                // trusts, before it sent the frame; it lives in a directory only this user
+                // may enter and whose name only this worker was told, and is removed right
+                // after this mapping.
+                let map = unsafe { memmap2::MmapOptions::new().len(size).populate().map(&file) }
+                    .map_err(fail)?;
+                Ok(Bytes::from_owner(map))
+            }
         }
-        .map_err(fail)?;
-        Ok(Bytes::from_owner(map))
     }
+}
+
+/// The `size` bytes of `file`, read into fresh memory. A file that holds fewer bytes by the
+/// time they are read (its writer truncated it) is an error, never a signal.
+fn copy_of(mut file: File, size: usize) -> std::io::Result<Bytes> {
+    let mut buffer = Vec::new();
+    buffer
+        .try_reserve_exact(size)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::OutOfMemory, e))?;
+    (&mut file).take(size as u64).read_to_end(&mut buffer)?;
+    if buffer.len() != size {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("only {} of its {size} bytes could be read", buffer.len()),
+        ));
+    }
+    Ok(Bytes::from(buffer))
 }
 
 impl Drop for SharedDir {
     fn drop(&mut self) {
         if self.owner {
-            let _ = std::fs::remove_dir_all(&self.path);
+            remove_tree(&self.path);
         }
     }
+}
+
+/// Removes a pool's or a connection's directory, making it listable first.
+pub(crate) fn remove_tree(path: &Path) {
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+    let _ = std::fs::remove_dir_all(path);
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -269,7 +348,7 @@ fn sweep(base: &Path) {
             continue;
         };
         if pid > 0 && !alive(pid) {
-            let _ = std::fs::remove_dir_all(entry.path());
+            remove_tree(&entry.path());
         }
     }
 }
@@ -283,6 +362,7 @@ fn alive(pid: libc::pid_t) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn scratch() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("sb-shared-{}", crate::auth::new_token()));
@@ -300,8 +380,10 @@ mod tests {
     #[test]
     fn large_buffers_cross_through_files_that_the_receiver_removes() {
         let base = scratch();
-        let pool_side = SharedDir::create_in(&base, 1024).unwrap();
+        let pool = SharedDir::create_in(&base, 1024).unwrap();
+        let pool_side = Arc::new(pool.connection().unwrap());
         let worker_side = SharedDir::join(pool_side.path(), 1024).unwrap();
+        assert_eq!(pool_side.path().parent(), Some(pool.path()));
         let big = Bytes::from((0..5000u32).map(|i| i as u8).collect::<Vec<_>>());
         let small = Bytes::from_static(b"small");
         let mut sent = payload(vec![small.clone(), big.clone()]);
@@ -316,6 +398,13 @@ mod tests {
         assert_eq!(sent.buffers[1], big);
         assert_eq!(std::fs::read_dir(pool_side.path()).unwrap().count(), 0);
 
+        // And back: the worker writes, the pool's side reads.
+        let mut back = payload(vec![big.clone()]);
+        worker_side.share(&mut back);
+        assert_eq!(back.shared.len(), 1);
+        pool_side.take(&mut back, usize::MAX).unwrap();
+        assert_eq!(back.buffers[0], big);
+
         let dir = pool_side.path().to_path_buf();
         drop(worker_side);
         assert!(
@@ -323,8 +412,98 @@ mod tests {
             "the worker's side does not remove the directory"
         );
         drop(pool_side);
-        assert!(!dir.exists(), "the pool's side removes it");
+        assert!(!dir.exists(), "the connection's side removes it");
+        let pool_dir = pool.path().to_path_buf();
+        drop(pool);
+        assert!(!pool_dir.exists(), "the pool's side removes its own");
         std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn connections_have_directories_that_others_cannot_list_or_guess() {
+        let base = scratch();
+        let pool = SharedDir::create_in(&base, 1).unwrap();
+        let mode = std::fs::metadata(pool.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, POOL_DIR_MODE);
+        let one = pool.connection().unwrap();
+        let two = pool.connection().unwrap();
+        assert_ne!(one.path(), two.path());
+        for dir in [&one, &two] {
+            let name = dir.path().file_name().unwrap().to_str().unwrap();
+            assert_eq!(name.len(), 32, "128 bits in hex: {name}");
+            let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700);
+        }
+        // SAFETY: geteuid has no preconditions. Root may list any directory.
+        if unsafe { libc::geteuid() } != 0 {
+            let err = std::fs::read_dir(pool.path()).unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+        }
+        drop(one);
+        drop(two);
+        drop(pool);
+        assert_eq!(std::fs::read_dir(&base).unwrap().count(), 0);
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_file_its_writer_changes_or_truncates_cannot_change_what_the_pool_received() {
+        use std::os::unix::fs::FileExt;
+        let base = scratch();
+        let pool = SharedDir::create_in(&base, 1).unwrap();
+        let pool_side = pool.connection().unwrap();
+        let worker_side = SharedDir::join(pool_side.path(), 1).unwrap();
+        let data = Bytes::from(vec![b'A'; 1 << 20]);
+
+        // The hostile writer keeps the file open, and changes it after it was received.
+        let mut sent = payload(vec![data.clone()]);
+        worker_side.share(&mut sent);
+        let kept = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(pool_side.path().join(&sent.shared[0].name))
+            .unwrap();
+        pool_side.take(&mut sent, usize::MAX).unwrap();
+        kept.write_all_at(b"TAMPERED", 0).unwrap();
+        kept.set_len(0).unwrap();
+        assert_eq!(
+            sent.buffers[0], data,
+            "the received bytes are the pool's own"
+        );
+
+        // Truncated before it is read: that exchange fails, nothing else.
+        let mut sent = payload(vec![data.clone()]);
+        worker_side.share(&mut sent);
+        let file = pool_side.path().join(&sent.shared[0].name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        let err = pool_side.take(&mut sent, usize::MAX).unwrap_err();
+        assert!(err.contains("holds 10 bytes"), "{err}");
+        assert!(!file.exists());
+
+        // Truncated between the check of its size and the read.
+        let short = tempfile_with(&base, 100);
+        short.set_len(40).unwrap();
+        let err = copy_of(short, 100).unwrap_err();
+        assert!(
+            err.to_string().contains("only 40 of its 100 bytes"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    fn tempfile_with(dir: &Path, size: usize) -> File {
+        let path = dir.join("scratch-file");
+        std::fs::write(&path, vec![1u8; size]).unwrap();
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap()
     }
 
     #[test]

@@ -110,7 +110,8 @@ impl GrpcTransport {
         }
     }
 
-    /// The transport, offering `shared` to each worker for large buffers.
+    /// The transport, offering each worker a directory of its own inside `shared` for large
+    /// buffers.
     pub fn with_shared(mut self, shared: Option<SharedDir>) -> Self {
         self.shared = shared.map(Arc::new);
         self
@@ -262,17 +263,27 @@ impl Transport for GrpcTransport {
                 .max_decoding_message_size(self.max_message_size)
                 .max_encoding_message_size(self.max_message_size);
 
+            // This worker's own directory for large buffers (see `crate::shared`).
+            let shared = self
+                .shared
+                .as_ref()
+                .and_then(|pool| match pool.connection() {
+                    Ok(dir) => Some(Arc::new(dir)),
+                    Err(err) => {
+                        tracing::debug!("large buffers travel in messages: {err}");
+                        None
+                    }
+                });
             let handshake = client
                 .handshake(proto::HandshakeRequest {
                     protocol_version: proto::PROTOCOL_VERSION,
                     client: concat!("snakebridge_core/", env!("CARGO_PKG_VERSION")).to_owned(),
                     max_message_size: self.max_message_size as u64,
-                    shared_dir: self
-                        .shared
+                    shared_dir: shared
                         .as_ref()
                         .map(|s| s.path().to_string_lossy().into_owned())
                         .unwrap_or_default(),
-                    shared_min_size: self.shared.as_ref().map_or(0, |s| s.min_size() as u64),
+                    shared_min_size: shared.as_ref().map_or(0, |s| s.min_size() as u64),
                 })
                 .await
                 .map_err(|status| status_error("handshake", &status))?
@@ -317,7 +328,7 @@ impl Transport for GrpcTransport {
                 .any(|c| c == proto::SHARED_MEMORY_CAPABILITY);
             let outgoing = framing::Outgoing {
                 part_size: framing::part_size(self.max_message_size),
-                shared: self.shared.clone().filter(|_| joined),
+                shared: shared.clone().filter(|_| joined),
             };
             let frames =
                 Splitting::new(UnboundedReceiverStream::new(rx), outgoing, |frame, out| {
@@ -329,8 +340,7 @@ impl Transport for GrpcTransport {
                 .map_err(|status| status_error("opening the channel", &status))?
                 .into_inner()
                 .map(|item| item.map_err(|status| status_error("channel", &status)));
-            let assembler =
-                framing::Assembler::new(self.max_payload_size).with_shared(self.shared.clone());
+            let assembler = framing::Assembler::new(self.max_payload_size).with_shared(shared);
             let inbound = assembled(inbound, assembler);
             Ok(Connection {
                 handshake,
