@@ -17,6 +17,24 @@ defmodule SnakeBridge.Callbacks do
   For Erlang functions use a capture (`&:lists.sum/1`): only tuples whose module is an
   Elixir module are taken as function references; other 3-tuples are data.
 
+  ## Lifetime and scope
+
+  A function crosses as a fresh, unguessable id (128 random bits), and only the worker it
+  was sent to may call it: a worker that calls or releases an id it was not given gets an
+  `ElixirError` (`elixir_type` `"SnakeBridge"`) saying the function is unknown on this
+  worker, and nothing else changes. Python may keep the callable, but it runs only for as
+  long as:
+
+    * the call it came with, for a call outside a session (a stream until its end);
+    * the session, for a call in a `SnakeBridge.Session`;
+    * the worker, for the pool's `:init` calls and `:tools` (every worker of that pool
+      gets them, including workers started later);
+    * Python keeps it, for a function returned by another callback.
+
+  Python dropping its callable ends it sooner (except for `:init` and `:tools`), and a
+  worker that dies takes its functions with it. Calling a function whose time has ended
+  raises the same `ElixirError`.
+
   ## Examples
 
       SnakeBridge.call!("builtins", "sorted", [["bb", "a", "ccc"]], key: &String.length/1)
@@ -30,7 +48,11 @@ defmodule SnakeBridge.Callbacks do
   @doc false
   def start_link(opts \\ []), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
 
-  @doc "How many Elixir functions Python currently holds callables for."
+  @doc """
+  How many Elixir functions are kept for Python now, in every pool: those of calls and
+  sessions that have not ended, of live workers, and the pools' `:init` and `:tools`
+  functions.
+  """
   @spec count() :: non_neg_integer()
   def count, do: Native.callbacks_count()
 

@@ -76,7 +76,8 @@ defmodule SnakeBridge.Pool do
       takes work, as `{module, function, args, kwargs}` (for example
       `{"dspy", "configure", [], lm: lm}`). A failing init call fails the worker's start.
     * `:tools` - Elixir functions exported to Python by name, `[{python_name, fun}]`:
-      every worker registers them as `snakebridge_agent.tools.<python_name>`.
+      every worker registers them as `snakebridge_agent.tools.<python_name>`. Only this
+      pool's workers can call them (see `SnakeBridge.Callbacks`).
     * `:integrations` - integration configs (config modules, manifest paths or configs;
       see `SnakeBridge.Config`) whose worker setup the pool applies: each one's `init`
       calls run after the pool's own, and its `bidirectional_tools` are exported like

@@ -88,16 +88,18 @@ defmodule SnakeBridge.CallbacksTest do
     assert SnakeBridge.call!("sb_fixtures", "call_with", [deeper, 5], [], opts) == 51
   end
 
-  test "a function Python keeps can be called later, and is forgotten when Python drops it" do
+  test "a function Python keeps in a session can be called later, and is forgotten when Python drops it" do
     start_supervised!({TestPool, name: :kept_callbacks, size: 1})
-    opts = [pool: :kept_callbacks]
     before = SnakeBridge.Callbacks.count()
 
-    SnakeBridge.call!("sb_fixtures", "keep", [fn x -> x * 3 end], [], opts)
-    assert SnakeBridge.call!("sb_fixtures", "call_kept", [0, 5], [], opts) == 15
-    assert SnakeBridge.Callbacks.count() >= before + 1
+    SnakeBridge.Session.with_session([pool: :kept_callbacks], fn session ->
+      opts = [session: session]
+      SnakeBridge.call!("sb_fixtures", "keep", [fn x -> x * 3 end], [], opts)
+      assert SnakeBridge.call!("sb_fixtures", "call_kept", [0, 5], [], opts) == 15
+      assert SnakeBridge.Callbacks.count() >= before + 1
 
-    SnakeBridge.call!("sb_fixtures", "forget_kept", [], [], opts)
-    assert eventually(fn -> SnakeBridge.Callbacks.count() <= before end)
+      SnakeBridge.call!("sb_fixtures", "forget_kept", [], [], opts)
+      assert eventually(fn -> SnakeBridge.Callbacks.count() <= before end)
+    end)
   end
 end

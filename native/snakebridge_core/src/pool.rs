@@ -18,7 +18,7 @@ use crate::agent::Agent;
 use crate::allow::Allowlist;
 use crate::auth;
 use crate::cache::{self, ResultCache};
-use crate::callback::Callbacks;
+use crate::callback::{Callbacks, Function};
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
 use crate::shared::SharedDir;
@@ -205,6 +205,9 @@ pub struct CallRequest {
     pub result_codec: proto::Codec,
     /// Tensors cross as nested lists (`serialization.tensor_passthrough: false`).
     pub tensors_as_lists: bool,
+    /// The Elixir functions among the arguments (see [`crate::callback`]): held until the
+    /// call ends, and given to the connection the call is sent on.
+    pub callbacks: Vec<Arc<Function>>,
 }
 
 /// How a cacheable call's answer is kept.
@@ -523,8 +526,9 @@ impl Pool {
         let deadline = request.timeout.map(|t| Instant::now() + t);
         let worker = self.target_worker(&request, deadline).await?;
         let cancel = request.cancel.take();
+        let callbacks = std::mem::take(&mut request.callbacks);
         let (id, timeout_ms, frame) = self.call_frame(request, false);
-        let reply = worker.begin(id, frame)?;
+        let reply = worker.begin(id, frame, &callbacks)?;
         let cancelled = async {
             match cancel {
                 // A dropped sender means the same as a sent cancel: nobody waits any more.
@@ -572,13 +576,14 @@ impl Pool {
     /// allows. Returns the handle that steers the stream and the receiver of its events.
     pub async fn stream(
         &self,
-        request: CallRequest,
+        mut request: CallRequest,
         initial_credit: u32,
     ) -> Result<(StreamControl, mpsc::UnboundedReceiver<StreamEvent>), Error> {
         self.check_allowed(&request)?;
         self.check_payload(&request.args)?;
         let deadline = request.timeout.map(|t| Instant::now() + t);
         let worker = self.target_worker(&request, deadline).await?;
+        let callbacks = std::mem::take(&mut request.callbacks);
         let (id, _, frame) = self.call_frame(request, true);
         let credit = proto::Frame {
             request_id: id,
@@ -586,7 +591,7 @@ impl Pool {
                 chunks: initial_credit,
             })),
         };
-        let events = worker.begin_stream(id, [frame, credit])?;
+        let events = worker.begin_stream(id, vec![frame, credit], &callbacks)?;
         Ok((StreamControl { worker, id }, events))
     }
 
@@ -618,6 +623,7 @@ impl Pool {
                 return_ref: request.return_ref,
                 result_codec: request.result_codec,
                 tensors_as_lists: request.tensors_as_lists,
+                callbacks: request.callbacks.clone(),
                 pin: Some(Arc::downgrade(&worker)),
                 ..CallRequest::default()
             };

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
-use crate::callback;
+use crate::callback::{self, CallbackId};
 use crate::framing::Assembler;
 use crate::proto::{self, error::Kind, frame::Body, Frame};
 
@@ -253,7 +253,7 @@ impl Callbacks {
     /// make room for re-entrant calls).
     pub fn request(
         &self,
-        callback_id: u64,
+        callback_id: CallbackId,
         args: proto::Payload,
         before_wait: impl FnOnce(),
     ) -> CallbackOutcome {
@@ -269,7 +269,7 @@ impl Callbacks {
         let frame = Frame {
             request_id,
             body: Some(Body::CallbackRequest(proto::CallbackRequest {
-                callback_id,
+                callback_id: callback_id.as_bytes().to_vec(),
                 args: Some(args),
             })),
         };
@@ -313,12 +313,12 @@ impl Callbacks {
     }
 
     /// Tells the BEAM a callback can be forgotten (its callable is gone).
-    pub fn release(&self, callback_id: u64) {
+    pub fn release(&self, callback_id: CallbackId) {
         // If the connection is gone, so is the BEAM's interest in the function.
         let _ = self.sender.send(Ok(Frame {
             request_id: 0,
             body: Some(Body::Release(proto::Release {
-                callback_ids: vec![callback_id],
+                callback_ids: vec![callback_id.as_bytes().to_vec()],
                 ..proto::Release::default()
             })),
         }));
@@ -575,7 +575,7 @@ mod tests {
         let (reply, _replies) = tokio::sync::mpsc::unbounded_channel();
         let callbacks = Callbacks::new(reply);
         callbacks.close();
-        let outcome = callbacks.request(1, proto::Payload::default(), || {});
+        let outcome = callbacks.request(CallbackId::random(), proto::Payload::default(), || {});
         assert_eq!(
             outcome.unwrap_err().message,
             "the connection to the BEAM is gone"
@@ -586,9 +586,10 @@ mod tests {
     fn a_callback_answer_reaches_its_waiter() {
         let (reply, mut replies) = tokio::sync::mpsc::unbounded_channel();
         let callbacks = Arc::new(Callbacks::new(reply));
+        let id = CallbackId::random();
         let waiting = {
             let callbacks = Arc::clone(&callbacks);
-            std::thread::spawn(move || callbacks.request(9, proto::Payload::default(), || {}))
+            std::thread::spawn(move || callbacks.request(id, proto::Payload::default(), || {}))
         };
         let request = loop {
             if let Ok(Ok(frame)) = replies.try_recv() {
@@ -596,7 +597,10 @@ mod tests {
             }
             std::thread::yield_now();
         };
-        assert!(matches!(request.body, Some(Body::CallbackRequest(ref r)) if r.callback_id == 9));
+        assert!(matches!(
+            request.body,
+            Some(Body::CallbackRequest(ref r)) if r.callback_id == id.as_bytes()
+        ));
         callbacks.deliver(
             request.request_id,
             proto::CallbackResult {

@@ -10,6 +10,8 @@
 use bytes::Bytes;
 use num_bigint::BigInt;
 
+use crate::callback::CallbackId;
+
 /// Deepest nesting a value may have. Deeper values are refused with an error naming the
 /// path rather than risking the stack of the thread that converts them.
 pub const MAX_DEPTH: usize = 256;
@@ -51,8 +53,9 @@ pub enum Value {
     DateTime(Date, Time, i32),
     /// `%SnakeBridge.Ref{}` / a live Python object held in its worker's registry.
     Ref(ObjectRef),
-    /// An Elixir function (towards Python only): a callable that runs it in the BEAM.
-    Callback(u64),
+    /// An Elixir function (towards Python only): a callable that runs it in the BEAM, by
+    /// the id it was sent with (see [`crate::callback`]).
+    Callback(CallbackId),
     /// `%SnakeBridge.Tensor{}` (or `Nx.Tensor`) / `numpy.ndarray`: a dense array whose data
     /// travels out of band, beside the encoded value.
     Tensor(Tensor),

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_stream::StreamExt;
 
 use crate::agent::{self, Agent};
-use crate::callback::{self, Callbacks};
+use crate::callback::{self, CallbackId, Callbacks, Function, Granted, Scope};
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
 use crate::transport::{Describer, FrameStream, Transport};
@@ -118,6 +118,8 @@ struct Calls {
     abandoned: HashSet<u64>,
     /// Set once the worker is gone; later calls fail with this error.
     dead: Option<Error>,
+    /// The Elixir functions sent on this connection: the only ones it may call back.
+    granted: Granted,
 }
 
 /// A live worker as the pool sees it.
@@ -293,6 +295,10 @@ impl Worker {
         };
 
         let (kill_tx, kill_rx) = oneshot::channel();
+        let mut calls = Calls::default();
+        calls
+            .granted
+            .grant(&spec.callbacks.permanent, &Scope::Permanent);
         let worker = Arc::new(Worker {
             slot,
             generation,
@@ -302,7 +308,7 @@ impl Worker {
             pid: connection.handshake.worker_pid,
             python_version: connection.handshake.python_version.clone(),
             outbound: connection.outbound,
-            calls: Mutex::new(Calls::default()),
+            calls: Mutex::new(calls),
             in_flight: AtomicUsize::new(0),
             kill: Mutex::new(Some(kill_tx)),
             releases: Mutex::new(proto::Release::default()),
@@ -339,7 +345,7 @@ impl Worker {
                     ..proto::Call::default()
                 })),
             };
-            let reply = self.begin(id, frame)?;
+            let reply = self.begin(id, frame, &[])?;
             let outcome = match tokio::time::timeout(spec.startup_timeout, reply).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(_)) => Err(Error::new(
@@ -433,21 +439,30 @@ impl Worker {
     }
 
     /// Registers request `id` and sends its frame; the receiver gets exactly one reply.
-    pub fn begin(&self, id: u64, frame: proto::Frame) -> Result<oneshot::Receiver<Outcome>, Error> {
+    /// `functions` are the Elixir functions among its arguments: the connection may call
+    /// them until the call ends, or its session if it has one (see [`Scope::of_call`]).
+    pub fn begin(
+        &self,
+        id: u64,
+        frame: proto::Frame,
+        functions: &[Arc<Function>],
+    ) -> Result<oneshot::Receiver<Outcome>, Error> {
         let (tx, rx) = oneshot::channel();
-        self.register(id, Waiter::Once(tx), [frame])?;
+        self.register(id, Waiter::Once(tx), vec![frame], functions)?;
         Ok(rx)
     }
 
     /// Registers streaming request `id` and sends its frames (the call, then the initial
-    /// credit); the receiver gets the chunks, then `End` or `Failed`.
+    /// credit), with `functions` as in [`Worker::begin`]; the receiver gets the chunks,
+    /// then `End` or `Failed`.
     pub fn begin_stream(
         &self,
         id: u64,
-        frames: impl IntoIterator<Item = proto::Frame>,
+        frames: Vec<proto::Frame>,
+        functions: &[Arc<Function>],
     ) -> Result<mpsc::UnboundedReceiver<StreamEvent>, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.register(id, Waiter::Stream(tx), frames)?;
+        self.register(id, Waiter::Stream(tx), frames, functions)?;
         Ok(rx)
     }
 
@@ -455,7 +470,8 @@ impl Worker {
         &self,
         id: u64,
         waiter: Waiter,
-        frames: impl IntoIterator<Item = proto::Frame>,
+        frames: Vec<proto::Frame>,
+        functions: &[Arc<Function>],
     ) -> Result<(), Error> {
         {
             let mut calls = lock_calls(self);
@@ -463,6 +479,16 @@ impl Worker {
                 return Err(err.clone());
             }
             calls.pending.insert(id, waiter);
+            if !functions.is_empty() {
+                let scope = frames
+                    .iter()
+                    .find_map(|frame| match &frame.body {
+                        Some(Body::Call(call)) => Some(Scope::of_call(id, call)),
+                        _ => None,
+                    })
+                    .unwrap_or(Scope::Call(id));
+                calls.granted.grant(functions, &scope);
+            }
         }
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         for frame in frames {
@@ -531,8 +557,10 @@ impl Worker {
         self.release_wake.notify_one();
     }
 
-    /// Queues the end of session `id`: the worker drops every object created in it.
+    /// Queues the end of session `id`: the worker drops every object created in it. The
+    /// Elixir functions sent in it are not callable from now on.
     pub fn queue_session_release(&self, id: &str) {
+        lock_calls(self).granted.end_session(id);
         if let Ok(mut releases) = self.releases.lock() {
             releases.session_ids.push(id.to_owned());
         }
@@ -579,7 +607,10 @@ impl Worker {
         self.remove_pending(&mut lock_calls(self), id)
     }
 
+    /// Takes the waiter of request `id`: the call is over for the core (answered, or
+    /// given up on), and so are the Elixir functions sent with it.
     fn remove_pending(&self, calls: &mut Calls, id: u64) -> Option<Waiter> {
+        calls.granted.end_call(id);
         let waiter = calls.pending.remove(&id);
         if waiter.is_some() {
             self.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -587,9 +618,22 @@ impl Worker {
         waiter
     }
 
-    /// Answers callback request `request_id` (see [`crate::callback`]).
-    pub fn callback_reply(&self, request_id: u64, outcome: Result<proto::Payload, proto::Error>) {
+    /// Answers callback request `request_id` (see [`crate::callback`]). `functions` are
+    /// the Elixir functions in the answer: the connection may call them until Python
+    /// drops them (they belong to no call of the core's).
+    pub fn callback_reply(
+        &self,
+        request_id: u64,
+        outcome: Result<proto::Payload, proto::Error>,
+        functions: &[Arc<Function>],
+    ) {
         use proto::callback_result::Outcome;
+        if !functions.is_empty() {
+            let mut calls = lock_calls(self);
+            if calls.dead.is_none() {
+                calls.granted.grant(functions, &Scope::UntilDropped);
+            }
+        }
         let outcome = match outcome {
             Ok(value) => Outcome::Value(value),
             Err(error) => Outcome::Error(error),
@@ -639,32 +683,47 @@ impl Worker {
                     let _ = tx.send(StreamEvent::Chunk(chunk.payload.unwrap_or_default()));
                 }
             }
-            Some(Body::CallbackRequest(request)) => match &self.callbacks.0 {
-                Some(handler) => handler.invoke(
-                    self.clone(),
-                    id,
-                    request.callback_id,
-                    request.args.unwrap_or_default(),
-                ),
-                None => self.callback_reply(
-                    id,
-                    Err(callback::failed("this pool does not run callbacks")),
-                ),
-            },
+            Some(Body::CallbackRequest(request)) => self.run_callback(id, request),
             Some(Body::Release(release)) => {
-                if let Some(handler) = &self.callbacks.0 {
-                    handler.release(&release.callback_ids);
-                }
+                let ids = release.callback_ids.iter();
+                let ids = ids.filter_map(|id| CallbackId::from_slice(id));
+                lock_calls(self).granted.release(ids);
             }
             other => tracing::debug!(?other, "unexpected frame from a worker"),
         }
     }
 
+    /// Hands callback request `request_id` to the pool's handler, if the function it
+    /// names was sent on this connection; refuses it otherwise.
+    fn run_callback(self: &Arc<Self>, request_id: u64, request: proto::CallbackRequest) {
+        let Some(handler) = &self.callbacks.handler else {
+            let refusal = callback::failed("this pool does not run callbacks");
+            return self.callback_reply(request_id, Err(refusal), &[]);
+        };
+        let function = CallbackId::from_slice(&request.callback_id)
+            .and_then(|id| lock_calls(self).granted.get(&id));
+        match function {
+            Some(function) => handler.invoke(
+                self.clone(),
+                request_id,
+                function,
+                request.args.unwrap_or_default(),
+            ),
+            None => {
+                let refusal = callback::unknown(&request.callback_id);
+                self.callback_reply(request_id, Err(refusal), &[]);
+            }
+        }
+    }
+
     fn fail_all(&self, err: &Error) {
-        let pending = {
+        let (pending, _granted) = {
             let mut calls = lock_calls(self);
             calls.dead = Some(err.clone());
-            std::mem::take(&mut calls.pending)
+            (
+                std::mem::take(&mut calls.pending),
+                std::mem::take(&mut calls.granted),
+            )
         };
         self.in_flight.store(0, Ordering::Relaxed);
         for (_, waiter) in pending {

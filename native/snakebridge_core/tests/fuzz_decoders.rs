@@ -34,6 +34,7 @@ use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use snakebridge_core::bytes::Bytes;
+use snakebridge_core::callback::CallbackId;
 use snakebridge_core::codec::{self, json, msgpack};
 use snakebridge_core::descriptor::{self, Entry, SCHEMA_VERSION};
 use snakebridge_core::framing::{self, Assembler, Outgoing};
@@ -363,7 +364,7 @@ fn seed_configs() -> Vec<Value> {
                 ("readonly", Value::Bool(true)),
             ])]),
         ),
-        ("result_transform", Value::Callback(0)),
+        ("result_transform", Value::Callback(CallbackId::INERT)),
     ]);
     let json = map(vec![
         ("python_module", s("json")),

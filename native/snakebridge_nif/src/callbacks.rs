@@ -1,64 +1,38 @@
 //! Elixir functions handed to Python.
 //!
 //! Encoding an argument that is a function (or an Elixir `{module, function, arity}`)
-//! stores the term here under a fresh id; Python gets a callable for the id. When Python
-//! calls it, the pool's [`Handler`] sends `{:snakebridge_callback, reply, function, args}`
-//! to the dispatcher process (`SnakeBridge.Callbacks`), which runs the function in a
-//! supervised task and answers with `callback_reply/2`. Nothing here blocks: the Python
-//! thread waits, the NIF does not.
+//! keeps the term for Python as a core [`Function`] under a fresh random id (see
+//! [`snakebridge_core::callback`]: the core records which worker connection it was sent on
+//! and for how long, and refuses every other connection). When Python calls it, the
+//! pool's [`Handler`] sends `{:snakebridge_callback, reply, function, args}` to the
+//! dispatcher process (`SnakeBridge.Callbacks`), which runs the function in a supervised
+//! task and answers with `callback_reply/2`. Nothing here blocks: the Python thread waits,
+//! the NIF does not.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Atom, Encoder, LocalPid, ResourceArc, Term};
 
-use snakebridge_core::callback::{self, CallbackHandler};
+use snakebridge_core::callback::{self, CallbackHandler, Function};
 use snakebridge_core::codec::{self, split_call_arguments};
 use snakebridge_core::proto;
 use snakebridge_core::Worker;
 
 use crate::{atoms, terms};
 
-/// A function kept for Python, in an env of its own.
-struct Entry {
-    env: OwnedEnv,
-    function: SavedTerm,
-    /// Kept until the VM stops, whatever Python does (see `Refs::permanent_callbacks`).
-    permanent: bool,
-}
+/// A function kept for Python, in an env of its own (behind a lock: an env is not `Sync`).
+struct Kept(Mutex<(OwnedEnv, SavedTerm)>);
 
-static FUNCTIONS: LazyLock<Mutex<HashMap<u64, Entry>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static DISPATCHER: Mutex<Option<LocalPid>> = Mutex::new(None);
 
-fn functions() -> std::sync::MutexGuard<'static, HashMap<u64, Entry>> {
-    // Each critical section is one map operation: a poisoned lock is still consistent.
-    FUNCTIONS.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Keeps `function` (a fun or an `{module, function, arity}` tuple) for Python and returns
-/// its id.
-pub(crate) fn register(function: Term, permanent: bool) -> u64 {
+/// Keeps `function` (a fun or an `{module, function, arity}` tuple) for Python; the
+/// caller sends its id and hands it to the core with the call.
+pub(crate) fn keep(function: Term) -> Arc<Function> {
     let env = OwnedEnv::new();
     let saved = env.save(function);
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    functions().insert(
-        id,
-        Entry {
-            env,
-            function: saved,
-            permanent,
-        },
-    );
-    id
-}
-
-/// How many functions are kept for Python (for tests and stats).
-pub(crate) fn count() -> usize {
-    functions().len()
+    Function::new(Kept(Mutex::new((env, saved))))
 }
 
 /// Runs the callbacks of one pool (whose name goes into object references).
@@ -67,13 +41,25 @@ pub(crate) struct Handler {
 }
 
 impl CallbackHandler for Handler {
-    fn invoke(&self, worker: Arc<Worker>, request_id: u64, callback_id: u64, args: proto::Payload) {
+    fn invoke(
+        &self,
+        worker: Arc<Worker>,
+        request_id: u64,
+        function: Arc<Function>,
+        args: proto::Payload,
+    ) {
         let fail = |message: String| {
-            worker.callback_reply(request_id, Err(internal(message)));
+            worker.callback_reply(request_id, Err(internal(message)), &[]);
         };
         let dispatcher = match *DISPATCHER.lock().unwrap_or_else(|p| p.into_inner()) {
             Some(pid) => pid,
             None => return fail("no SnakeBridge callback dispatcher is running".to_owned()),
+        };
+        let Some(Kept(kept)) = function.hold::<Kept>() else {
+            return fail(format!(
+                "the Elixir function {} is not a term",
+                function.id()
+            ));
         };
         let args = match codec::decode_payload(&args).and_then(split_call_arguments) {
             Ok((args, _kwargs)) => args,
@@ -90,16 +76,10 @@ impl CallbackHandler for Handler {
         };
         let mut message_env = OwnedEnv::new();
         let sent = {
-            let functions = functions();
-            let Some(entry) = functions.get(&callback_id) else {
-                drop(functions);
-                reply.answer(Err(internal(format!(
-                    "the Elixir function #{callback_id} was released"
-                ))));
-                return;
-            };
+            let kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+            let (own_env, saved) = &*kept;
             message_env.send_and_clear(&dispatcher, |env| {
-                let function = entry.env.run(|own| entry.function.load(own).in_env(env));
+                let function = own_env.run(|own| saved.load(own).in_env(env));
                 let args: Vec<Term> = args
                     .iter()
                     .map(|v| terms::from_value(env, v, &origin))
@@ -108,31 +88,20 @@ impl CallbackHandler for Handler {
             })
         };
         if sent.is_err() {
-            reply.answer(Err(internal(
-                "the callback dispatcher is not running".to_owned(),
-            )));
+            reply.answer(
+                Err(internal(
+                    "the callback dispatcher is not running".to_owned(),
+                )),
+                &[],
+            );
         }
-    }
-
-    fn release(&self, callback_ids: &[u64]) {
-        let released: Vec<Entry> = {
-            let mut functions = functions();
-            let mut released = Vec::new();
-            for id in callback_ids {
-                if functions.get(id).is_some_and(|entry| !entry.permanent) {
-                    released.extend(functions.remove(id));
-                }
-            }
-            released
-        };
-        drop(released);
     }
 }
 
 /// A failure of SnakeBridge's own (not of the function): Python sees `elixir_type`
 /// `SnakeBridge`.
 fn internal(message: String) -> proto::Error {
-    callback::raised("SnakeBridge", message, "")
+    callback::refused(message)
 }
 
 /// The way back to the Python thread waiting for one callback. Answers exactly once; if
@@ -147,12 +116,18 @@ pub(crate) struct CallbackReply {
 impl rustler::Resource for CallbackReply {}
 
 impl CallbackReply {
-    fn answer(&self, outcome: Result<proto::Payload, proto::Error>) -> bool {
+    /// Answers with `outcome`, which holds `functions` (Elixir functions in a result);
+    /// `false` when it was answered already.
+    fn answer(
+        &self,
+        outcome: Result<proto::Payload, proto::Error>,
+        functions: &[Arc<Function>],
+    ) -> bool {
         if self.answered.swap(true, Ordering::AcqRel) {
             return false;
         }
         if let Some(worker) = self.worker.upgrade() {
-            worker.callback_reply(self.request_id, outcome);
+            worker.callback_reply(self.request_id, outcome, functions);
         }
         true
     }
@@ -160,9 +135,12 @@ impl CallbackReply {
 
 impl Drop for CallbackReply {
     fn drop(&mut self) {
-        self.answer(Err(internal(
-            "the Elixir callback ended without answering".to_owned(),
-        )));
+        self.answer(
+            Err(internal(
+                "the Elixir callback ended without answering".to_owned(),
+            )),
+            &[],
+        );
     }
 }
 
@@ -173,10 +151,11 @@ fn callbacks_init(pid: LocalPid) -> Atom {
     atoms::ok()
 }
 
-/// How many Elixir functions Python currently holds.
+/// How many Elixir functions are kept for Python: sent with calls that have not ended,
+/// or held by worker connections (see [`callback::live`]).
 #[rustler::nif]
 fn callbacks_count() -> usize {
-    count()
+    callback::live()
 }
 
 /// Answers a callback: `{:ok, term}` or `{:error, {type, message, stacktrace}}`.
@@ -189,6 +168,7 @@ fn callback_reply<'a>(
     result: Term<'a>,
 ) -> rustler::NifResult<Term<'a>> {
     let (status, value): (Atom, Term) = result.decode()?;
+    let mut functions = Vec::new();
     let outcome = if status == atoms::ok() {
         let mut refs = terms::Refs {
             pin: Some(reply.worker.clone()),
@@ -196,7 +176,10 @@ fn callback_reply<'a>(
         };
         let codec = proto::Codec::Msgpack;
         match terms::encode(terms::Input::Term(value, "result"), &mut refs, codec, true) {
-            Ok((data, buffers)) => Ok(codec::payload(codec, data, buffers)),
+            Ok((data, buffers)) => {
+                functions = refs.callbacks;
+                Ok(codec::payload(codec, data, buffers))
+            }
             Err(refused) => {
                 let (path, message) = match refused {
                     terms::Refused::Unsupported(u) => (u.path, u.message),
@@ -211,7 +194,7 @@ fn callback_reply<'a>(
     } else {
         return Err(rustler::Error::BadArg);
     };
-    if reply.answer(outcome) {
+    if reply.answer(outcome, &functions) {
         Ok(atoms::ok().encode(env))
     } else {
         Ok((atoms::error(), atoms::already_answered()).encode(env))

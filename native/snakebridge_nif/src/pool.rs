@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use snakebridge_core::agent::Agent;
 use snakebridge_core::allow::Allowlist;
-use snakebridge_core::callback::Callbacks;
+use snakebridge_core::callback::{Callbacks, Function};
 use snakebridge_core::codec;
 use snakebridge_core::pool::{CachePolicy, EveryWorker};
 use snakebridge_core::proto;
@@ -70,6 +70,7 @@ fn pool_config(options: PoolOptions) -> NifResult<PoolConfig> {
         .map_err(|err| {
             rustler::Error::Term(Box::new(format!("invalid pool option {}", err.message)))
         })?;
+    let (init, permanent) = init_calls(options.init)?;
     Ok(PoolConfig {
         python: PathBuf::from(options.python),
         agent: Some(Agent::in_priv(Path::new(&options.priv_dir))),
@@ -86,26 +87,29 @@ fn pool_config(options: PoolOptions) -> NifResult<PoolConfig> {
         replace_hung_workers: options.on_hang == OnHang::Replace,
         allowed_modules,
         secrets: options.secrets,
-        callbacks: Callbacks(Some(Arc::new(callbacks::Handler { pool: options.name }))),
-        init: init_calls(options.init)?,
+        callbacks: Callbacks {
+            handler: Some(Arc::new(callbacks::Handler { pool: options.name })),
+            permanent,
+        },
+        init,
         strict: options.strict,
         start_hint: options.start_hint,
         ..PoolConfig::default()
     })
 }
 
+/// The encoded init calls, and the functions among their arguments.
+type InitCalls = (Vec<(String, proto::Payload)>, Vec<Arc<Function>>);
+
 /// Encodes the pool's init calls, `[{target, args, kwargs}]`. Functions among their
-/// arguments are kept for the pool's life: every worker gets a callable for them.
-fn init_calls<'a>(
-    calls: Vec<(String, Term<'a>, Term<'a>)>,
-) -> NifResult<Vec<(String, proto::Payload)>> {
-    calls
+/// arguments are kept for the pool's life: every worker gets a callable for them, for as
+/// long as it lives (see [`Callbacks::permanent`]).
+fn init_calls<'a>(calls: Vec<(String, Term<'a>, Term<'a>)>) -> NifResult<InitCalls> {
+    let mut permanent = Vec::new();
+    let init = calls
         .into_iter()
         .map(|(target, args, kwargs)| {
-            let mut refs = terms::Refs {
-                permanent_callbacks: true,
-                ..terms::Refs::default()
-            };
+            let mut refs = terms::Refs::default();
             let payload = encode_arguments(args, kwargs, &mut refs, proto::Codec::Msgpack)
                 .map_err(|u| {
                     rustler::Error::Term(Box::new(format!(
@@ -116,9 +120,11 @@ fn init_calls<'a>(
             EveryWorker::Init { target: &target }
                 .check_unpinned(refs.pin.is_some())
                 .map_err(|err| rustler::Error::Term(Box::new(err.message)))?;
+            permanent.append(&mut refs.callbacks);
             Ok((target, payload))
         })
-        .collect()
+        .collect::<NifResult<_>>()?;
+    Ok((init, permanent))
 }
 
 /// A call's value, decoded, with the worker holding the objects it refers to.
@@ -268,6 +274,7 @@ pub(crate) fn prepare_call<'a>(
             session: session.map(|s| s.id().to_owned()),
             result_codec: encoding.result.into(),
             tensors_as_lists: encoding.tensors_as_lists,
+            callbacks: refs.callbacks,
             ..CallRequest::default()
         },
         refs.held,
@@ -325,17 +332,14 @@ fn pool_broadcast<'a>(
 ) -> NifResult<Term<'a>> {
     let pool_name = call.pool_name;
     let encoding = call.encoding;
-    let payload = match encode_call(env, call.args, call.kwargs, None, encoding.args.into()) {
-        Ok((payload, refs)) => match EveryWorker::Broadcast.check_unpinned(refs.pin.is_some()) {
-            Ok(()) => payload,
-            Err(err) => {
-                return Ok(
-                    (atoms::error(), (atoms::unsupported(), "args", err.message)).encode(env),
-                )
-            }
-        },
+    let (payload, refs) = match encode_call(env, call.args, call.kwargs, None, encoding.args.into())
+    {
+        Ok(encoded) => encoded,
         Err(refusal) => return Ok(refusal),
     };
+    if let Err(err) = EveryWorker::Broadcast.check_unpinned(refs.pin.is_some()) {
+        return Ok((atoms::error(), (atoms::unsupported(), "args", err.message)).encode(env));
+    }
     let runtime = runtime::for_nif()?;
     let request = CallRequest {
         target: call.target,
@@ -344,6 +348,7 @@ fn pool_broadcast<'a>(
         timeout: call.timeout_ms.map(Duration::from_millis),
         result_codec: encoding.result.into(),
         tensors_as_lists: encoding.tensors_as_lists,
+        callbacks: refs.callbacks,
         ..CallRequest::default()
     };
     let pool = pool.pool.clone();

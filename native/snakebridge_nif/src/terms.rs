@@ -15,6 +15,7 @@ use std::sync::{Arc, Weak};
 
 use rustler::ResourceArc;
 use snakebridge_core::bytes::Bytes;
+use snakebridge_core::callback::{CallbackId, Function};
 use snakebridge_core::codec::sink::{self, Builder, Seq, Sink};
 use snakebridge_core::codec::{json, msgpack, CodecError};
 use snakebridge_core::keys::{self, KeyKind, KeyKinds, Number, PyKey};
@@ -98,9 +99,9 @@ pub(crate) struct Refs {
     /// last copy of a `%SnakeBridge.Ref{}` while the call runs, and the object's release
     /// must not overtake the call that uses it.
     pub held: Vec<ResourceArc<RefResource>>,
-    /// Functions are kept for as long as the pool lives (worker init calls: every worker
-    /// gets a callable for the same function), not until Python drops them.
-    pub permanent_callbacks: bool,
+    /// The functions met, kept for Python under fresh ids: the core gives them to the
+    /// connection the call goes to (see [`snakebridge_core::callback`]).
+    pub callbacks: Vec<Arc<Function>>,
     /// Functions stand for themselves without being kept for Python (a config that is
     /// only validated).
     pub inert_callbacks: bool,
@@ -268,18 +269,21 @@ fn refuse_type(ty: TermType, path: &Path) -> Unsupported {
     Unsupported::at(path, message)
 }
 
-/// A function among the arguments: the id of its callable in Python (0 when the value
-/// is only being inspected).
-fn function_id(term: Term, refs: &Refs) -> u64 {
+/// A function among the arguments: the id of its callable in Python
+/// ([`CallbackId::INERT`] when the value is only being inspected).
+fn function_id(term: Term, refs: &mut Refs) -> CallbackId {
     if refs.inert_callbacks {
-        0
+        CallbackId::INERT
     } else {
-        callbacks::register(term, refs.permanent_callbacks)
+        let function = callbacks::keep(term);
+        let id = function.id();
+        refs.callbacks.push(function);
+        id
     }
 }
 
 #[inline(never)]
-fn write_function<S: Sink>(term: Term, refs: &Refs, sink: &mut S) -> Result<S::Out, Refused> {
+fn write_function<S: Sink>(term: Term, refs: &mut Refs, sink: &mut S) -> Result<S::Out, Refused> {
     Ok(sink.callback(function_id(term, refs))?)
 }
 

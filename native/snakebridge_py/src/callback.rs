@@ -1,7 +1,7 @@
 //! Elixir functions as Python callables.
 //!
-//! An Elixir function among a call's arguments arrives as a callback id and becomes an
-//! [`ElixirFunction`]. Calling it sends a `CallbackRequest` frame on the connection it came
+//! An Elixir function among a call's arguments arrives as a callback id (128 random bits,
+//! good only on the connection it came on) and becomes an [`ElixirFunction`]. Calling it sends a `CallbackRequest` frame on the connection it came
 //! from and waits (without the GIL) for the `CallbackResult` with the same request id; the
 //! function runs in the BEAM meanwhile and may itself call into this worker again. Dropping
 //! the callable tells the core the function can be forgotten.
@@ -12,6 +12,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use snakebridge_core::callback::CallbackId;
 use snakebridge_core::codec::{self, call_arguments};
 use snakebridge_core::proto;
 use snakebridge_core::serve::{CallbackOutcome, Callbacks};
@@ -53,7 +54,7 @@ impl Link {
 
     /// Asks the core to run callback `callback_id` and blocks until it answers. Must be
     /// called without the GIL.
-    fn request(&self, callback_id: u64, args: proto::Payload) -> CallbackOutcome {
+    fn request(&self, callback_id: CallbackId, args: proto::Payload) -> CallbackOutcome {
         self.callbacks
             .request(callback_id, args, || self.python_threads.before_blocking())
     }
@@ -66,7 +67,7 @@ impl Link {
 #[pyclass(module = "snakebridge_agent", frozen)]
 #[derive(Debug)]
 pub struct ElixirFunction {
-    id: u64,
+    id: CallbackId,
     /// How the values of the call it came with cross (its connection among them): its
     /// arguments and result cross the same way.
     crossing: convert::Crossing,
@@ -74,7 +75,7 @@ pub struct ElixirFunction {
 
 impl ElixirFunction {
     /// The callable for callback `id`, crossing as the call it came with.
-    pub fn new(id: u64, crossing: convert::Crossing) -> ElixirFunction {
+    pub fn new(id: CallbackId, crossing: convert::Crossing) -> ElixirFunction {
         ElixirFunction { id, crossing }
     }
 }

@@ -76,7 +76,7 @@ class ElixirFunction:
         """Runs the function: positional arguments are its arguments, keywords one more (a map)."""
 
     def __repr__(self) -> str:
-        """`<Elixir function #ID>`, ID being the core's callback id."""
+        """`<Elixir function #ID>`, ID being the core's callback id (32 hex digits)."""
 
 @final
 class TensorBuffer:

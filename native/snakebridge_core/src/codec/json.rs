@@ -24,6 +24,7 @@ use num_bigint::BigInt;
 
 use super::sink::{write_value, Seq, Sink};
 use super::CodecError;
+use crate::callback::CallbackId;
 use crate::value::{DType, Date, ObjectRef, Time, Value};
 
 /// The deepest nesting of arrays and objects JSON text may have: what serde_json reads
@@ -260,7 +261,7 @@ impl Sink for Writer {
         self.refuse("object reference")
     }
 
-    fn callback(&mut self, _: u64) -> Result<(), CodecError> {
+    fn callback(&mut self, _: CallbackId) -> Result<(), CodecError> {
         self.refuse("callback")
     }
 
@@ -482,7 +483,7 @@ mod tests {
         for value in [
             Value::Float(f64::NAN),
             Value::Float(f64::INFINITY),
-            Value::Callback(1),
+            Value::Callback(CallbackId::INERT),
             Value::Map(vec![(Value::List(vec![]), Value::Nil)]),
         ] {
             assert!(encode(&value).is_err(), "{value:?}");
@@ -498,7 +499,7 @@ mod tests {
         let tensor = Tensor::new(DType::U8, vec![1], Bytes::from_static(&[1])).unwrap();
         for value in [
             Value::Ref(ObjectRef::default()),
-            Value::Callback(1),
+            Value::Callback(CallbackId::INERT),
             Value::Tensor(tensor),
         ] {
             assert_eq!(
@@ -557,7 +558,7 @@ mod tests {
             Value::NaiveDateTime(date, time),
             Value::DateTime(date, time, 0),
             Value::Ref(ObjectRef::default()),
-            Value::Callback(1),
+            Value::Callback(CallbackId::INERT),
         ] {
             let map = Value::Map(vec![(s("fine"), Value::Nil), (key.clone(), Value::Nil)]);
             assert_eq!(

@@ -14,7 +14,7 @@
 //! | 6 | naive datetime | date payload + time payload |
 //! | 7 | datetime | date payload + time payload + UTC offset in seconds, i32 BE |
 //! | 8 | object reference | empty; a tag: the next value is `[id, type name, repr]` |
-//! | 9 | callback | empty; a tag: the next value is the callback's id |
+//! | 9 | callback | the callback's id: 16 bytes (see [`CallbackId`]) |
 //! | 11 | large bytes | empty; a tag: the next value is the index of an out-of-band buffer |
 //! | 10 | tensor | empty; a tag: the next value is `[dtype name, [dims...], data]`, where data is a `bin` (in band) or the index of one of the payload's out-of-band buffers |
 //!
@@ -30,6 +30,7 @@ use num_bigint::{BigInt, Sign};
 
 use super::sink::{too_deep, write_value, Seq, Sink};
 use super::CodecError;
+use crate::callback::CallbackId;
 use crate::value::{DType, Date, ObjectRef, Tensor, Time, Value, MAX_DEPTH};
 
 const EXT_BIGINT: i8 = 1;
@@ -185,9 +186,9 @@ impl Sink for Writer {
         write_str(&mut self.out, &r.repr)
     }
 
-    fn callback(&mut self, id: u64) -> Result<(), CodecError> {
-        write_ext_header(&mut self.out, EXT_CALLBACK, 0)?;
-        rmp::encode::write_uint(&mut self.out, id).map_err(CodecError::io)?;
+    fn callback(&mut self, id: CallbackId) -> Result<(), CodecError> {
+        write_ext_header(&mut self.out, EXT_CALLBACK, CallbackId::LEN)?;
+        self.out.extend_from_slice(id.as_bytes());
         Ok(())
     }
 
@@ -557,19 +558,9 @@ impl<'a> Reader<'a> {
                     ))),
                 }
             }
-            EXT_CALLBACK => {
-                if len != 0 {
-                    return Err(bad("callback tag"));
-                }
-                let id = self.leaf_payload(depth)?;
-                match unsigned(&id) {
-                    Some(id) => Ok(Value::Callback(id)),
-                    None => Err(self.error(format!(
-                        "a callback tag must be followed by its id, found {}",
-                        id.kind()
-                    ))),
-                }
-            }
+            EXT_CALLBACK => CallbackId::from_slice(payload)
+                .map(Value::Callback)
+                .ok_or_else(|| bad("callback")),
             EXT_BUFFER => {
                 if len != 0 {
                     return Err(bad("buffer tag"));
@@ -782,7 +773,7 @@ mod tests {
                 repr: "PosixPath('/tmp')".into(),
             }),
             Value::Ref(ObjectRef::default()),
-            Value::Callback(7),
+            Value::Callback(CallbackId::random()),
         ];
         for v in &values {
             assert_eq!(&round_trip(v), v);
@@ -894,7 +885,10 @@ mod tests {
                 }),
                 vec![0xc7, 0, 8, 0x93, 5, 0xa1, b't', 0xa1, b'r'],
             ),
-            (Value::Callback(9), vec![0xc7, 0, 9, 9]),
+            (
+                Value::Callback(CallbackId::from_bytes([9; 16])),
+                [&[0xd8, 9][..], &[9; 16]].concat(),
+            ),
             (
                 Value::Tensor(u8s),
                 [

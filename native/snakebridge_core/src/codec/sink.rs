@@ -14,6 +14,7 @@ use bytes::Bytes;
 use num_bigint::BigInt;
 
 use super::CodecError;
+use crate::callback::CallbackId;
 use crate::value::{DType, Date, ObjectRef, Tensor, Time, Value, MAX_DEPTH};
 
 /// Which kind of sequence a [`Sink::seq`] is.
@@ -82,7 +83,7 @@ pub trait Sink {
     /// A reference to an object held by a worker.
     fn object_ref(&mut self, r: &ObjectRef) -> Result<Self::Out, CodecError>;
     /// An Elixir function, by the callback id the binding gave it.
-    fn callback(&mut self, id: u64) -> Result<Self::Out, CodecError>;
+    fn callback(&mut self, id: CallbackId) -> Result<Self::Out, CodecError>;
     /// A tensor whose `data` holds exactly the elements of `shape` (checked by the walk,
     /// see [`Tensor::check`]); `keep` as for [`Sink::bytes`].
     fn tensor(
@@ -211,7 +212,7 @@ impl Sink for Builder {
     fn object_ref(&mut self, r: &ObjectRef) -> Result<Value, CodecError> {
         Ok(Value::Ref(r.clone()))
     }
-    fn callback(&mut self, id: u64) -> Result<Value, CodecError> {
+    fn callback(&mut self, id: CallbackId) -> Result<Value, CodecError> {
         Ok(Value::Callback(id))
     }
     fn tensor(
@@ -302,7 +303,7 @@ pub(crate) mod tests {
                     repr,
                 })
             }),
-            any::<u64>().prop_map(Value::Callback),
+            any::<[u8; 16]>().prop_map(|id| Value::Callback(CallbackId::from_bytes(id))),
             (
                 0..DType::ALL.len(),
                 proptest::collection::vec(0u64..4, 0..3)

@@ -7,6 +7,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use snakebridge_core::bytes::Bytes;
+use snakebridge_core::callback::CallbackId;
 use snakebridge_core::codec::msgpack::OUT_OF_BAND_MIN;
 use snakebridge_core::num_bigint::{BigInt, Sign};
 use snakebridge_core::value::{DType, Date, ObjectRef, Tensor, Time, Value};
@@ -184,7 +185,7 @@ pub fn arb_leaf() -> impl Strategy<Value = Value> {
                 repr,
             })
         }),
-        any::<u64>().prop_map(Value::Callback),
+        any::<[u8; 16]>().prop_map(|id| Value::Callback(CallbackId::from_bytes(id))),
         arb_tensor().prop_map(Value::Tensor),
     ]
 }
