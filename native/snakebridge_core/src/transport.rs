@@ -284,6 +284,7 @@ impl Transport for GrpcTransport {
                         .map(|s| s.path().to_string_lossy().into_owned())
                         .unwrap_or_default(),
                     shared_min_size: shared.as_ref().map_or(0, |s| s.min_size() as u64),
+                    max_payload_size: self.max_payload_size as u64,
                 })
                 .await
                 .map_err(|status| status_error("handshake", &status))?

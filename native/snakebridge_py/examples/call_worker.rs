@@ -131,6 +131,7 @@ async fn run_against_worker(python: &Path, threads: u32) -> Result<(), Error> {
         .into_inner();
 
     check_calls(&frames, &mut replies).await?;
+    check_assembly_limit(&frames, &mut replies).await?;
     // print() in user code must not reach the protocol stream (stdout).
     call(
         &frames,
@@ -162,6 +163,40 @@ async fn run_against_worker(python: &Path, threads: u32) -> Result<(), Error> {
         "the worker wrote to stdout after the ready line"
     );
     std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// A part announcing more bytes than the client's `max_payload_size` (the default here) is
+/// refused for its exchange before anything is allocated; the connection goes on.
+async fn check_assembly_limit(
+    frames: &mpsc::Sender<Frame>,
+    replies: &mut Streaming<Frame>,
+) -> Result<(), Error> {
+    frames
+        .send(Frame {
+            request_id: 60,
+            body: Some(Body::Part(proto::Part {
+                slot: -1,
+                total: 1 << 62,
+                data: vec![0u8; 16].into(),
+            })),
+        })
+        .await?;
+    let reply = next_reply(replies).await?;
+    assert_eq!(reply.request_id, 60);
+    let error = error_of(&reply, Kind::Encoding)?;
+    println!("a part of 2^62 bytes: {}", error.message);
+    assert!(error.message.contains("more than the 2147483648 bytes"));
+    let reply = call(
+        frames,
+        replies,
+        61,
+        "math.sqrt",
+        vec![Value::Int(4)],
+        vec![],
+    )
+    .await?;
+    assert_eq!(result_value(&reply)?, Value::Float(2.0));
     Ok(())
 }
 

@@ -26,10 +26,6 @@ const CAPABILITIES: [&str; 3] = ["codec:msgpack", "cancel", "parts"];
 /// The client's message limit when it names none.
 const DEFAULT_MAX_MESSAGE: usize = snakebridge_core::contract::DEFAULT_MAX_MESSAGE_SIZE;
 
-/// Most bytes of incoming payloads assembled from parts at once (the core bounds what it
-/// sends by its `max_payload_size`).
-const ASSEMBLY_LIMIT: usize = usize::MAX >> 1;
-
 /// The service state shared by every connection.
 pub struct WorkerService {
     python_threads: Threads,
@@ -39,6 +35,9 @@ pub struct WorkerService {
     max_message_size: Arc<AtomicUsize>,
     /// The client's shared directory for large buffers, once joined (from its handshake).
     shared: Mutex<Option<Arc<SharedDir>>>,
+    /// The most bytes of one incoming payload, assembled from parts or taken from shared
+    /// files: the client's `max_payload_size` (from its handshake).
+    max_payload_size: AtomicUsize,
 }
 
 impl std::fmt::Debug for WorkerService {
@@ -48,6 +47,7 @@ impl std::fmt::Debug for WorkerService {
             .field("threads", &self.threads)
             .field("python_version", &self.python_version)
             .field("max_message_size", &self.max_message_size)
+            .field("max_payload_size", &self.max_payload_size)
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +62,9 @@ impl WorkerService {
             python_version,
             max_message_size: Arc::new(AtomicUsize::new(DEFAULT_MAX_MESSAGE)),
             shared: Mutex::new(None),
+            max_payload_size: AtomicUsize::new(
+                snakebridge_core::contract::DEFAULT_MAX_PAYLOAD_SIZE,
+            ),
         }
     }
 }
@@ -127,6 +130,10 @@ impl Worker for WorkerService {
             let limit = usize::try_from(request.max_message_size).unwrap_or(usize::MAX);
             self.max_message_size.store(limit, Ordering::Relaxed);
         }
+        if request.max_payload_size > 0 {
+            let limit = usize::try_from(request.max_payload_size).unwrap_or(usize::MAX);
+            self.max_payload_size.store(limit, Ordering::Relaxed);
+        }
         let mut capabilities: Vec<String> = CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
         if let Some(shared) = join_shared(&request) {
             *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(shared));
@@ -170,7 +177,8 @@ impl Worker for WorkerService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let assembler = Assembler::new(ASSEMBLY_LIMIT).with_shared(shared.clone());
+        let limit = self.max_payload_size.load(Ordering::Relaxed);
+        let assembler = Assembler::new(limit).with_shared(shared.clone());
         tokio::spawn(read_frames(
             inbound,
             self.python_threads.clone(),

@@ -30,7 +30,7 @@ def tamper_with_result(probe: Any, size: int, delay: float) -> bytes:
     open, and `delay` seconds later overwrites and truncates them."""
     directory = _own_shared_dir()
     _report.clear()
-    _report.update(directory=directory, caught=0, tampered=0)
+    _report.update(directory=directory, caught=0, tampered=0, finished=False)
     if directory is None:
         return b""
     done = threading.Event()
@@ -53,6 +53,7 @@ def tamper_with_result(probe: Any, size: int, delay: float) -> bytes:
             os.ftruncate(fd, 0)
             os.close(fd)
             _report["tampered"] += 1
+        _report["finished"] = True
 
     threading.Thread(target=keep_and_tamper, daemon=True).start()
     del probe
