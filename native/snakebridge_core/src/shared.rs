@@ -104,14 +104,7 @@ impl SharedDir {
             .create(&path)?;
         // The mode given to mkdir is narrowed by the umask, never widened: set it.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(POOL_DIR_MODE))?;
-        Ok(SharedDir {
-            path,
-            min_size: min_size.max(1),
-            writer: "c".to_owned(),
-            next: AtomicU64::new(0),
-            owner: true,
-            receive: Receive::Copy,
-        })
+        Ok(SharedDir::pool_side(path, min_size))
     }
 
     /// A directory of its own for one worker connection, inside this pool directory, named
@@ -119,14 +112,20 @@ impl SharedDir {
     pub fn connection(&self) -> std::io::Result<SharedDir> {
         let path = self.path.join(&crate::auth::new_token()[..32]);
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
-        Ok(SharedDir {
+        Ok(SharedDir::pool_side(path, self.min_size))
+    }
+
+    /// The pool's side of a directory it created: it removes the directory when dropped,
+    /// and reads (never maps) what workers write into it.
+    fn pool_side(path: PathBuf, min_size: usize) -> SharedDir {
+        SharedDir {
             path,
-            min_size: self.min_size,
+            min_size: min_size.max(1),
             writer: "c".to_owned(),
             next: AtomicU64::new(0),
             owner: true,
             receive: Receive::Copy,
-        })
+        }
     }
 
     /// The worker's side of a directory the pool created: refused unless it is a
