@@ -28,7 +28,10 @@ defmodule SnakeBridge.Error do
       (`size × threads` plus its `:max_queue`); the call failed at once, without waiting.
     * `:pool_closed` / `:no_pool` - the pool was stopped / was never started.
     * `:encoding` - a value could not be converted.
-    * `:payload_too_large` - the arguments are larger than the pool's `:max_payload_size`.
+    * `:payload_too_large` - a payload is over one of the pool's budgets: arguments over
+      `:max_payload_size`, a result, stream chunk or callback's arguments over
+      `:max_result_size`, or either holding more values than `:max_elements`. The message
+      names the limit and the option that sets it.
     * `:cancelled`, `:bad_request`, `:transport`, `:internal` - the rest.
   """
 

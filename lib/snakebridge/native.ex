@@ -47,7 +47,10 @@ defmodule SnakeBridge.Native do
 
   @typep handle :: reference()
   @typep tag :: reference()
-  @typep unsupported :: {:error, {:unsupported, String.t(), String.t()} | {:stale_ref, String.t()}}
+  @typep unsupported ::
+           {:error,
+            {:unsupported, String.t(), String.t()}
+            | {:stale_ref | :payload_too_large, String.t()}}
 
   ## Pools and calls
 

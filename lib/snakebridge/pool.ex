@@ -37,8 +37,19 @@ defmodule SnakeBridge.Pool do
     * `:max_message_size` - largest single gRPC message in bytes (default 64 MiB); larger
       payloads are sent in parts, transparently.
     * `:max_payload_size` - largest payload a call may send (its encoded arguments and
-      tensor data) or receive, in bytes (default 2 GiB). Larger arguments are refused with
-      a `:payload_too_large` error before anything is sent.
+      tensor data), in bytes (default 2 GiB). Larger arguments are refused with a
+      `:payload_too_large` error while they are encoded, before anything is sent.
+    * `:max_result_size` - largest payload a worker may send back: a result, a stream
+      chunk, the arguments of an Elixir function Python calls (default 1 GiB). The worker
+      refuses to send more, and the BEAM refuses to take more; the call fails with
+      `:payload_too_large`, and the worker and the other calls carry on.
+    * `:max_elements` - the most values one payload may hold, either way: list, tuple and
+      set items, map keys and map values, nested ones included (default 10 million).
+      Every container is checked against what is left before its elements are built, so
+      a Python function returning a list of 100 million integers fails at once with
+      `:payload_too_large` instead of filling the BEAM's memory (each value costs the BEAM
+      tens of bytes as a term). Tensor and binary data count as one value each: send
+      large numeric data as tensors, which these limits bound by size alone.
     * `:shared_memory` - buffers (tensor data, large binaries) of at least this many bytes
       cross between the BEAM and the workers as files under `/dev/shm` instead of inside
       gRPC messages; `true` for the default of 1 MiB, `false` to always use messages
@@ -112,6 +123,8 @@ defmodule SnakeBridge.Pool do
           | {:python_path, [Path.t()]}
           | {:max_message_size, pos_integer()}
           | {:max_payload_size, pos_integer()}
+          | {:max_result_size, pos_integer()}
+          | {:max_elements, pos_integer()}
           | {:shared_memory, boolean() | pos_integer()}
           | {:allowed_modules, :any | [String.t() | atom()]}
           | {:max_queue, non_neg_integer()}
@@ -169,7 +182,7 @@ defmodule SnakeBridge.Pool do
   @doc """
   The settings a running pool works with, after its integrations were applied: `:python`
   (and `:python_source`, where it came from), `:strict`, `:size`, `:threads`, `:timeout`, `:startup_timeout`, `:max_message_size`,
-  `:max_payload_size`, `:max_queue`, `:hang_grace`, `:on_hang`, `:allowed_modules` (nil
+  `:max_payload_size`, `:max_result_size`, `:max_elements`, `:max_queue`, `:hang_grace`, `:on_hang`, `:allowed_modules` (nil
   for any module) and `:shared_memory` (never its init calls or tools, which may hold
   secrets). `:shared_memory` is the smallest buffer that crosses through shared memory,
   in bytes, or `false` when none does (disabled, or the machine has no `/dev/shm`).
@@ -232,6 +245,8 @@ defmodule SnakeBridge.Pool do
       startup_timeout_ms: opts[:startup_timeout],
       max_message_size: opts[:max_message_size],
       max_payload_size: opts[:max_payload_size],
+      max_result_size: opts[:max_result_size],
+      max_elements: opts[:max_elements],
       shared_memory: shared_min_size(opts[:shared_memory]),
       allowed_modules: opts[:allowed_modules],
       secrets: Enum.uniq(secrets ++ Enum.map(opts[:redact], &to_string/1)),
@@ -286,6 +301,8 @@ defmodule SnakeBridge.Pool do
     :startup_timeout,
     :max_message_size,
     :max_payload_size,
+    :max_result_size,
+    :max_elements,
     :max_queue,
     :hang_grace,
     :on_hang,
@@ -335,6 +352,8 @@ defmodule SnakeBridge.Pool do
       python_path: [],
       max_message_size: Contract.fetch!(:default_max_message_size),
       max_payload_size: Contract.fetch!(:default_max_payload_size),
+      max_result_size: Contract.fetch!(:default_max_result_size),
+      max_elements: Contract.fetch!(:default_max_elements),
       shared_memory: true,
       allowed_modules: :any,
       max_queue: 10_000,
@@ -405,7 +424,15 @@ defmodule SnakeBridge.Pool do
   defp valid?(:strict, strict), do: is_boolean(strict)
 
   defp valid?(key, n)
-       when key in [:size, :threads, :startup_timeout, :max_message_size, :max_payload_size],
+       when key in [
+              :size,
+              :threads,
+              :startup_timeout,
+              :max_message_size,
+              :max_payload_size,
+              :max_result_size,
+              :max_elements
+            ],
        do: is_integer(n) and n > 0
 
   defp valid?(:allowed_modules, :any), do: true

@@ -249,8 +249,8 @@ defmodule SnakeBridge.Runtime do
       {:error, {:unsupported, path, message}} ->
         raise ArgumentError, "cannot send #{path} to Python (calling #{label}): #{message}"
 
-      {:error, {:stale_ref, message}} ->
-        raise Error.new(:stale_ref, message, label)
+      {:error, {reason, message}} when reason in [:stale_ref, :payload_too_large] ->
+        raise Error.new(reason, message, label)
     end
   end
 
@@ -337,6 +337,9 @@ defmodule SnakeBridge.Runtime do
 
         {:error, {:unsupported, path, message}} ->
           raise ArgumentError, "cannot send #{path} to Python (calling #{target}): #{message}"
+
+        {:error, {:payload_too_large, message}} ->
+          {:error, Error.new(:payload_too_large, message, target)}
       end
     end
   end
@@ -565,8 +568,8 @@ defmodule SnakeBridge.Runtime do
           Telemetry.emit([:call, :exception], %{duration: duration}, meta, prefix)
           raise ArgumentError, "cannot send #{path} to Python (calling #{label}): #{message}"
 
-        {:error, {:stale_ref, message}} ->
-          result = {:error, Error.new(:stale_ref, message, label)}
+        {:error, {reason, message}} when reason in [:stale_ref, :payload_too_large] ->
+          result = {:error, Error.new(reason, message, label)}
           report_stop(result, {0, 0, false}, 0, started, meta, prefix)
           result
       end

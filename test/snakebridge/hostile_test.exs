@@ -13,9 +13,18 @@ defmodule SnakeBridge.HostileTest do
   # Two workers: one attacks, the other is the victim.
   @pair :hostile_pair
 
+  # Small budgets, to reach each one cheaply.
+  @budgets :hostile_budgets
+  @small [max_payload_size: 1_000_000, max_result_size: 1_000_000, max_elements: 1_000]
+
   setup_all do
     start_supervised!({TestPool, name: @pool, size: 1})
     start_supervised!(Supervisor.child_spec({TestPool, name: @pair, size: 2}, id: @pair))
+
+    start_supervised!(
+      Supervisor.child_spec({TestPool, [name: @budgets, size: 1] ++ @small}, id: @budgets)
+    )
+
     :ok
   end
 
@@ -86,6 +95,94 @@ defmodule SnakeBridge.HostileTest do
       assert call("builtins", "len", [big]) == {:ok, 50_000}
       strings = Map.new(1..50_000, &{Integer.to_string(&1), &1})
       assert call("builtins", "len", [strings]) == {:ok, 50_000}
+    end
+  end
+
+  describe "budgets before building" do
+    test "a result of 100 million elements is refused before it is built; nothing else is harmed" do
+      {:ok, pid} = call("sb_fixtures", "pid", [])
+      slow = Task.async(fn -> call("sb_fixtures", "sleep_then", [0.5, :survived]) end)
+      :erlang.garbage_collect()
+      before = :erlang.memory(:total)
+
+      assert {:error, %SnakeBridge.Error{reason: :payload_too_large, message: message}} =
+               call("sb_hostile", "huge_list", [100_000_000])
+
+      # 100M elements took about 9 GB of BEAM memory before budgets.
+      assert :erlang.memory(:total) - before < 200_000_000
+      assert message =~ "max_elements of 10000000"
+      assert Task.await(slow) == {:ok, "survived"}
+      assert call("sb_fixtures", "pid", []) == {:ok, pid}
+      assert {:ok, list} = call("sb_hostile", "huge_list", [1_000_000])
+      assert length(list) == 1_000_000
+    end
+
+    test "each budget names itself, and the worker and its other calls carry on" do
+      opts = [pool: @budgets]
+      {:ok, pid} = SnakeBridge.call("sb_fixtures", "pid", [], [], opts)
+
+      assert {:error, %SnakeBridge.Error{reason: :payload_too_large} = error} =
+               SnakeBridge.call("sb_hostile", "huge_list", [1_001], [], opts)
+
+      assert error.message =~ "the result: more than the pool's max_elements of 1000 values"
+      assert {:ok, list} = SnakeBridge.call("sb_hostile", "huge_list", [999], [], opts)
+      assert length(list) == 999
+
+      assert {:error, %SnakeBridge.Error{reason: :payload_too_large} = error} =
+               SnakeBridge.call("sb_hostile", "big_bytes", [2_000_000], [], opts)
+
+      assert error.message =~ "more than the pool's max_result_size of 1000000 bytes"
+
+      # Arguments are refused while they are encoded, before anything is sent.
+      assert {:error, %SnakeBridge.Error{reason: :payload_too_large} = error} =
+               SnakeBridge.call("builtins", "len", [List.duplicate(0, 1_001)], [], opts)
+
+      assert error.message =~ "the arguments: more than the pool's max_elements of 1000"
+
+      assert {:error, %SnakeBridge.Error{reason: :payload_too_large} = error} =
+               SnakeBridge.call("builtins", "len", [:binary.copy("x", 2_000_000)], [], opts)
+
+      assert error.message =~ "more than the pool's max_payload_size of 1000000 bytes"
+
+      # Nested values count: 600 maps of one entry are 1,800 values.
+      rows = for i <- 1..600, do: %{"id" => i}
+
+      assert {:error, %SnakeBridge.Error{reason: :payload_too_large}} =
+               SnakeBridge.call("builtins", "len", [rows], [], opts)
+
+      assert SnakeBridge.call("sb_fixtures", "pid", [], [], opts) == {:ok, pid}
+    end
+
+    test "a stream chunk over the budget ends the stream with :payload_too_large" do
+      opts = [pool: @budgets]
+
+      error =
+        assert_raise SnakeBridge.Error, fn ->
+          SnakeBridge.stream("sb_hostile", "huge_chunks", [5_000], [], opts) |> Enum.to_list()
+        end
+
+      assert error.reason == :payload_too_large
+      assert error.message =~ "max_elements"
+      assert {:ok, _} = SnakeBridge.call("sb_fixtures", "pid", [], [], opts)
+    end
+
+    test "the arguments of a callback and its result keep within the budgets" do
+      opts = [pool: @budgets]
+
+      assert {:ok, ["raised", "ElixirError", message]} =
+               SnakeBridge.call("sb_hostile", "call_back_with", [&length/1, 5_000], [], opts)
+
+      assert message =~ "the callback's arguments: more than the pool's max_elements of 1000"
+
+      assert {:ok, ["returned", 10]} =
+               SnakeBridge.call("sb_hostile", "call_back_with", [&length/1, 10], [], opts)
+
+      big = fn _ -> List.duplicate(1, 5_000) end
+
+      assert {:ok, ["raised", "ElixirError", message]} =
+               SnakeBridge.call("sb_hostile", "call_back_with", [big, 1], [], opts)
+
+      assert message =~ "max_elements of 1000"
     end
   end
 

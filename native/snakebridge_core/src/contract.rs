@@ -12,8 +12,16 @@ pub const DEFAULT_THREADS: u32 = 4;
 /// parts.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 
-/// Largest payload a call may send or receive, in bytes, when the pool does not say.
+/// Largest payload a call may send, in bytes, when the pool does not say.
 pub const DEFAULT_MAX_PAYLOAD_SIZE: usize = 2 << 30;
+
+/// Largest payload a worker may send back (a result, a stream chunk, a callback's
+/// arguments), in bytes, when the pool does not say.
+pub const DEFAULT_MAX_RESULT_SIZE: usize = 1 << 30;
+
+/// The most values (list, tuple and set items, map keys and map values) one payload may
+/// hold when the pool does not say: about a gigabyte of terms at the BEAM's worst.
+pub const DEFAULT_MAX_ELEMENTS: usize = 10_000_000;
 
 /// The smallest buffer that crosses through shared memory when the pool does not say.
 pub const DEFAULT_SHARED_MIN_SIZE: usize = crate::shared::DEFAULT_MIN_SIZE;

@@ -13,7 +13,8 @@ pub enum ErrorKind {
     TargetNotFound,
     /// A value could not be encoded or decoded.
     Encoding,
-    /// A payload is larger than the pool's `max_payload_size`.
+    /// A payload is over one of the pool's budgets: `max_payload_size` (sent),
+    /// `max_result_size` (received) or `max_elements` (see [`crate::codec::budget`]).
     PayloadTooLarge,
     /// The request was malformed.
     BadRequest,
@@ -129,6 +130,7 @@ impl Error {
             Ok(Kind::Cancelled) => ErrorKind::Cancelled,
             Ok(Kind::UnknownRef) => ErrorKind::StaleRef,
             Ok(Kind::NotAllowed) => ErrorKind::NotAllowed,
+            Ok(Kind::PayloadTooLarge) => ErrorKind::PayloadTooLarge,
             Ok(Kind::Internal) | Ok(Kind::CallbackFailed) | Err(_) => ErrorKind::Internal,
         };
         Error {
@@ -225,7 +227,12 @@ pub fn clip_text(text: &mut String, limit: usize) {
 
 impl From<CodecError> for Error {
     fn from(err: CodecError) -> Self {
-        Error::new(ErrorKind::Encoding, err.to_string())
+        let kind = if err.is_too_large() {
+            ErrorKind::PayloadTooLarge
+        } else {
+            ErrorKind::Encoding
+        };
+        Error::new(kind, err.to_string())
     }
 }
 

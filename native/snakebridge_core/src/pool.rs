@@ -19,6 +19,7 @@ use crate::allow::Allowlist;
 use crate::auth;
 use crate::cache::{self, ResultCache};
 use crate::callback::{Callbacks, Function};
+use crate::codec::Budgets;
 use crate::error::{Error, ErrorKind};
 use crate::proto::{self, frame::Body};
 use crate::shared::SharedDir;
@@ -47,8 +48,14 @@ pub struct PoolConfig {
     pub startup_timeout: Duration,
     /// Largest single gRPC message, in bytes; larger payloads travel in parts.
     pub max_message_size: usize,
-    /// Largest payload (encoded value plus buffers) a call may send or receive, in bytes.
+    /// Largest payload (encoded value plus buffers) a call may send, in bytes.
     pub max_payload_size: usize,
+    /// Largest payload a worker may send back (a result, a stream chunk, a callback's
+    /// arguments), in bytes.
+    pub max_result_size: usize,
+    /// Most values (list, tuple and set items, map keys and map values) one payload may
+    /// hold, either way (see [`crate::codec::budget`]).
+    pub max_elements: usize,
     /// Buffers of at least this many bytes travel through shared memory (see
     /// [`crate::shared`]) when the machine has `/dev/shm`; `None`: always in messages.
     pub shared_memory: Option<usize>,
@@ -96,6 +103,8 @@ impl std::fmt::Debug for PoolConfig {
             .field("startup_timeout", &self.startup_timeout)
             .field("max_message_size", &self.max_message_size)
             .field("max_payload_size", &self.max_payload_size)
+            .field("max_result_size", &self.max_result_size)
+            .field("max_elements", &self.max_elements)
             .field("shared_memory", &self.shared_memory)
             .field("max_queue", &self.max_queue)
             .field("hang_grace", &self.hang_grace)
@@ -131,6 +140,8 @@ impl Default for PoolConfig {
             startup_timeout: Duration::from_secs(30),
             max_message_size: crate::contract::DEFAULT_MAX_MESSAGE_SIZE,
             max_payload_size: crate::contract::DEFAULT_MAX_PAYLOAD_SIZE,
+            max_result_size: crate::contract::DEFAULT_MAX_RESULT_SIZE,
+            max_elements: crate::contract::DEFAULT_MAX_ELEMENTS,
             shared_memory: Some(crate::contract::DEFAULT_SHARED_MIN_SIZE),
             max_restart_backoff: Duration::from_secs(5),
             max_queue: 10_000,
@@ -288,7 +299,7 @@ struct Inner {
     closed: AtomicBool,
     stats: Stats,
     cache: ResultCache,
-    max_payload_size: usize,
+    budgets: Budgets,
     /// The shared directory for large buffers and the smallest buffer that goes through
     /// it, when there is one.
     shared_memory: Option<(PathBuf, usize)>,
@@ -343,9 +354,13 @@ impl Pool {
         let shared_memory = shared
             .as_ref()
             .map(|s| (s.path().to_path_buf(), s.min_size()));
+        let budgets = Budgets {
+            max_payload_size: config.max_payload_size,
+            max_result_size: config.max_result_size,
+            max_elements: config.max_elements,
+        };
         let transport = Arc::new(
-            GrpcTransport::new(token, config.max_message_size, config.max_payload_size)
-                .with_shared(shared),
+            GrpcTransport::new(token, config.max_message_size, budgets).with_shared(shared),
         );
         let inner = Arc::new(Inner {
             spec: WorkerSpec {
@@ -375,7 +390,7 @@ impl Pool {
             closed: AtomicBool::new(false),
             stats: Stats::default(),
             cache: ResultCache::default(),
-            max_payload_size: config.max_payload_size,
+            budgets,
             shared_memory,
             outstanding: AtomicUsize::new(0),
             max_outstanding: config
@@ -486,6 +501,12 @@ impl Pool {
         outcome
     }
 
+    /// The pool's budgets for what crosses: a binding encodes arguments and decodes
+    /// results within them (see [`crate::codec::budget`]).
+    pub fn budgets(&self) -> Budgets {
+        self.inner.budgets
+    }
+
     /// The smallest buffer that crosses through shared memory (see [`crate::shared`]), or
     /// `None` when every buffer travels in messages.
     pub fn shared_memory(&self) -> Option<usize> {
@@ -506,19 +527,16 @@ impl Pool {
         }
     }
 
-    /// Refuses arguments larger than the pool's `max_payload_size`, before anything is sent.
+    /// Refuses arguments larger than the pool's `max_payload_size`, before anything is sent
+    /// (a binding's writer refuses them earlier, while encoding, when it writes
+    /// [`within`](crate::codec::msgpack::Writer::within) the pool's budgets).
     fn check_payload(&self, args: &proto::Payload) -> Result<(), Error> {
         let size = crate::framing::payload_size(args);
-        if size > self.inner.max_payload_size {
-            return Err(Error::new(
-                ErrorKind::PayloadTooLarge,
-                format!(
-                    "the arguments take {size} bytes, more than the pool's max_payload_size of {} bytes",
-                    self.inner.max_payload_size
-                ),
-            ));
-        }
-        Ok(())
+        Ok(self
+            .inner
+            .budgets
+            .to_python("the arguments")
+            .check_size(size)?)
     }
 
     async fn dispatch(&self, mut request: CallRequest) -> Result<Reply, Error> {

@@ -7,7 +7,7 @@
 tonic::include_proto!("snakebridge.v1");
 
 /// The protocol version this build speaks; `Handshake` refuses any other.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// Metadata key carrying the per-run token on every RPC.
 pub const TOKEN_METADATA_KEY: &str = "x-snakebridge-token";

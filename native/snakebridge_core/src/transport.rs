@@ -20,6 +20,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Endpoint, Uri};
 
+use crate::codec::Budgets;
 use crate::error::{Error, ErrorKind};
 use crate::framing;
 use crate::proto::{self, worker_client::WorkerClient};
@@ -83,7 +84,7 @@ pub trait Transport: Send + Sync + 'static {
 pub struct GrpcTransport {
     token: String,
     max_message_size: usize,
-    max_payload_size: usize,
+    budgets: Budgets,
     shared: Option<Arc<SharedDir>>,
 }
 
@@ -92,7 +93,7 @@ impl std::fmt::Debug for GrpcTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GrpcTransport")
             .field("max_message_size", &self.max_message_size)
-            .field("max_payload_size", &self.max_payload_size)
+            .field("budgets", &self.budgets)
             .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
@@ -100,12 +101,13 @@ impl std::fmt::Debug for GrpcTransport {
 
 impl GrpcTransport {
     /// A transport presenting `token`; single messages are limited to `max_message_size`
-    /// (larger payloads travel in parts), whole payloads to `max_payload_size`.
-    pub fn new(token: String, max_message_size: usize, max_payload_size: usize) -> Self {
+    /// (larger payloads travel in parts), whole payloads to the `budgets`: what the worker
+    /// sends to `max_result_size`, and the worker is told all of them in the handshake.
+    pub fn new(token: String, max_message_size: usize, budgets: Budgets) -> Self {
         GrpcTransport {
             token,
             max_message_size,
-            max_payload_size,
+            budgets,
             shared: None,
         }
     }
@@ -284,7 +286,9 @@ impl Transport for GrpcTransport {
                         .map(|s| s.path().to_string_lossy().into_owned())
                         .unwrap_or_default(),
                     shared_min_size: shared.as_ref().map_or(0, |s| s.min_size() as u64),
-                    max_payload_size: self.max_payload_size as u64,
+                    max_payload_size: self.budgets.max_payload_size as u64,
+                    max_result_size: self.budgets.max_result_size as u64,
+                    max_elements: self.budgets.max_elements as u64,
                 })
                 .await
                 .map_err(|status| status_error("handshake", &status))?
@@ -341,7 +345,8 @@ impl Transport for GrpcTransport {
                 .map_err(|status| status_error("opening the channel", &status))?
                 .into_inner()
                 .map(|item| item.map_err(|status| status_error("channel", &status)));
-            let assembler = framing::Assembler::new(self.max_payload_size).with_shared(shared);
+            let assembler =
+                framing::Assembler::new(self.budgets.max_result_size).with_shared(shared);
             let inbound = assembled(inbound, assembler);
             Ok(Connection {
                 handshake,

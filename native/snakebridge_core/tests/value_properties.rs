@@ -147,8 +147,11 @@ fn json_model(v: &Value, depth: usize) -> Result<serde_json::Value, Lost> {
                 let J::String(key) = &pair[0] else {
                     unreachable!()
                 };
-                // Keys that become the same text: the last one wins, as when reading.
-                object.insert(key.clone(), pair[1].clone());
+                // Keys that become the same text would be one key when read back: the
+                // writer refuses them.
+                if object.insert(key.clone(), pair[1].clone()).is_some() {
+                    return Err(Lost::Refused);
+                }
             }
             J::Object(object)
         }

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use snakebridge_core::agent::{self, Agent};
-use snakebridge_core::codec::{self, call_arguments};
+use snakebridge_core::codec::{self, call_arguments, Budgets};
 use snakebridge_core::proto::{self, frame::Body, worker_client::WorkerClient};
 use snakebridge_core::transport::{GrpcTransport, Transport};
 use snakebridge_core::{auth, Value};
@@ -149,7 +149,7 @@ async fn the_worker_refuses_clients_without_the_token() {
     let scratch = Scratch::new("auth");
     let mut child = start_worker(&scratch);
 
-    let wrong = GrpcTransport::new(auth::new_token(), 1 << 20, 1 << 30);
+    let wrong = GrpcTransport::new(auth::new_token(), 1 << 20, Budgets::default());
     let err = wrong
         .connect(&scratch.socket())
         .await
@@ -195,7 +195,7 @@ async fn with_the_token_the_worker_handshakes_and_answers_calls() {
     let scratch = Scratch::new("call");
     let mut child = start_worker(&scratch);
 
-    let transport = GrpcTransport::new(scratch.token.clone(), 1 << 20, 1 << 30);
+    let transport = GrpcTransport::new(scratch.token.clone(), 1 << 20, Budgets::default());
     let mut connection = transport
         .connect(&scratch.socket())
         .await

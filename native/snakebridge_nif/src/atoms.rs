@@ -44,6 +44,7 @@ rustler::atoms! {
     repr,
     pool,
     stale_ref,
+    payload_too_large,
     chunk,
     done,
     cancelled,

@@ -16,7 +16,7 @@ use rustler::env::{OwnedEnv, SavedTerm};
 use rustler::{Atom, Encoder, LocalPid, ResourceArc, Term};
 
 use snakebridge_core::callback::{self, CallbackHandler, Function};
-use snakebridge_core::codec::{self, split_call_arguments};
+use snakebridge_core::codec::{self, split_call_arguments, Budgets};
 use snakebridge_core::proto;
 use snakebridge_core::Worker;
 
@@ -35,9 +35,11 @@ pub(crate) fn keep(function: Term) -> Arc<Function> {
     Function::new(Kept(Mutex::new((env, saved))))
 }
 
-/// Runs the callbacks of one pool (whose name goes into object references).
+/// Runs the callbacks of one pool (whose name goes into object references), whose
+/// arguments and results keep within the pool's budgets.
 pub(crate) struct Handler {
     pub pool: Atom,
+    pub budgets: Budgets,
 }
 
 impl CallbackHandler for Handler {
@@ -61,7 +63,9 @@ impl CallbackHandler for Handler {
                 function.id()
             ));
         };
-        let args = match codec::decode_payload(&args).and_then(split_call_arguments) {
+        let limits = self.budgets.from_python("the callback's arguments");
+        let decoded = codec::decode_payload_within(&args, limits).and_then(split_call_arguments);
+        let args = match decoded {
             Ok((args, _kwargs)) => args,
             Err(e) => return fail(format!("callback arguments: {e}")),
         };
@@ -69,6 +73,7 @@ impl CallbackHandler for Handler {
             worker: Arc::downgrade(&worker),
             request_id,
             answered: AtomicBool::new(false),
+            budgets: self.budgets,
         });
         let origin = terms::Origin {
             worker: Some(&worker),
@@ -110,6 +115,8 @@ pub(crate) struct CallbackReply {
     worker: Weak<Worker>,
     request_id: u64,
     answered: AtomicBool,
+    /// The pool's budgets, which the function's result keeps within.
+    budgets: Budgets,
 }
 
 #[rustler::resource_impl]
@@ -175,7 +182,9 @@ fn callback_reply<'a>(
             ..terms::Refs::default()
         };
         let codec = proto::Codec::Msgpack;
-        match terms::encode(terms::Input::Term(value, "result"), &mut refs, codec, true) {
+        let limits = reply.budgets.to_python("the callback's result");
+        let input = terms::Input::Term(value, "result");
+        match terms::encode(input, &mut refs, codec, true, limits) {
             Ok((data, buffers)) => {
                 functions = refs.callbacks;
                 Ok(codec::payload(codec, data, buffers))

@@ -3,7 +3,7 @@
 //! scheduler: a large term never blocks a normal one.
 
 use rustler::{Binary, Encoder, Env, NifResult, Term};
-use snakebridge_core::codec::{json, msgpack};
+use snakebridge_core::codec::{json, msgpack, Limits};
 use snakebridge_core::proto;
 
 use crate::types::Codec;
@@ -20,7 +20,13 @@ fn codec_encode<'a>(env: Env<'a>, term: Term<'a>, codec: Codec) -> NifResult<Ter
         ..terms::Refs::default()
     };
     Ok(
-        match terms::encode(terms::Input::Term(term, "value"), &mut refs, codec, false) {
+        match terms::encode(
+            terms::Input::Term(term, "value"),
+            &mut refs,
+            codec,
+            false,
+            Limits::NONE,
+        ) {
             // A large result becomes a binary over the encoder's own buffer (no copy).
             Ok((bytes, _)) => (atoms::ok(), buffers::binary_term(env, &bytes.into())).encode(env),
             Err(terms::Refused::Unsupported(unsupported)) => (

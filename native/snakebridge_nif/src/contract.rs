@@ -8,7 +8,7 @@ use rustler::{Encoder, Env, Term};
 use snakebridge_core::contract;
 
 /// `%{default_threads:, default_max_message_size:, default_max_payload_size:,
-/// default_shared_min_size:, nested_call_key:, call_nested:, register_tool:,
+/// default_max_result_size:, default_max_elements:, default_shared_min_size:, nested_call_key:, call_nested:, register_tool:,
 /// tensor_types: [{numpy_name, {kind, bits}}]}`.
 #[rustler::nif]
 fn contract(env: Env<'_>) -> rustler::NifResult<Term<'_>> {
@@ -30,6 +30,14 @@ fn contract(env: Env<'_>) -> rustler::NifResult<Term<'_>> {
         (
             key(env, "default_max_payload_size")?,
             contract::DEFAULT_MAX_PAYLOAD_SIZE.encode(env),
+        ),
+        (
+            key(env, "default_max_result_size")?,
+            contract::DEFAULT_MAX_RESULT_SIZE.encode(env),
+        ),
+        (
+            key(env, "default_max_elements")?,
+            contract::DEFAULT_MAX_ELEMENTS.encode(env),
         ),
         (
             key(env, "default_shared_min_size")?,

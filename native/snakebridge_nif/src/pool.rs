@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use snakebridge_core::agent::Agent;
 use snakebridge_core::allow::Allowlist;
 use snakebridge_core::callback::{Callbacks, Function};
-use snakebridge_core::codec;
+use snakebridge_core::codec::{self, Budgets};
 use snakebridge_core::pool::{CachePolicy, EveryWorker};
 use snakebridge_core::proto;
 use snakebridge_core::{CallRequest, Error, Pool, PoolConfig, Value, Worker};
@@ -70,7 +70,12 @@ fn pool_config(options: PoolOptions) -> NifResult<PoolConfig> {
         .map_err(|err| {
             rustler::Error::Term(Box::new(format!("invalid pool option {}", err.message)))
         })?;
-    let (init, permanent) = init_calls(options.init)?;
+    let budgets = Budgets {
+        max_payload_size: options.max_payload_size,
+        max_result_size: options.max_result_size,
+        max_elements: options.max_elements,
+    };
+    let (init, permanent) = init_calls(options.init, budgets)?;
     Ok(PoolConfig {
         python: PathBuf::from(options.python),
         agent: Some(Agent::in_priv(Path::new(&options.priv_dir))),
@@ -81,6 +86,8 @@ fn pool_config(options: PoolOptions) -> NifResult<PoolConfig> {
         startup_timeout: Duration::from_millis(options.startup_timeout_ms),
         max_message_size: options.max_message_size,
         max_payload_size: options.max_payload_size,
+        max_result_size: options.max_result_size,
+        max_elements: options.max_elements,
         shared_memory: options.shared_memory,
         max_queue: options.max_queue,
         hang_grace: Duration::from_millis(options.hang_grace_ms),
@@ -88,7 +95,10 @@ fn pool_config(options: PoolOptions) -> NifResult<PoolConfig> {
         allowed_modules,
         secrets: options.secrets,
         callbacks: Callbacks {
-            handler: Some(Arc::new(callbacks::Handler { pool: options.name })),
+            handler: Some(Arc::new(callbacks::Handler {
+                pool: options.name,
+                budgets,
+            })),
             permanent,
         },
         init,
@@ -104,17 +114,24 @@ type InitCalls = (Vec<(String, proto::Payload)>, Vec<Arc<Function>>);
 /// Encodes the pool's init calls, `[{target, args, kwargs}]`. Functions among their
 /// arguments are kept for the pool's life: every worker gets a callable for them, for as
 /// long as it lives (see [`Callbacks::permanent`]).
-fn init_calls<'a>(calls: Vec<(String, Term<'a>, Term<'a>)>) -> NifResult<InitCalls> {
+fn init_calls<'a>(
+    calls: Vec<(String, Term<'a>, Term<'a>)>,
+    budgets: Budgets,
+) -> NifResult<InitCalls> {
     let mut permanent = Vec::new();
     let init = calls
         .into_iter()
         .map(|(target, args, kwargs)| {
             let mut refs = terms::Refs::default();
-            let payload = encode_arguments(args, kwargs, &mut refs, proto::Codec::Msgpack)
-                .map_err(|u| {
+            let limits = budgets.to_python("the arguments");
+            let payload = encode_arguments(args, kwargs, &mut refs, proto::Codec::Msgpack, limits)
+                .map_err(|refused| {
+                    let (path, message) = match refused {
+                        terms::Refused::Unsupported(u) => (u.path, u.message),
+                        terms::Refused::Codec(err) => ("args".to_owned(), err.to_string()),
+                    };
                     rustler::Error::Term(Box::new(format!(
-                        "init call {target}: cannot send {}: {}",
-                        u.path, u.message
+                        "init call {target}: cannot send {path}: {message}"
                     )))
                 })?;
             EveryWorker::Init { target: &target }
@@ -130,9 +147,13 @@ fn init_calls<'a>(calls: Vec<(String, Term<'a>, Term<'a>)>) -> NifResult<InitCal
 /// A call's value, decoded, with the worker holding the objects it refers to.
 type Decoded = Result<(Value, Arc<Worker>), Error>;
 
-fn decode_reply(outcome: Result<snakebridge_core::Reply, Error>) -> Decoded {
+/// Decodes a reply within the pool's `budgets`: a result over them is refused before its
+/// values are built.
+fn decode_reply(outcome: Result<snakebridge_core::Reply, Error>, budgets: Budgets) -> Decoded {
     let reply = outcome?;
-    let value = codec::decode_payload(&reply.payload).map_err(Error::from)?;
+    let limits = budgets.from_python("the result");
+    let value = codec::decode_payload_within(&reply.payload, limits)
+        .map_err(|err| Error::from(err).with_worker(reply.worker.pid()))?;
     Ok((value, reply.worker))
 }
 
@@ -203,7 +224,8 @@ fn pool_call<'a>(
 ) -> NifResult<Term<'a>> {
     let pool_name = call.pool_name;
     let (return_ref, cache) = (call.as_ref, call.cache.clone());
-    let (base, held) = match prepare_call(env, &call)? {
+    let budgets = pool.pool.budgets();
+    let (base, held) = match prepare_call(env, &call, budgets)? {
         Ok(prepared) => prepared,
         Err(refusal) => return Ok(refusal),
     };
@@ -231,7 +253,7 @@ fn pool_call<'a>(
             .as_ref()
             .map(|r| (r.payload.data.len(), r.queue_us, r.cache_hit))
             .unwrap_or_default();
-        match decode_reply(outcome) {
+        match decode_reply(outcome, budgets) {
             Ok((value, worker)) => reply.send(|env| {
                 let origin = terms::Origin {
                     worker: Some(&worker),
@@ -256,11 +278,12 @@ pub(crate) type Held = Vec<ResourceArc<RefResource>>;
 pub(crate) fn prepare_call<'a>(
     env: Env<'a>,
     call: &Call<'a>,
+    budgets: Budgets,
 ) -> NifResult<Result<(CallRequest, Held), Term<'a>>> {
     let session = call.session.as_deref();
     let encoding = call.encoding;
-    let (args, refs) = match encode_call(env, call.args, call.kwargs, session, encoding.args.into())
-    {
+    let codec = encoding.args.into();
+    let (args, refs) = match encode_call(env, call.args, call.kwargs, session, codec, budgets) {
         Ok(encoded) => encoded,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -281,18 +304,33 @@ pub(crate) fn prepare_call<'a>(
     )))
 }
 
+/// Encodes a call's arguments within the pool's `budgets`; the refusal to return to the
+/// caller is `{:error, {:unsupported, path, message}}`, `{:error, {:payload_too_large,
+/// message}}` or `{:error, {:stale_ref, message}}`.
 pub(crate) fn encode_call<'a>(
     env: Env<'a>,
     positional: Term<'a>,
     kwargs: Term<'a>,
     session: Option<&SessionResource>,
     codec: proto::Codec,
+    budgets: Budgets,
 ) -> Result<(proto::Payload, terms::Refs), Term<'a>> {
     let mut refs = terms::Refs::for_session(session);
-    match encode_arguments(positional, kwargs, &mut refs, codec) {
-        Err(unsupported) => Err((
+    let limits = budgets.to_python("the arguments");
+    match encode_arguments(positional, kwargs, &mut refs, codec, limits) {
+        Err(terms::Refused::Unsupported(unsupported)) => Err((
             atoms::error(),
             (atoms::unsupported(), unsupported.path, unsupported.message),
+        )
+            .encode(env)),
+        Err(terms::Refused::Codec(err)) if err.is_too_large() => Err((
+            atoms::error(),
+            (atoms::payload_too_large(), err.to_string()),
+        )
+            .encode(env)),
+        Err(terms::Refused::Codec(err)) => Err((
+            atoms::error(),
+            (atoms::unsupported(), "args", err.to_string()),
         )
             .encode(env)),
         Ok(_) if refs.stale.is_some() => {
@@ -308,15 +346,11 @@ fn encode_arguments<'a>(
     kwargs: Term<'a>,
     refs: &mut terms::Refs,
     codec: proto::Codec,
-) -> Result<proto::Payload, terms::Unsupported> {
-    match terms::encode(terms::Input::Call(args, kwargs), refs, codec, true) {
-        Ok((data, buffers)) => Ok(codec::payload(codec, data, buffers)),
-        Err(terms::Refused::Unsupported(unsupported)) => Err(unsupported),
-        Err(terms::Refused::Codec(err)) => Err(terms::Unsupported {
-            path: "args".into(),
-            message: err.to_string(),
-        }),
-    }
+    limits: codec::Limits,
+) -> Result<proto::Payload, terms::Refused> {
+    let (data, buffers) =
+        terms::encode(terms::Input::Call(args, kwargs), refs, codec, true, limits)?;
+    Ok(codec::payload(codec, data, buffers))
 }
 
 /// Runs a call on every live worker; replies `{tag, {:ok, [{worker_pid, result}]}}` where
@@ -332,8 +366,9 @@ fn pool_broadcast<'a>(
 ) -> NifResult<Term<'a>> {
     let pool_name = call.pool_name;
     let encoding = call.encoding;
-    let (payload, refs) = match encode_call(env, call.args, call.kwargs, None, encoding.args.into())
-    {
+    let budgets = pool.pool.budgets();
+    let codec = encoding.args.into();
+    let (payload, refs) = match encode_call(env, call.args, call.kwargs, None, codec, budgets) {
         Ok(encoded) => encoded,
         Err(refusal) => return Ok(refusal),
     };
@@ -358,7 +393,7 @@ fn pool_broadcast<'a>(
             .broadcast(request)
             .await
             .into_iter()
-            .map(|(worker_pid, outcome)| (worker_pid, decode_reply(outcome)))
+            .map(|(worker_pid, outcome)| (worker_pid, decode_reply(outcome, budgets)))
             .collect();
         reply.send(|env| {
             let results: Vec<Term> = outcomes

@@ -44,7 +44,8 @@ fn pool_stream<'a>(
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let pool_name = call.pool_name;
-    let (request, held) = match prepare_call(env, &call)? {
+    let budgets = pool.pool.budgets();
+    let (request, held) = match prepare_call(env, &call, budgets)? {
         Ok(prepared) => prepared,
         Err(refusal) => return Ok(refusal),
     };
@@ -56,7 +57,8 @@ fn pool_stream<'a>(
     runtime.spawn(async move {
         match pool.stream(request, window.max(1)).await {
             Ok((control, events)) => {
-                forward(control, events, steering, timeout, pool_name, reply).await;
+                let limits = budgets.from_python("a stream chunk");
+                forward(control, events, steering, timeout, pool_name, limits, reply).await;
                 drop(held);
             }
             Err(err) => reply.send(|env| terms::error_tuple(env, &err)),
@@ -71,6 +73,7 @@ async fn forward(
     mut steering: mpsc::UnboundedReceiver<Steer>,
     timeout: Option<Duration>,
     pool_name: Atom,
+    limits: codec::Limits,
     mut reply: Reply,
 ) {
     loop {
@@ -97,7 +100,7 @@ async fn forward(
                         .with_worker(control.worker().pid());
                     return reply.send(|env| terms::error_tuple(env, &err));
                 }
-                Some(Some(StreamEvent::Chunk(payload))) => match codec::decode_payload(&payload) {
+                Some(Some(StreamEvent::Chunk(payload))) => match codec::decode_payload_within(&payload, limits) {
                     Ok(value) => {
                         let origin = terms::Origin { worker: Some(control.worker()), pool: pool_name };
                         reply.send_partial(|env| {
@@ -106,7 +109,7 @@ async fn forward(
                     }
                     Err(e) => {
                         control.cancel();
-                        let err = Error::from(e);
+                        let err = Error::from(e).with_worker(control.worker().pid());
                         return reply.send(|env| terms::error_tuple(env, &err));
                     }
                 },

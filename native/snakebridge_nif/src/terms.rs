@@ -17,7 +17,7 @@ use rustler::ResourceArc;
 use snakebridge_core::bytes::Bytes;
 use snakebridge_core::callback::{CallbackId, Function};
 use snakebridge_core::codec::sink::{self, Builder, Seq, Sink};
-use snakebridge_core::codec::{json, msgpack, CodecError};
+use snakebridge_core::codec::{json, msgpack, CodecError, Limits};
 use snakebridge_core::keys::{self, KeyKind, KeyKinds, Number, PyKey};
 use snakebridge_core::proto;
 use snakebridge_core::value::{
@@ -175,31 +175,39 @@ impl Input<'_> {
 /// The error is the one converting the whole input to a [`Value`] and encoding that would
 /// give: a part that cannot cross at all wins over a refusal of the codec met earlier. So
 /// after a codec's refusal the input is walked again, into a value with callbacks inert
-/// (nothing is kept for Python), to look for such a part.
+/// (nothing is kept for Python), to look for such a part; except when the input is over
+/// `limits` (its size, or its number of values), which is refused as soon as the writers
+/// get there.
 pub(crate) fn encode(
     input: Input,
     refs: &mut Refs,
     codec: proto::Codec,
     out_of_band: bool,
+    limits: Limits,
 ) -> Result<(Vec<u8>, Vec<Bytes>), Refused> {
     let before = refs.clone();
     let encoded = match codec {
         proto::Codec::Msgpack => {
-            let mut writer = if out_of_band {
+            let writer = if out_of_band {
                 msgpack::Writer::out_of_band()
             } else {
                 msgpack::Writer::in_band()
             };
-            input.write(refs, &mut writer).map(|()| writer.into_parts())
-        }
-        proto::Codec::Json => {
-            let mut writer = json::Writer::new();
+            let mut writer = writer.within(limits);
             input
                 .write(refs, &mut writer)
-                .map(|()| (writer.into_bytes(), Vec::new()))
+                .and_then(|()| Ok(writer.finish()?))
+        }
+        proto::Codec::Json => {
+            let mut writer = json::Writer::new().within(limits);
+            input
+                .write(refs, &mut writer)
+                .and_then(|()| Ok((writer.finish()?, Vec::new())))
         }
     };
     match encoded {
+        // Over a budget: walking the whole input again is what the budget prevents.
+        Err(Refused::Codec(err)) if err.is_too_large() => Err(err.into()),
         Err(Refused::Codec(err)) => {
             let mut refs = Refs {
                 inert_callbacks: true,

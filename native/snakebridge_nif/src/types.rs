@@ -108,6 +108,8 @@ pub(crate) struct PoolOptions<'a> {
     pub startup_timeout_ms: u64,
     pub max_message_size: usize,
     pub max_payload_size: usize,
+    pub max_result_size: usize,
+    pub max_elements: usize,
     /// The smallest buffer that crosses through shared memory; `nil`: none does.
     pub shared_memory: Option<usize>,
     /// `nil`: any module.

@@ -3,7 +3,7 @@
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple, PyType};
-use snakebridge_core::codec;
+use snakebridge_core::codec::{self, CodecError};
 use snakebridge_core::proto::{self, call::Op, error::Kind, frame::Body, Frame};
 use snakebridge_core::value::{Path, Segment, Value};
 
@@ -84,10 +84,24 @@ impl From<ConvertError> for Failure {
     fn from(err: ConvertError) -> Self {
         let kind = if err.unknown_ref {
             Kind::UnknownRef
+        } else if err.too_large {
+            Kind::PayloadTooLarge
         } else {
             Kind::Encoding
         };
         Failure::new(kind, err.message)
+    }
+}
+
+impl Failure {
+    /// A value that could not be encoded or decoded: `what` names it (`result`).
+    fn codec(what: &str, err: CodecError) -> Self {
+        let kind = if err.is_too_large() {
+            Kind::PayloadTooLarge
+        } else {
+            Kind::Encoding
+        };
+        Failure::new(kind, format!("{what}: {err}"))
     }
 }
 
@@ -133,8 +147,9 @@ fn execute(
     running: &dyn Running,
 ) -> Result<proto::Payload, Failure> {
     let result_codec = result_codec(&call)?;
-    let decoded = Decoded::new(&call)?;
+    let decoded = Decoded::new(&call, crossing)?;
     let request = decoded.request(&call, crossing);
+    let limits = crossing.link.budgets().from_python("the result");
     let result = Python::attach(|py| -> Result<Value, Failure> {
         running.enter(py);
         let obj = invoke(py, dispatch, &request);
@@ -147,12 +162,13 @@ fn execute(
                 &obj,
                 &mut Path::root("result"),
                 request.crossing,
+                &mut limits.budget(),
             )?)
         }
     })?;
     drop(decoded);
-    codec::encode_payload(result_codec, &result)
-        .map_err(|e| Failure::new(Kind::Encoding, format!("result: {e}")))
+    codec::encode_payload_within(result_codec, &result, limits)
+        .map_err(|e| Failure::codec("result", e))
 }
 
 fn result_codec(call: &proto::Call) -> Result<proto::Codec, Failure> {
@@ -172,11 +188,12 @@ struct Decoded {
 }
 
 impl Decoded {
-    fn new(call: &proto::Call) -> Result<Decoded, Failure> {
+    fn new(call: &proto::Call, crossing: &Crossing) -> Result<Decoded, Failure> {
         let (args, kwargs) = match &call.args {
             Some(payload) => {
-                let decoded = codec::decode_payload(payload)
-                    .map_err(|e| Failure::new(Kind::Encoding, format!("args: {e}")))?;
+                let limits = crossing.link.budgets().to_python("the arguments");
+                let decoded = codec::decode_payload_within(payload, limits)
+                    .map_err(|e| Failure::codec("args", e))?;
                 codec::split_call_arguments(decoded)
                     .map_err(|e| Failure::new(Kind::Encoding, format!("args: {e}")))?
             }
@@ -218,7 +235,7 @@ pub fn stream(
     send: &dyn Fn(Frame),
 ) {
     let started = result_codec(&call).and_then(|codec| {
-        let decoded = Decoded::new(&call)?;
+        let decoded = Decoded::new(&call, crossing)?;
         let request = decoded.request(&call, crossing);
         Python::attach(|py| {
             let obj = invoke(py, dispatch, &request)?;
@@ -234,6 +251,7 @@ pub fn stream(
         Ok(started) => started,
         Err(failure) => return send(failure.into_frame(request_id)),
     };
+    let limits = crossing.link.budgets().from_python("a stream chunk");
     let mut chunk_id: u64 = 0;
     loop {
         if !credit.acquire() {
@@ -252,17 +270,23 @@ pub fn stream(
                 Ok(item) => {
                     let mut path = Path::root("chunk");
                     path.push(Segment::Index(chunk_id as usize));
-                    Ok(Some(convert::from_python(&item, &mut path, crossing)?))
+                    let mut budget = limits.budget();
+                    Ok(Some(convert::from_python(
+                        &item,
+                        &mut path,
+                        crossing,
+                        &mut budget,
+                    )?))
                 }
                 Err(err) if err.is_instance_of::<pyo3::exceptions::PyStopIteration>(py) => Ok(None),
                 Err(err) => Err(describe(py, dispatch, err)),
             }
         });
         let frame = match step {
-            Ok(Some(value)) => match codec::encode_payload(codec, &value) {
+            Ok(Some(value)) => match codec::encode_payload_within(codec, &value, limits) {
                 Ok(payload) => chunk_frame(request_id, chunk_id, Some(payload), false),
                 Err(e) => {
-                    let failure = Failure::new(Kind::Encoding, format!("chunk[{chunk_id}]: {e}"));
+                    let failure = Failure::codec(&format!("chunk[{chunk_id}]"), e);
                     return send(failure.into_frame(request_id));
                 }
             },

@@ -13,7 +13,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use snakebridge_core::callback::CallbackId;
-use snakebridge_core::codec::{self, call_arguments};
+use snakebridge_core::codec::{self, call_arguments, Budgets};
 use snakebridge_core::proto;
 use snakebridge_core::serve::{CallbackOutcome, Callbacks};
 use snakebridge_core::value::{Path, Segment, Value};
@@ -35,16 +35,23 @@ create_exception!(
 pub struct Link {
     callbacks: Callbacks,
     python_threads: Threads,
+    budgets: Budgets,
 }
 
 impl Link {
     /// A link sending on the connection's reply stream; `python_threads` run the
-    /// connection's calls.
-    pub fn new(sender: ReplySender, python_threads: Threads) -> Link {
+    /// connection's calls; what crosses on it keeps within `budgets` (the client's).
+    pub fn new(sender: ReplySender, python_threads: Threads, budgets: Budgets) -> Link {
         Link {
             callbacks: Callbacks::new(sender),
             python_threads,
+            budgets,
         }
+    }
+
+    /// The client's budgets for what crosses on this connection.
+    pub fn budgets(&self) -> &Budgets {
+        &self.budgets
     }
 
     /// The connection's callback requests (for the frame router to deliver answers).
@@ -89,30 +96,33 @@ impl ElixirFunction {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let budgets = *self.crossing.link.budgets();
+        let limits = budgets.from_python("the callback's arguments");
+        let mut budget = limits.budget();
         let mut values = Vec::with_capacity(args.len() + 1);
         let mut path = Path::root("callback_args");
         for (index, arg) in args.iter().enumerate() {
             path.push(Segment::Index(index));
-            values
-                .push(convert::from_python(&arg, &mut path, &self.crossing).map_err(to_py_error)?);
+            let value = convert::from_python(&arg, &mut path, &self.crossing, &mut budget);
+            values.push(value.map_err(to_py_error)?);
             path.pop();
         }
         if let Some(kwargs) = kwargs.filter(|k| !k.is_empty()) {
             let mut path = Path::root("callback_kwargs");
-            values.push(
-                convert::from_python(kwargs.as_any(), &mut path, &self.crossing)
-                    .map_err(to_py_error)?,
-            );
+            let value =
+                convert::from_python(kwargs.as_any(), &mut path, &self.crossing, &mut budget);
+            values.push(value.map_err(to_py_error)?);
         }
-        let payload =
-            codec::encode_payload(proto::Codec::Msgpack, &call_arguments(values, Vec::new()))
-                .map_err(|e| ElixirError::new_err(format!("callback arguments: {e}")))?;
+        let arguments = call_arguments(values, Vec::new());
+        let payload = codec::encode_payload_within(proto::Codec::Msgpack, &arguments, limits)
+            .map_err(|e| ElixirError::new_err(format!("callback arguments: {e}")))?;
         let id = self.id;
         let link = Arc::clone(&self.crossing.link);
         let outcome = py.detach(move || link.request(id, payload));
         match outcome {
             Ok(payload) => {
-                let value: Value = codec::decode_payload(&payload)
+                let limits = budgets.to_python("the callback's result");
+                let value: Value = codec::decode_payload_within(&payload, limits)
                     .map_err(|e| ElixirError::new_err(format!("callback result: {e}")))?;
                 convert::to_python(
                     py,

@@ -13,6 +13,7 @@ use pyo3::types::{
     PyFrozenSet, PyInt, PyList, PyMemoryView, PySet, PyString, PyTime, PyTimeAccess, PyTuple,
     PyTzInfo, PyTzInfoAccess,
 };
+use snakebridge_core::codec::{Budget, CodecError};
 use snakebridge_core::value::{Date, ObjectRef, Path, Segment, Time, Value, MAX_DEPTH};
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct ConvertError {
     pub message: String,
     /// The value referred to an object this worker does not hold.
     pub unknown_ref: bool,
+    /// The value holds more than its budget allows (see [`from_python`]).
+    pub too_large: bool,
 }
 
 impl ConvertError {
@@ -38,6 +41,15 @@ impl ConvertError {
         ConvertError {
             message: format!("{path}: {what}"),
             unknown_ref: false,
+            too_large: false,
+        }
+    }
+
+    #[cold]
+    fn over_budget(path: &Path, err: CodecError) -> Self {
+        ConvertError {
+            too_large: err.is_too_large(),
+            ..ConvertError::at(path, err)
         }
     }
 
@@ -131,6 +143,7 @@ fn to_python_at<'py>(
         }
         Value::Ref(r) => registry::get(py, r.id).ok_or_else(|| ConvertError {
             unknown_ref: true,
+            too_large: false,
             ..ConvertError::at(
                 path,
                 format!(
@@ -290,13 +303,17 @@ fn render_value_key(key: &Value) -> String {
 // ---------------------------------------------------------------------------------------
 // Python -> Value
 
-/// Converts a Python object into a value; `path` names it in errors (`result`).
+/// Converts a Python object into a value; `path` names it in errors (`result`). Each
+/// list, tuple, set and dict spends its elements from `budget` before any of them is
+/// converted, so that a result of 100 million elements is refused at once (with
+/// [`ConvertError::too_large`]) instead of being built.
 pub fn from_python(
     obj: &Bound<'_, PyAny>,
     path: &mut Path,
     crossing: &Crossing,
+    budget: &mut Budget,
 ) -> Converted<Value> {
-    from_python_at(obj, path, 0, crossing)
+    from_python_at(obj, path, 0, crossing, budget)
 }
 
 fn from_python_at(
@@ -304,6 +321,7 @@ fn from_python_at(
     path: &mut Path,
     depth: usize,
     crossing: &Crossing,
+    budget: &mut Budget,
 ) -> Converted<Value> {
     if depth > MAX_DEPTH {
         return Err(ConvertError::too_deep(path));
@@ -334,30 +352,33 @@ fn from_python_at(
         return Ok(Value::Float(f.value()));
     }
     if let Ok(list) = obj.cast::<PyList>() {
+        spend(budget, list.len(), path)?;
         let mut items = Vec::with_capacity(list.len());
         for (index, item) in list.iter().enumerate() {
             path.push(Segment::Index(index));
-            items.push(from_python_at(&item, path, depth + 1, crossing)?);
+            items.push(from_python_at(&item, path, depth + 1, crossing, budget)?);
             path.pop();
         }
         return Ok(Value::List(items));
     }
     if let Ok(dict) = obj.cast::<PyDict>() {
+        spend(budget, dict.len().saturating_mul(2), path)?;
         let mut entries = Vec::with_capacity(dict.len());
         for (key, value) in dict.iter() {
             path.push(Segment::Key(render_python_key(&key)));
-            let key_value = from_python_at(&key, path, depth + 1, crossing)?;
-            let value_value = from_python_at(&value, path, depth + 1, crossing)?;
+            let key_value = from_python_at(&key, path, depth + 1, crossing, budget)?;
+            let value_value = from_python_at(&value, path, depth + 1, crossing, budget)?;
             path.pop();
             entries.push((key_value, value_value));
         }
         return Ok(Value::Map(entries));
     }
     if let Ok(tuple) = obj.cast::<PyTuple>() {
+        spend(budget, tuple.len(), path)?;
         let mut items = Vec::with_capacity(tuple.len());
         for (index, item) in tuple.iter().enumerate() {
             path.push(Segment::Index(index));
-            items.push(from_python_at(&item, path, depth + 1, crossing)?);
+            items.push(from_python_at(&item, path, depth + 1, crossing, budget)?);
             path.pop();
         }
         return Ok(Value::Tuple(items));
@@ -380,10 +401,10 @@ fn from_python_at(
         return Ok(Value::Bytes(bytes_value(bytes)));
     }
     if let Ok(set) = obj.cast::<PySet>() {
-        return set_items(set.iter(), set.len(), path, depth, crossing).map(Value::Set);
+        return set_items(set.iter(), set.len(), path, depth, crossing, budget).map(Value::Set);
     }
     if let Ok(set) = obj.cast::<PyFrozenSet>() {
-        return set_items(set.iter(), set.len(), path, depth, crossing).map(Value::Set);
+        return set_items(set.iter(), set.len(), path, depth, crossing, budget).map(Value::Set);
     }
     if let Ok(dt) = obj.cast::<PyDateTime>() {
         return datetime_from_python(dt).map_err(|e| python_error(path, e));
@@ -399,7 +420,7 @@ fn from_python_at(
             let list = obj
                 .call_method0(pyo3::intern!(obj.py(), "tolist"))
                 .map_err(|e| python_error(path, e))?;
-            return from_python_at(&list, path, depth, crossing);
+            return from_python_at(&list, path, depth, crossing, budget);
         }
         Numpy::Tensor(t) => return Ok(Value::Tensor(t)),
         Numpy::Scalar(item) => {
@@ -407,7 +428,7 @@ fn from_python_at(
             if item.is(obj) || item.is_instance_of::<pyo3::types::PyComplex>() {
                 return Ok(to_ref(obj, crossing));
             }
-            return from_python_at(&item, path, depth + 1, crossing);
+            return from_python_at(&item, path, depth + 1, crossing, budget);
         }
         // An array of objects, strings or records stays in Python.
         Numpy::Unsupported => return Ok(to_ref(obj, crossing)),
@@ -477,17 +498,27 @@ impl AsRef<[u8]> for HeldBytes {
     }
 }
 
+/// Spends `n` values of `budget` for the container at `path`.
+#[inline]
+fn spend(budget: &mut Budget, n: usize, path: &Path) -> Converted<()> {
+    budget
+        .spend(n)
+        .map_err(|err| ConvertError::over_budget(path, err))
+}
+
 fn set_items<'py>(
     iter: impl Iterator<Item = Bound<'py, PyAny>>,
     len: usize,
     path: &mut Path,
     depth: usize,
     crossing: &Crossing,
+    budget: &mut Budget,
 ) -> Converted<Vec<Value>> {
+    spend(budget, len, path)?;
     let mut items = Vec::with_capacity(len);
     for (index, item) in iter.enumerate() {
         path.push(Segment::Index(index));
-        items.push(from_python_at(&item, path, depth + 1, crossing)?);
+        items.push(from_python_at(&item, path, depth + 1, crossing, budget)?);
         path.pop();
     }
     Ok(items)

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use snakebridge_core::auth;
+use snakebridge_core::codec::Budgets;
 use snakebridge_core::framing::{self, Assembler};
 use snakebridge_core::proto::{
     self, worker_server::Worker, Frame, HandshakeRequest, HandshakeResponse, PROTOCOL_VERSION,
@@ -35,9 +36,10 @@ pub struct WorkerService {
     max_message_size: Arc<AtomicUsize>,
     /// The client's shared directory for large buffers, once joined (from its handshake).
     shared: Mutex<Option<Arc<SharedDir>>>,
-    /// The most bytes of one incoming payload, assembled from parts or taken from shared
-    /// files: the client's `max_payload_size` (from its handshake).
-    max_payload_size: AtomicUsize,
+    /// The client's budgets (from its handshake): `max_payload_size` bounds one incoming
+    /// payload, assembled from parts or taken from shared files; `max_result_size` what
+    /// the worker sends back; `max_elements` both.
+    budgets: Mutex<Budgets>,
 }
 
 impl std::fmt::Debug for WorkerService {
@@ -47,7 +49,7 @@ impl std::fmt::Debug for WorkerService {
             .field("threads", &self.threads)
             .field("python_version", &self.python_version)
             .field("max_message_size", &self.max_message_size)
-            .field("max_payload_size", &self.max_payload_size)
+            .field("budgets", &self.budgets)
             .finish_non_exhaustive()
     }
 }
@@ -62,9 +64,7 @@ impl WorkerService {
             python_version,
             max_message_size: Arc::new(AtomicUsize::new(DEFAULT_MAX_MESSAGE)),
             shared: Mutex::new(None),
-            max_payload_size: AtomicUsize::new(
-                snakebridge_core::contract::DEFAULT_MAX_PAYLOAD_SIZE,
-            ),
+            budgets: Mutex::new(Budgets::default()),
         }
     }
 }
@@ -93,6 +93,20 @@ fn join_shared(request: &HandshakeRequest) -> Option<SharedDir> {
             eprintln!("snakebridge: not using shared memory for large buffers: {why}");
             None
         }
+    }
+}
+
+/// The budgets a handshake names; each one it leaves at 0 keeps its default.
+fn budgets_of(request: &HandshakeRequest) -> Budgets {
+    let given = |n: u64, default: usize| match n {
+        0 => default,
+        n => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    let defaults = Budgets::default();
+    Budgets {
+        max_payload_size: given(request.max_payload_size, defaults.max_payload_size),
+        max_result_size: given(request.max_result_size, defaults.max_result_size),
+        max_elements: given(request.max_elements, defaults.max_elements),
     }
 }
 
@@ -130,10 +144,7 @@ impl Worker for WorkerService {
             let limit = usize::try_from(request.max_message_size).unwrap_or(usize::MAX);
             self.max_message_size.store(limit, Ordering::Relaxed);
         }
-        if request.max_payload_size > 0 {
-            let limit = usize::try_from(request.max_payload_size).unwrap_or(usize::MAX);
-            self.max_payload_size.store(limit, Ordering::Relaxed);
-        }
+        *self.budgets.lock().unwrap_or_else(|e| e.into_inner()) = budgets_of(&request);
         let mut capabilities: Vec<String> = CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
         if let Some(shared) = join_shared(&request) {
             *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(shared));
@@ -177,13 +188,14 @@ impl Worker for WorkerService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let limit = self.max_payload_size.load(Ordering::Relaxed);
-        let assembler = Assembler::new(limit).with_shared(shared.clone());
+        let budgets = *self.budgets.lock().unwrap_or_else(|e| e.into_inner());
+        let assembler = Assembler::new(budgets.max_payload_size).with_shared(shared.clone());
         tokio::spawn(read_frames(
             inbound,
             self.python_threads.clone(),
             reply,
             assembler,
+            budgets,
         ));
         let outgoing = framing::Outgoing {
             part_size: framing::part_size(self.max_message_size.load(Ordering::Relaxed)),
@@ -230,8 +242,9 @@ async fn read_frames(
     python_threads: Threads,
     reply: ReplySender,
     assembler: Assembler,
+    budgets: Budgets,
 ) {
-    let link = Arc::new(Link::new(reply.clone(), python_threads.clone()));
+    let link = Arc::new(Link::new(reply.clone(), python_threads.clone(), budgets));
     let connection = Connection {
         python_threads,
         link: Arc::clone(&link),

@@ -9,6 +9,7 @@ import glob
 import os
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 _report: dict[str, Any] = {}
@@ -147,3 +148,28 @@ def _listdir(path: str) -> list[str]:
         return os.listdir(path)
     except OSError:
         return []
+
+
+def huge_list(n: int) -> list[int]:
+    """A result of `n` elements: 100M of them took the BEAM 5.9 GB per 50M before budgets."""
+    return [0] * n
+
+
+def huge_chunks(n: int) -> Iterator[list[int]]:
+    """A stream whose second chunk is a list of `n` elements."""
+    yield [1, 2, 3]
+    yield [0] * n
+
+
+def big_bytes(size: int) -> bytes:
+    """`size` bytes: a result whose size alone is over a small `max_result_size`."""
+    return b"x" * size
+
+
+def call_back_with(fn: Any, n: int) -> Any:
+    """Calls the Elixir function `fn` with a list of `n` elements, and reports what it
+    raised, if anything."""
+    try:
+        return ["returned", fn([0] * n)]
+    except Exception as error:  # noqa: BLE001 - what the Elixir side refused is the result
+        return ["raised", type(error).__name__, str(error)]

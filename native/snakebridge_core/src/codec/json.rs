@@ -23,7 +23,7 @@ use bytes::Bytes;
 use num_bigint::BigInt;
 
 use super::sink::{write_value, Seq, Sink};
-use super::CodecError;
+use super::{Budget, CodecError, Limits};
 use crate::callback::CallbackId;
 use crate::value::{DType, Date, ObjectRef, Time, Value};
 
@@ -54,6 +54,13 @@ pub fn to_value(json: &serde_json::Value) -> Value {
 
 /// Decodes JSON text into a value.
 pub fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
+    decode_within(bytes, Limits::NONE)
+}
+
+/// [`decode`], refusing text that holds more values than `limits` allow before any is
+/// built: the values are counted in one pass over the text first.
+pub fn decode_within(bytes: &[u8], limits: Limits) -> Result<Value, CodecError> {
+    limits.budget().spend(count_values(bytes))?;
     serde_json::from_slice::<serde_json::Value>(bytes)
         .map(|json| to_value(&json))
         .map_err(|e| {
@@ -67,6 +74,41 @@ pub fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
                 CodecError::new(format!("invalid JSON: {e}"))
             }
         })
+}
+
+/// The values JSON text holds inside its arrays and objects, counted as the msgpack
+/// decoder counts them (an array's items, an object's keys and values), without parsing:
+/// each `,` and `:` outside strings starts one more, and so does the first item of a
+/// non-empty array or object. Malformed text gets some count; the parser refuses it next.
+fn count_values(bytes: &[u8]) -> usize {
+    let mut count = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut opened = false;
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if b.is_ascii_whitespace() {
+            continue;
+        }
+        if std::mem::take(&mut opened) && b != b']' && b != b'}' {
+            count += 1;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => opened = true,
+            b',' | b':' => count += 1,
+            _ => {}
+        }
+    }
+    count
 }
 
 /// Encodes a value as JSON text (see the module doc for what is lossy or refused).
@@ -89,6 +131,8 @@ pub struct Writer {
     /// The key texts of each object open, to refuse two keys with the same text (`1` and
     /// `"1"`), which JSON would keep as one.
     keys: Vec<HashSet<String>>,
+    /// The values and bytes the text may still take (see [`Writer::within`]).
+    budget: Budget,
 }
 
 impl Writer {
@@ -99,6 +143,15 @@ impl Writer {
             key: false,
             depth: 0,
             keys: Vec::new(),
+            budget: Budget::unlimited(),
+        }
+    }
+
+    /// This writer, refusing what goes over `limits`.
+    pub fn within(self, limits: Limits) -> Writer {
+        Writer {
+            budget: limits.budget(),
+            ..self
         }
     }
 
@@ -107,8 +160,15 @@ impl Writer {
         self.out
     }
 
+    /// [`Writer::into_bytes`], refused when the text is over the writer's size limit.
+    pub fn finish(self) -> Result<Vec<u8>, CodecError> {
+        self.budget.check_size(self.out.len())?;
+        Ok(self.out)
+    }
+
     /// Enters an array or object; refused past [`MAX_JSON_DEPTH`].
     fn open(&mut self) -> Result<(), CodecError> {
+        self.budget.check_size(self.out.len())?;
         if self.depth == MAX_JSON_DEPTH {
             return Err(CodecError::new(format!(
                 "JSON may nest at most {MAX_JSON_DEPTH} levels (use msgpack for deeper values)"
@@ -284,6 +344,7 @@ impl Sink for Writer {
         if self.take_key() {
             return Err(not_a_key(kind.kind()).into());
         }
+        self.budget.spend(len)?;
         self.open()?;
         self.out.push(b'[');
         for i in 0..len {
@@ -305,6 +366,7 @@ impl Sink for Writer {
         if self.take_key() {
             return Err(not_a_key("map").into());
         }
+        self.budget.spend_entries(len)?;
         self.open()?;
         self.out.push(b'{');
         self.keys.push(HashSet::with_capacity(len));
@@ -566,6 +628,32 @@ mod tests {
                 format!("a {} cannot be a JSON object key", key.kind())
             );
         }
+    }
+
+    #[test]
+    fn values_are_counted_before_the_text_is_parsed() {
+        let text = br#"[{"a": [1, 2], "b,:[": {}}, [], " \" ,", 3]"#;
+        // The outer list's 4 items, the map's 2 keys and 2 values, the inner list's 2.
+        assert_eq!(count_values(text), 10);
+        let value = decode(text).unwrap();
+        let within = |n| {
+            let limits = crate::codec::Budgets {
+                max_elements: n,
+                ..crate::codec::Budgets::default()
+            }
+            .from_python("the result");
+            decode_within(text, limits)
+        };
+        assert_eq!(within(10).unwrap(), value);
+        assert!(within(9).unwrap_err().is_too_large());
+        let mut writer = Writer::new().within(
+            crate::codec::Budgets {
+                max_elements: 9,
+                ..crate::codec::Budgets::default()
+            }
+            .to_python("the arguments"),
+        );
+        assert!(write_value(&value, &mut writer).unwrap_err().is_too_large());
     }
 
     #[test]

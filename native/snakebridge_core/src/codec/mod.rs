@@ -3,9 +3,12 @@
 //! Both write through a [`sink::Sink`], which a binding can also drive from its own data
 //! (the NIF writes Erlang terms straight to bytes, without building a [`Value`]).
 
+pub mod budget;
 pub mod json;
 pub mod msgpack;
 pub mod sink;
+
+pub use budget::{Budget, Budgets, Limits};
 
 use crate::proto;
 use crate::value::Value;
@@ -15,6 +18,7 @@ use crate::value::Value;
 #[error("{message}")]
 pub struct CodecError {
     message: String,
+    too_large: bool,
 }
 
 impl CodecError {
@@ -22,7 +26,21 @@ impl CodecError {
     pub fn new(message: impl Into<String>) -> Self {
         CodecError {
             message: message.into(),
+            too_large: false,
         }
+    }
+
+    /// A payload over one of its [`Limits`]: its size or its number of values.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        CodecError {
+            message: message.into(),
+            too_large: true,
+        }
+    }
+
+    /// Whether the payload was refused for going over one of its [`Limits`].
+    pub fn is_too_large(&self) -> bool {
+        self.too_large
     }
 
     fn io(err: impl std::fmt::Display) -> Self {
@@ -33,9 +51,26 @@ impl CodecError {
 /// Encodes `value` into a wire payload using `codec`; tensor data goes into the payload's
 /// out-of-band buffers.
 pub fn encode_payload(codec: proto::Codec, value: &Value) -> Result<proto::Payload, CodecError> {
+    encode_payload_within(codec, value, Limits::NONE)
+}
+
+/// [`encode_payload`], refusing a payload over `limits` as soon as the writer gets there.
+pub fn encode_payload_within(
+    codec: proto::Codec,
+    value: &Value,
+    limits: Limits,
+) -> Result<proto::Payload, CodecError> {
     let (data, buffers) = match codec {
-        proto::Codec::Msgpack => msgpack::encode_parts(value)?,
-        proto::Codec::Json => (json::encode(value)?, Vec::new()),
+        proto::Codec::Msgpack => {
+            let mut writer = msgpack::Writer::out_of_band().within(limits);
+            sink::write_value(value, &mut writer)?;
+            writer.finish()?
+        }
+        proto::Codec::Json => {
+            let mut writer = json::Writer::new().within(limits);
+            sink::write_value(value, &mut writer)?;
+            (writer.finish()?, Vec::new())
+        }
     };
     Ok(payload(codec, data, buffers))
 }
@@ -52,9 +87,21 @@ pub fn payload(codec: proto::Codec, data: Vec<u8>, buffers: Vec<bytes::Bytes>) -
 
 /// Decodes a wire payload into a value, in whatever codec the payload names.
 pub fn decode_payload(payload: &proto::Payload) -> Result<Value, CodecError> {
+    decode_payload_within(payload, Limits::NONE)
+}
+
+/// [`decode_payload`], refusing a payload over `limits`: its size before anything is
+/// read, its values as each container's header announces them, before they are built.
+pub fn decode_payload_within(
+    payload: &proto::Payload,
+    limits: Limits,
+) -> Result<Value, CodecError> {
+    limits.check_size(crate::framing::payload_size(payload))?;
     match proto::Codec::try_from(payload.codec) {
-        Ok(proto::Codec::Msgpack) => msgpack::decode_parts(&payload.data, &payload.buffers),
-        Ok(proto::Codec::Json) => json::decode(&payload.data),
+        Ok(proto::Codec::Msgpack) => {
+            msgpack::decode_within(&payload.data, &payload.buffers, limits)
+        }
+        Ok(proto::Codec::Json) => json::decode_within(&payload.data, limits),
         Err(_) => Err(CodecError::new(format!(
             "unknown codec number {}",
             payload.codec

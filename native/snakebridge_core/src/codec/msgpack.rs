@@ -29,7 +29,7 @@ use bytes::Bytes;
 use num_bigint::{BigInt, Sign};
 
 use super::sink::{too_deep, write_value, Seq, Sink};
-use super::CodecError;
+use super::{Budget, CodecError, Limits};
 use crate::callback::CallbackId;
 use crate::value::{DType, Date, ObjectRef, Tensor, Time, Value, MAX_DEPTH};
 
@@ -70,11 +70,19 @@ pub fn encode_parts(value: &Value) -> Result<(Vec<u8>, Vec<Bytes>), CodecError> 
 /// Writes msgpack: the [`Sink`] behind [`encode`] and [`encode_parts`], which a binding can
 /// also drive straight from its own data (the NIF, from Erlang terms) without building a
 /// [`Value`].
+///
+/// A writer [`within`](Writer::within) limits refuses, as soon as it gets there, a
+/// container whose elements would overspend its budget of values and any text, bytes or
+/// tensor that would take the payload past its size; [`Writer::finish`] checks the size
+/// once more at the end.
 #[derive(Debug)]
 pub struct Writer {
     out: Vec<u8>,
     /// Where large bytes and tensor data go: in band (`None`), or out of band.
     buffers: Option<Vec<Bytes>>,
+    /// Bytes in `buffers`.
+    buffered: usize,
+    budget: Budget,
 }
 
 impl Writer {
@@ -83,6 +91,8 @@ impl Writer {
         Writer {
             out: Vec::with_capacity(64),
             buffers: None,
+            buffered: 0,
+            budget: Budget::unlimited(),
         }
     }
 
@@ -95,9 +105,30 @@ impl Writer {
         }
     }
 
+    /// This writer, refusing what goes over `limits`.
+    pub fn within(self, limits: Limits) -> Writer {
+        Writer {
+            budget: limits.budget(),
+            ..self
+        }
+    }
+
     /// The msgpack written and the buffers it refers to (none when in band).
     pub fn into_parts(self) -> (Vec<u8>, Vec<Bytes>) {
         (self.out, self.buffers.unwrap_or_default())
+    }
+
+    /// [`Writer::into_parts`], refused when the whole is over the writer's size limit.
+    pub fn finish(self) -> Result<(Vec<u8>, Vec<Bytes>), CodecError> {
+        self.room(0)?;
+        Ok(self.into_parts())
+    }
+
+    /// Refuses writing `more` bytes when they would take the payload past its limit.
+    #[inline]
+    fn room(&self, more: usize) -> Result<(), CodecError> {
+        self.budget
+            .check_size(self.out.len() + self.buffered + more)
     }
 }
 
@@ -135,16 +166,19 @@ impl Sink for Writer {
     }
 
     fn str(&mut self, s: &str) -> Result<(), CodecError> {
+        self.room(s.len())?;
         write_str(&mut self.out, s)
     }
 
     fn bytes(&mut self, data: &[u8], keep: impl FnOnce() -> Bytes) -> Result<(), CodecError> {
+        self.room(data.len())?;
         match &mut self.buffers {
             Some(buffers) if data.len() >= OUT_OF_BAND_MIN => {
                 write_ext_header(&mut self.out, EXT_BUFFER, 0)?;
                 rmp::encode::write_uint(&mut self.out, buffers.len() as u64)
                     .map_err(CodecError::io)?;
                 buffers.push(keep());
+                self.buffered += data.len();
             }
             _ => write_bin(&mut self.out, data)?,
         }
@@ -199,6 +233,7 @@ impl Sink for Writer {
         data: &[u8],
         keep: impl FnOnce() -> Bytes,
     ) -> Result<(), CodecError> {
+        self.room(data.len())?;
         let out = &mut self.out;
         write_ext_header(out, EXT_TENSOR, 0)?;
         out.push(0x93);
@@ -211,6 +246,7 @@ impl Sink for Writer {
             Some(buffers) => {
                 rmp::encode::write_uint(out, buffers.len() as u64).map_err(CodecError::io)?;
                 buffers.push(keep());
+                self.buffered += data.len();
             }
             None => write_bin(out, data)?,
         }
@@ -223,6 +259,8 @@ impl Sink for Writer {
         len: usize,
         mut item: impl FnMut(&mut Self) -> Result<(), E>,
     ) -> Result<(), E> {
+        self.budget.spend(len)?;
+        self.room(0)?;
         match kind {
             Seq::List => {}
             Seq::Tuple => write_ext_header(&mut self.out, EXT_TUPLE, 0)?,
@@ -240,6 +278,8 @@ impl Sink for Writer {
         len: usize,
         mut entry: impl FnMut(&mut Self) -> Result<((), ()), E>,
     ) -> Result<(), E> {
+        self.budget.spend_entries(len)?;
+        self.room(0)?;
         rmp::encode::write_map_len(&mut self.out, len32(len)?).map_err(CodecError::io)?;
         for _ in 0..len {
             entry(self)?;
@@ -292,11 +332,19 @@ pub fn decode(bytes: &[u8]) -> Result<Value, CodecError> {
 /// Decodes exactly one msgpack value from `bytes` whose tensors may refer to `buffers`
 /// (their data is then a cheap clone of the buffer, not a copy).
 pub fn decode_parts(bytes: &[u8], buffers: &[Bytes]) -> Result<Value, CodecError> {
+    decode_within(bytes, buffers, Limits::NONE)
+}
+
+/// [`decode_parts`], refusing a value that holds more values than `limits` allow at the
+/// header of the container that would overspend them, before its elements are built.
+/// (The payload's size is the caller's to check: it has the bytes already.)
+pub fn decode_within(bytes: &[u8], buffers: &[Bytes], limits: Limits) -> Result<Value, CodecError> {
     let mut reader = Reader {
         bytes,
         pos: 0,
         buffers,
         limit: MAX_DEPTH,
+        budget: limits.budget(),
     };
     let value = reader.value(0)?;
     if reader.pos != bytes.len() {
@@ -315,6 +363,8 @@ struct Reader<'a> {
     /// The deepest a value read now may be: [`MAX_DEPTH`], or a few levels more inside the
     /// payload of a leaf's tag (see [`Reader::leaf_payload`]).
     limit: usize,
+    /// The values the payload may still hold.
+    budget: Budget,
 }
 
 /// Elements allocated up front for an array or map: its header's count is only a claim
@@ -397,6 +447,7 @@ impl<'a> Reader<'a> {
 
     fn seq(&mut self, len: usize, depth: usize) -> Result<Vec<Value>, CodecError> {
         let len = self.count(len)?;
+        self.budget.spend(len)?;
         let mut items = Vec::with_capacity(len.min(PREALLOCATE_MAX));
         for _ in 0..len {
             items.push(self.value(depth + 1)?);
@@ -406,6 +457,7 @@ impl<'a> Reader<'a> {
 
     fn map(&mut self, len: usize, depth: usize) -> Result<Value, CodecError> {
         let len = self.count(len)?;
+        self.budget.spend_entries(len)?;
         let mut pairs = Vec::with_capacity(len.min(PREALLOCATE_MAX));
         for _ in 0..len {
             let k = self.value(depth + 1)?;
@@ -925,6 +977,85 @@ mod tests {
             decode(&bytes).unwrap(),
             Value::BigInt(BigInt::from(u64::MAX))
         );
+    }
+
+    fn limits(max_payload_size: usize, max_elements: usize) -> Limits {
+        crate::codec::Budgets {
+            max_payload_size,
+            max_result_size: max_payload_size,
+            max_elements,
+        }
+        .from_python("the result")
+    }
+
+    #[test]
+    fn a_hundred_million_elements_are_refused_at_their_header() {
+        // [0, 0, ...]: an array32 header and 100M positive fixints, each one byte. The
+        // element after the header is malformed (0xc1 is never used): only a decoder that
+        // refuses at the header, before reading or building an element, reports the budget.
+        let n: u32 = 100_000_000;
+        let mut bytes = Vec::with_capacity(5 + n as usize);
+        bytes.push(0xdd);
+        bytes.extend_from_slice(&n.to_be_bytes());
+        bytes.resize(5 + n as usize, 0);
+        bytes[5] = 0xc1;
+        let err = decode_within(&bytes, &[], limits(usize::MAX, 10_000_000)).unwrap_err();
+        assert!(err.is_too_large(), "{err}");
+        assert!(
+            err.to_string().contains("max_elements of 10000000"),
+            "{err}"
+        );
+        // Without a budget the same bytes get as far as the malformed element.
+        let err = decode(&bytes).unwrap_err();
+        assert!(
+            !err.is_too_large() && err.to_string().contains("0xc1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn values_nested_anywhere_count_against_one_budget() {
+        let row = |n: i64| Value::Map(vec![(Value::Str("id".into()), Value::Int(n))]);
+        // 3 rows of 2 values each, and the 3 rows themselves: 9.
+        let value = Value::List((0..3).map(row).collect());
+        let bytes = encode(&value).unwrap();
+        assert_eq!(
+            decode_within(&bytes, &[], limits(usize::MAX, 9)).unwrap(),
+            value
+        );
+        let err = decode_within(&bytes, &[], limits(usize::MAX, 8)).unwrap_err();
+        assert!(err.is_too_large(), "{err}");
+    }
+
+    #[test]
+    fn a_writer_within_limits_stops_where_the_payload_goes_over_them() {
+        let many = Value::List(vec![Value::Int(1); 11]);
+        let mut writer = Writer::out_of_band().within(limits(usize::MAX, 10));
+        let err = write_value(&many, &mut writer).unwrap_err();
+        assert!(
+            err.is_too_large() && err.to_string().contains("max_elements"),
+            "{err}"
+        );
+
+        // A large text is refused before it is copied; buffers count too.
+        let text = Value::Str("x".repeat(1000));
+        let mut writer = Writer::out_of_band().within(limits(999, usize::MAX));
+        let err = write_value(&text, &mut writer).unwrap_err();
+        assert!(
+            err.to_string().contains("max_result_size of 999 bytes"),
+            "{err}"
+        );
+        assert!(writer.into_parts().0.is_empty());
+        let big = Value::Bytes(Bytes::from(vec![0u8; OUT_OF_BAND_MIN]));
+        let two = Value::List(vec![big.clone(), big]);
+        let mut writer = Writer::out_of_band().within(limits(OUT_OF_BAND_MIN + 100, 10));
+        assert!(write_value(&two, &mut writer).unwrap_err().is_too_large());
+
+        // Many small values are caught by the final check.
+        let ints = Value::List(vec![Value::Int(1000); 100]);
+        let mut writer = Writer::out_of_band().within(limits(200, usize::MAX));
+        write_value(&ints, &mut writer).unwrap();
+        assert!(writer.finish().unwrap_err().is_too_large());
     }
 
     #[test]
