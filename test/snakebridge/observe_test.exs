@@ -117,21 +117,19 @@ defmodule SnakeBridge.ObserveTest do
 
     on_exit(fn -> :telemetry.detach(id) end)
 
-    started = System.monotonic_time(:millisecond)
-
     slow =
-      Task.async(fn -> SnakeBridge.call("sb_fixtures", "sleep_then", [0.5, 1], [], pool: pool) end)
+      Task.async(fn -> SnakeBridge.call("sb_fixtures", "sleep_then", [1.0, 1], [], pool: pool) end)
 
     assert Eventually.eventually(fn -> match?([%{in_flight: 1}], SnakeBridge.Pool.workers(pool)) end)
 
-    sent = System.monotonic_time(:millisecond)
     assert {:ok, "a/b"} = SnakeBridge.call("os.path", "join", ["a", "b"], [], pool: pool)
     assert {:ok, 1} = Task.await(slow)
 
-    # Its one thread was busy with the 0.5 s call, which was sent first: the second call
-    # waited for at least what was left of it.
+    # Its one thread was busy with the 1 s call, which was running when the second call
+    # was sent: the second call waited for what was left of it. (A quarter of it: a loaded
+    # machine may take a while to deliver the second call, which a tight bound failed on.)
     assert_received {:stop, "join", %{queue_time: queued}}
-    assert System.convert_time_unit(queued, :native, :millisecond) >= 500 - (sent - started)
+    assert System.convert_time_unit(queued, :native, :millisecond) >= 250
   end
 
   @tag :tmp_dir
