@@ -93,8 +93,11 @@ test-rust:
 test-python:
 	cd $(ROOT) && $(PYTHON) -m pytest test/python -q
 
+# Twice: on the local carrier (the default) and on gRPC, which every pool of the suite
+# uses when SNAKEBRIDGE_CARRIER=grpc.
 test-elixir:
 	cd $(ROOT) && MIX_ENV=test mix test
+	cd $(ROOT) && SNAKEBRIDGE_CARRIER=grpc MIX_ENV=test mix test
 
 # The long soak: 200,000 calls from 64 callers, 1% of them killing their worker (make test
 # runs 20,000).

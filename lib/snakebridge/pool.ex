@@ -50,6 +50,11 @@ defmodule SnakeBridge.Pool do
       `:payload_too_large` instead of filling the BEAM's memory (each value costs the BEAM
       tens of bytes as a term). Tensor and binary data count as one value each: send
       large numeric data as tensors, which these limits bound by size alone.
+    * `:carrier` - how frames travel between the BEAM and the workers: `:local` (the
+      default: the contract's messages, each prefixed by its length, straight over each
+      worker's Unix socket) or `:grpc` (gRPC over the same socket, HTTP/2 framing; what
+      workers on other hosts will use). The default can be set with `config :snakebridge,
+      carrier: :grpc`.
     * `:shared_memory` - buffers (tensor data, large binaries) of at least this many bytes
       cross between the BEAM and the workers as files under `/dev/shm` instead of inside
       gRPC messages; `true` for the default of 1 MiB, `false` to always use messages
@@ -125,6 +130,7 @@ defmodule SnakeBridge.Pool do
           | {:max_payload_size, pos_integer()}
           | {:max_result_size, pos_integer()}
           | {:max_elements, pos_integer()}
+          | {:carrier, :local | :grpc}
           | {:shared_memory, boolean() | pos_integer()}
           | {:allowed_modules, :any | [String.t() | atom()]}
           | {:max_queue, non_neg_integer()}
@@ -182,7 +188,7 @@ defmodule SnakeBridge.Pool do
   @doc """
   The settings a running pool works with, after its integrations were applied: `:python`
   (and `:python_source`, where it came from), `:strict`, `:size`, `:threads`, `:timeout`, `:startup_timeout`, `:max_message_size`,
-  `:max_payload_size`, `:max_result_size`, `:max_elements`, `:max_queue`, `:hang_grace`, `:on_hang`, `:allowed_modules` (nil
+  `:max_payload_size`, `:max_result_size`, `:max_elements`, `:carrier`, `:max_queue`, `:hang_grace`, `:on_hang`, `:allowed_modules` (nil
   for any module) and `:shared_memory` (never its init calls or tools, which may hold
   secrets). `:shared_memory` is the smallest buffer that crosses through shared memory,
   in bytes, or `false` when none does (disabled, or the machine has no `/dev/shm`).
@@ -247,6 +253,7 @@ defmodule SnakeBridge.Pool do
       max_payload_size: opts[:max_payload_size],
       max_result_size: opts[:max_result_size],
       max_elements: opts[:max_elements],
+      carrier: Atom.to_string(opts[:carrier]),
       shared_memory: shared_min_size(opts[:shared_memory]),
       allowed_modules: opts[:allowed_modules],
       secrets: Enum.uniq(secrets ++ Enum.map(opts[:redact], &to_string/1)),
@@ -303,6 +310,7 @@ defmodule SnakeBridge.Pool do
     :max_payload_size,
     :max_result_size,
     :max_elements,
+    :carrier,
     :max_queue,
     :hang_grace,
     :on_hang,
@@ -354,6 +362,7 @@ defmodule SnakeBridge.Pool do
       max_payload_size: Contract.fetch!(:default_max_payload_size),
       max_result_size: Contract.fetch!(:default_max_result_size),
       max_elements: Contract.fetch!(:default_max_elements),
+      carrier: Application.get_env(:snakebridge, :carrier, :local),
       shared_memory: true,
       allowed_modules: :any,
       max_queue: 10_000,
@@ -422,6 +431,7 @@ defmodule SnakeBridge.Pool do
   defp valid?(:name, name), do: is_atom(name)
   defp valid?(:python, python), do: python == nil or is_binary(python) or is_list(python)
   defp valid?(:strict, strict), do: is_boolean(strict)
+  defp valid?(:carrier, carrier), do: carrier in [:local, :grpc]
 
   defp valid?(key, n)
        when key in [

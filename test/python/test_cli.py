@@ -174,8 +174,8 @@ def fake_serve(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """Replaces the Rust server with one that records how it was started and returns."""
     calls: list[tuple[Any, ...]] = []
 
-    def serve(socket_path: str, token: str, threads: int, module: Any) -> None:
-        calls.append((socket_path, token, threads, module, sys.stdout))
+    def serve(socket_path: str, token: str, threads: int, module: Any, carrier: str) -> None:
+        calls.append((socket_path, token, threads, module, carrier, sys.stdout))
 
     monkeypatch.setattr(_native, "serve", serve)
     monkeypatch.setattr(sys, "stdout", sys.stdout)  # main() points it at stderr
@@ -189,9 +189,19 @@ def test_main_starts_the_server(
     _make_socket(sock)  # a stale one, left by an earlier worker
     status = cli.main(["--socket", str(sock), "--token-file", str(token), "--threads", "3"])
     assert status == 0
-    assert fake_serve == [(str(sock), "the-token", 3, dispatch, sys.stderr)]
+    assert fake_serve == [(str(sock), "the-token", 3, dispatch, "grpc", sys.stderr)]
     assert not os.path.lexists(sock)
     assert not allowlist.restricted()
+
+
+def test_main_serves_the_carrier_it_is_asked_for(
+    worker_files: tuple[Path, Path], fake_serve: list[tuple[Any, ...]]
+) -> None:
+    sock, token = worker_files
+    assert cli.main(["--socket", str(sock), "--token-file", str(token), "--carrier", "local"]) == 0
+    assert [call[4] for call in fake_serve] == ["local"]
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--socket", str(sock), "--token-file", str(token), "--carrier", "h2"])
 
 
 def test_main_configures_the_allowlist(

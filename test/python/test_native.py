@@ -136,6 +136,7 @@ def test_elixir_error() -> None:
         ((NOWHERE, "t", -1, dispatch), OverflowError, "negative"),
         ((NOWHERE.encode(), "t", 1, dispatch), TypeError, "'bytes' object"),
         ((NOWHERE, "t", 1, object()), AttributeError, "'call'"),
+        ((NOWHERE, "t", 1, dispatch, "http"), ValueError, 'unknown carrier "http"'),
     ],
 )
 def test_serve_refuses_bad_arguments_before_binding(

@@ -211,24 +211,32 @@ defmodule SnakeBridge.HostileTest do
       expected = :binary.copy("A", size)
 
       # The attacker races the BEAM for the file (it must open it before the BEAM has read
-      # and removed it): a few attempts, until one reached its target.
+      # and removed it): a few attempts, until one reached its target. The BEAM either got
+      # the bytes as they were sent, or (when the truncation came while it was reading, on
+      # a loaded machine) refused that one result; never a changed binary or a crash.
       attacks =
         Enum.reduce_while(1..5, [], fn _, attacks ->
-          assert {:ok, result} = call("sb_hostile", "tamper_with_result", [probe(), size, 0.2], [])
+          result =
+            case call("sb_hostile", "tamper_with_result", [probe(), size, 0.2], []) do
+              {:ok, binary} ->
+                binary
 
-          assert result == expected
+              {:error, %SnakeBridge.Error{reason: :encoding, message: message}} ->
+                assert message =~ "the sender changed it while it was read"
+                :refused
+            end
+
           report = finished_report()
           attacks = [{result, report} | attacks]
           if report["caught"] >= 1, do: {:halt, attacks}, else: {:cont, attacks}
         end)
 
-      {result, report} = hd(attacks)
+      {_, report} = hd(attacks)
       # The attack reached its target: the file was open in Python, then changed.
       assert report["directory"] =~ "/snakebridge-"
       assert report["caught"] >= 1
       assert report["tampered"] == report["caught"]
-      assert result == expected
-      assert Enum.all?(attacks, fn {result, _} -> result == expected end)
+      assert Enum.all?(attacks, fn {result, _} -> result in [expected, :refused] end)
     end
 
     test "a worker cannot find the files another worker is being sent" do

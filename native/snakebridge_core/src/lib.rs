@@ -12,8 +12,9 @@
 //! - [`secrets`]: resolved secrets redacted from what comes back from workers.
 //! - [`signing`]: ed25519 signatures of config manifests.
 //! - [`shared`]: large payload buffers through shared memory instead of messages.
-//! - [`transport`]: the carrier of frames between the core and a worker (gRPC over a Unix
-//!   socket), behind a trait.
+//! - [`transport`]: the carrier of frames between the core and a worker (gRPC, or the
+//!   local carrier), behind a trait.
+//! - [`carrier`]: the local carrier's wire: length-prefixed proto messages, batched writes.
 //! - [`agent`]: the worker's own Python code, handed to each worker process.
 //! - [`worker`]: one Python worker process and its connection.
 //! - [`serve`]: the worker's half of the frame protocol (calls in flight, credit,
@@ -41,6 +42,7 @@ pub mod allow;
 pub mod auth;
 pub mod cache;
 pub mod callback;
+pub mod carrier;
 pub mod codec;
 pub mod config;
 pub mod contract;

@@ -25,7 +25,7 @@ use crate::proto::{self, frame::Body};
 use crate::shared::SharedDir;
 use crate::startup;
 use crate::stats::{Snapshot, Stats};
-use crate::transport::{GrpcTransport, Transport};
+use crate::transport::{Carrier, Dial, Transport};
 use crate::worker::{StreamEvent, Worker, WorkerInfo, WorkerSpec};
 
 /// How a pool is built.
@@ -56,6 +56,8 @@ pub struct PoolConfig {
     /// Most values (list, tuple and set items, map keys and map values) one payload may
     /// hold, either way (see [`crate::codec::budget`]).
     pub max_elements: usize,
+    /// How frames travel to the workers (the local carrier unless told).
+    pub carrier: Carrier,
     /// Buffers of at least this many bytes travel through shared memory (see
     /// [`crate::shared`]) when the machine has `/dev/shm`; `None`: always in messages.
     pub shared_memory: Option<usize>,
@@ -105,6 +107,7 @@ impl std::fmt::Debug for PoolConfig {
             .field("max_payload_size", &self.max_payload_size)
             .field("max_result_size", &self.max_result_size)
             .field("max_elements", &self.max_elements)
+            .field("carrier", &self.carrier)
             .field("shared_memory", &self.shared_memory)
             .field("max_queue", &self.max_queue)
             .field("hang_grace", &self.hang_grace)
@@ -142,6 +145,7 @@ impl Default for PoolConfig {
             max_payload_size: crate::contract::DEFAULT_MAX_PAYLOAD_SIZE,
             max_result_size: crate::contract::DEFAULT_MAX_RESULT_SIZE,
             max_elements: crate::contract::DEFAULT_MAX_ELEMENTS,
+            carrier: Carrier::default(),
             shared_memory: Some(crate::contract::DEFAULT_SHARED_MIN_SIZE),
             max_restart_backoff: Duration::from_secs(5),
             max_queue: 10_000,
@@ -359,9 +363,8 @@ impl Pool {
             max_result_size: config.max_result_size,
             max_elements: config.max_elements,
         };
-        let transport = Arc::new(
-            GrpcTransport::new(token, config.max_message_size, budgets).with_shared(shared),
-        );
+        let dial = Dial::new(token, config.max_message_size, budgets).with_shared(shared);
+        let transport = config.carrier.transport(dial);
         let inner = Arc::new(Inner {
             spec: WorkerSpec {
                 python: config.python,
@@ -378,6 +381,7 @@ impl Pool {
                     .allowed_modules
                     .as_ref()
                     .map(|list| list.modules().to_vec()),
+                carrier: config.carrier,
             },
             size: config.size,
             max_restart_backoff: config.max_restart_backoff,

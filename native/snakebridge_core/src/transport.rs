@@ -1,9 +1,11 @@
 //! The carrier of frames between the core and one worker.
 //!
 //! The pool only sees [`Transport`] and [`Connection`]: a handshake result, a sender of
-//! outbound frames and a stream of inbound ones. [`GrpcTransport`] implements it with one
-//! long-lived gRPC bidirectional `Channel` stream over the worker's Unix socket; a lighter
-//! local carrier of the same frames can be added beside it without touching the pool.
+//! outbound frames and a stream of inbound ones. Two implement it over the worker's Unix
+//! socket, as the pool's [`Carrier`] says: [`LocalTransport`] (the default) writes the
+//! frames length-prefixed straight onto the socket (see [`crate::carrier`]), and
+//! [`GrpcTransport`] opens one long-lived gRPC bidirectional `Channel` stream. Both share
+//! a [`Dial`]: the token, the handshake, and how payloads are split and put back together.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -20,6 +22,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Endpoint, Uri};
 
+use crate::carrier;
 use crate::codec::Budgets;
 use crate::error::{Error, ErrorKind};
 use crate::framing;
@@ -80,8 +83,46 @@ pub trait Transport: Send + Sync + 'static {
     fn connect<'a>(&'a self, socket: &'a Path) -> BoxFuture<'a, Result<Connection, Error>>;
 }
 
-/// gRPC (tonic) over a Unix socket, with the per-run token on every RPC.
-pub struct GrpcTransport {
+/// How frames travel between the core and a local worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Carrier {
+    /// The local carrier ([`LocalTransport`]): length-prefixed frames, no HTTP/2.
+    #[default]
+    Local,
+    /// gRPC over the Unix socket ([`GrpcTransport`]).
+    Grpc,
+}
+
+impl Carrier {
+    /// The carrier's name: the worker's `--carrier` argument and the Elixir option's atom.
+    pub fn name(self) -> &'static str {
+        match self {
+            Carrier::Local => "local",
+            Carrier::Grpc => "grpc",
+        }
+    }
+
+    /// The carrier named `name` (see [`Carrier::name`]).
+    pub fn from_name(name: &str) -> Option<Carrier> {
+        match name {
+            "local" => Some(Carrier::Local),
+            "grpc" => Some(Carrier::Grpc),
+            _ => None,
+        }
+    }
+
+    /// The transport that opens connections on this carrier as `dial` says.
+    pub fn transport(self, dial: Dial) -> Arc<dyn Transport> {
+        match self {
+            Carrier::Local => Arc::new(LocalTransport::new(dial)),
+            Carrier::Grpc => Arc::new(GrpcTransport::new(dial)),
+        }
+    }
+}
+
+/// What every transport opens a worker's connection with: the per-run token, the
+/// message and payload limits, and the pool's directory for large buffers.
+pub struct Dial {
     token: String,
     max_message_size: usize,
     budgets: Budgets,
@@ -89,9 +130,9 @@ pub struct GrpcTransport {
 }
 
 // Leaves out the token, which is a secret.
-impl std::fmt::Debug for GrpcTransport {
+impl std::fmt::Debug for Dial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GrpcTransport")
+        f.debug_struct("Dial")
             .field("max_message_size", &self.max_message_size)
             .field("budgets", &self.budgets)
             .field("shared", &self.shared)
@@ -99,12 +140,12 @@ impl std::fmt::Debug for GrpcTransport {
     }
 }
 
-impl GrpcTransport {
-    /// A transport presenting `token`; single messages are limited to `max_message_size`
+impl Dial {
+    /// Connections presenting `token`; single messages are limited to `max_message_size`
     /// (larger payloads travel in parts), whole payloads to the `budgets`: what the worker
     /// sends to `max_result_size`, and the worker is told all of them in the handshake.
     pub fn new(token: String, max_message_size: usize, budgets: Budgets) -> Self {
-        GrpcTransport {
+        Dial {
             token,
             max_message_size,
             budgets,
@@ -112,11 +153,110 @@ impl GrpcTransport {
         }
     }
 
-    /// The transport, offering each worker a directory of its own inside `shared` for large
-    /// buffers.
+    /// Offers each worker a directory of its own inside `shared` for large buffers.
     pub fn with_shared(mut self, shared: Option<SharedDir>) -> Self {
         self.shared = shared.map(Arc::new);
         self
+    }
+
+    /// A new connection's own directory for large buffers (see `crate::shared`), if the
+    /// pool has shared memory.
+    fn connection_dir(&self) -> Option<Arc<SharedDir>> {
+        self.shared
+            .as_ref()
+            .and_then(|pool| match pool.connection() {
+                Ok(dir) => Some(Arc::new(dir)),
+                Err(err) => {
+                    tracing::debug!("large buffers travel in messages: {err}");
+                    None
+                }
+            })
+    }
+
+    /// The handshake offering `shared` (the connection's directory).
+    fn handshake_request(&self, shared: &Option<Arc<SharedDir>>) -> proto::HandshakeRequest {
+        proto::HandshakeRequest {
+            protocol_version: proto::PROTOCOL_VERSION,
+            client: concat!("snakebridge_core/", env!("CARGO_PKG_VERSION")).to_owned(),
+            max_message_size: self.max_message_size as u64,
+            shared_dir: shared
+                .as_ref()
+                .map(|s| s.path().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            shared_min_size: shared.as_ref().map_or(0, |s| s.min_size() as u64),
+            max_payload_size: self.budgets.max_payload_size as u64,
+            max_result_size: self.budgets.max_result_size as u64,
+            max_elements: self.budgets.max_elements as u64,
+        }
+    }
+
+    /// Refuses a worker that speaks another protocol version.
+    fn check(handshake: &proto::HandshakeResponse) -> Result<(), Error> {
+        if handshake.protocol_version != proto::PROTOCOL_VERSION {
+            return Err(Error::new(
+                ErrorKind::Transport,
+                format!(
+                    "worker speaks protocol {}, this build speaks {}",
+                    handshake.protocol_version,
+                    proto::PROTOCOL_VERSION
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How frames to the worker are sent: large buffers through the connection's
+    /// directory if the worker joined it, payloads larger than a message in parts.
+    fn outgoing(
+        &self,
+        handshake: &proto::HandshakeResponse,
+        shared: &Option<Arc<SharedDir>>,
+    ) -> framing::Outgoing {
+        let joined = handshake
+            .capabilities
+            .iter()
+            .any(|c| c == proto::SHARED_MEMORY_CAPABILITY);
+        framing::Outgoing {
+            part_size: framing::part_size(self.max_message_size),
+            shared: shared.clone().filter(|_| joined),
+        }
+    }
+
+    /// The frames to the worker, split as `outgoing` says, from the connection's queue.
+    fn outbound(
+        outgoing: framing::Outgoing,
+    ) -> (
+        mpsc::UnboundedSender<proto::Frame>,
+        Splitting<UnboundedReceiverStream<proto::Frame>, proto::Frame>,
+    ) {
+        let (outbound, rx) = mpsc::unbounded_channel();
+        let frames = Splitting::new(UnboundedReceiverStream::new(rx), outgoing, |frame, out| {
+            out.frames(frame)
+        });
+        (outbound, frames)
+    }
+
+    /// The worker's frames with parted payloads put back together, within the budgets.
+    fn inbound(
+        &self,
+        frames: impl Stream<Item = Result<proto::Frame, Error>> + Send + 'static,
+        shared: Option<Arc<SharedDir>>,
+    ) -> FrameStream {
+        let assembler = framing::Assembler::new(self.budgets.max_result_size).with_shared(shared);
+        Box::pin(assembled(frames, assembler))
+    }
+}
+
+/// gRPC (tonic) over a Unix socket, with the per-run token on every RPC.
+#[derive(Debug)]
+pub struct GrpcTransport {
+    dial: Dial,
+}
+
+impl GrpcTransport {
+    /// A transport opening connections as `dial` says.
+    pub fn new(dial: Dial) -> Self {
+        GrpcTransport { dial }
     }
 }
 
@@ -234,6 +374,18 @@ fn status_error(what: &str, status: &tonic::Status) -> Error {
     transport_error(what, format!("{:?}: {message}", status.code()))
 }
 
+/// The error of a request the worker refused (`what`: "describe", "handshake"): a
+/// library that is not there or not allowed as such, anything else as a transport error.
+fn refused(what: &str, refusal: &proto::Refusal) -> Error {
+    use proto::refusal::Code;
+    let message = crate::secrets::scrub(&refusal.message);
+    match refusal.code() {
+        Code::NotFound => Error::new(ErrorKind::TargetNotFound, message),
+        Code::PermissionDenied => Error::new(ErrorKind::NotAllowed, message),
+        code => transport_error(what, format!("{code:?}: {message}")),
+    }
+}
+
 impl Transport for GrpcTransport {
     fn connect<'a>(&'a self, socket: &'a Path) -> BoxFuture<'a, Result<Connection, Error>> {
         Box::pin(async move {
@@ -252,7 +404,8 @@ impl Transport for GrpcTransport {
                 .await
                 .map_err(|e| transport_error("connecting to the worker's socket", e))?;
 
-            let token: MetadataValue<_> = self
+            let dial = &self.dial;
+            let token: MetadataValue<_> = dial
                 .token
                 .parse()
                 .map_err(|e| transport_error("token is not valid metadata", e))?;
@@ -262,47 +415,16 @@ impl Transport for GrpcTransport {
                         .insert(proto::TOKEN_METADATA_KEY, token.clone());
                     Ok(req)
                 })
-                .max_decoding_message_size(self.max_message_size)
-                .max_encoding_message_size(self.max_message_size);
+                .max_decoding_message_size(dial.max_message_size)
+                .max_encoding_message_size(dial.max_message_size);
 
-            // This worker's own directory for large buffers (see `crate::shared`).
-            let shared = self
-                .shared
-                .as_ref()
-                .and_then(|pool| match pool.connection() {
-                    Ok(dir) => Some(Arc::new(dir)),
-                    Err(err) => {
-                        tracing::debug!("large buffers travel in messages: {err}");
-                        None
-                    }
-                });
+            let shared = dial.connection_dir();
             let handshake = client
-                .handshake(proto::HandshakeRequest {
-                    protocol_version: proto::PROTOCOL_VERSION,
-                    client: concat!("snakebridge_core/", env!("CARGO_PKG_VERSION")).to_owned(),
-                    max_message_size: self.max_message_size as u64,
-                    shared_dir: shared
-                        .as_ref()
-                        .map(|s| s.path().to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    shared_min_size: shared.as_ref().map_or(0, |s| s.min_size() as u64),
-                    max_payload_size: self.budgets.max_payload_size as u64,
-                    max_result_size: self.budgets.max_result_size as u64,
-                    max_elements: self.budgets.max_elements as u64,
-                })
+                .handshake(dial.handshake_request(&shared))
                 .await
-                .map_err(|status| status_error("handshake", &status))?
+                .map_err(|status| refused("handshake", &proto::Refusal::from(&status)))?
                 .into_inner();
-            if handshake.protocol_version != proto::PROTOCOL_VERSION {
-                return Err(Error::new(
-                    ErrorKind::Transport,
-                    format!(
-                        "worker speaks protocol {}, this build speaks {}",
-                        handshake.protocol_version,
-                        proto::PROTOCOL_VERSION
-                    ),
-                ));
-            }
+            Dial::check(&handshake)?;
 
             let describer = client.clone();
             let describe: Describer = Arc::new(move |request| {
@@ -310,49 +432,161 @@ impl Transport for GrpcTransport {
                 Box::pin(async move {
                     match client.describe_library(request).await {
                         Ok(response) => Ok(response.into_inner()),
-                        Err(status) if status.code() == tonic::Code::NotFound => Err(Error::new(
-                            ErrorKind::TargetNotFound,
-                            crate::secrets::scrub(status.message()),
-                        )),
-                        Err(status) if status.code() == tonic::Code::PermissionDenied => {
-                            Err(Error::new(
-                                ErrorKind::NotAllowed,
-                                crate::secrets::scrub(status.message()),
-                            ))
-                        }
-                        Err(status) => Err(status_error("describe", &status)),
+                        Err(status) => Err(refused("describe", &proto::Refusal::from(&status))),
                     }
                 })
             });
-            let (outbound, rx) = mpsc::unbounded_channel();
-            // Large buffers go through the shared directory if the worker joined it;
-            // payloads larger than a message go in parts, and come back in parts.
-            let joined = handshake
-                .capabilities
-                .iter()
-                .any(|c| c == proto::SHARED_MEMORY_CAPABILITY);
-            let outgoing = framing::Outgoing {
-                part_size: framing::part_size(self.max_message_size),
-                shared: shared.clone().filter(|_| joined),
-            };
-            let frames =
-                Splitting::new(UnboundedReceiverStream::new(rx), outgoing, |frame, out| {
-                    out.frames(frame)
-                });
+            let (outbound, frames) = Dial::outbound(dial.outgoing(&handshake, &shared));
             let inbound = client
                 .channel(frames)
                 .await
                 .map_err(|status| status_error("opening the channel", &status))?
                 .into_inner()
                 .map(|item| item.map_err(|status| status_error("channel", &status)));
-            let assembler =
-                framing::Assembler::new(self.budgets.max_result_size).with_shared(shared);
-            let inbound = assembled(inbound, assembler);
+            let inbound = dial.inbound(inbound, shared);
             Ok(Connection {
                 handshake,
                 describe,
                 outbound,
-                inbound: Box::pin(inbound),
+                inbound,
+            })
+        })
+    }
+}
+
+/// The local carrier (see [`crate::carrier`]): the same frames, each prefixed by its
+/// length, straight over the worker's Unix socket, without HTTP/2. `DescribeLibrary`
+/// opens a connection of its own, as gRPC opens a stream of its own.
+#[derive(Debug)]
+pub struct LocalTransport {
+    dial: Arc<Dial>,
+}
+
+impl LocalTransport {
+    /// A transport opening connections as `dial` says.
+    pub fn new(dial: Dial) -> Self {
+        LocalTransport {
+            dial: Arc::new(dial),
+        }
+    }
+}
+
+/// What an `Open` or `Opened` may hold beyond a frame's own limit.
+const ENVELOPE_SLACK: usize = 64 << 10;
+
+/// Opens a connection on the local carrier with `request` and reads the worker's answer.
+async fn open_local(
+    socket: &Path,
+    dial: &Dial,
+    request: proto::open::Request,
+) -> Result<
+    (
+        proto::opened::Answer,
+        carrier::Reader<tokio::net::unix::OwnedReadHalf>,
+        tokio::net::unix::OwnedWriteHalf,
+    ),
+    Error,
+> {
+    let stream = UnixStream::connect(socket)
+        .await
+        .map_err(|e| transport_error("connecting to the worker's socket", e))?;
+    let (read, mut write) = stream.into_split();
+    let open = proto::Open {
+        token: dial.token.clone(),
+        request: Some(request),
+    };
+    carrier::open(&mut write, &open)
+        .await
+        .map_err(|e| transport_error("opening the connection", e))?;
+    let mut reader = carrier::Reader::new(read, dial.max_message_size + ENVELOPE_SLACK);
+    let answer = reader
+        .next::<proto::Opened>("Opened")
+        .await
+        .map_err(|e| transport_error("opening the connection", e))?
+        .and_then(|opened| opened.answer)
+        .ok_or_else(|| {
+            transport_error(
+                "opening the connection",
+                "the worker closed it without answering",
+            )
+        })?;
+    Ok((answer, reader, write))
+}
+
+/// Runs `DescribeLibrary` on a connection of its own.
+async fn describe_local(
+    socket: &Path,
+    dial: &Dial,
+    request: proto::DescribeLibraryRequest,
+) -> Result<proto::DescribeLibraryResponse, Error> {
+    use proto::opened::Answer;
+    match open_local(socket, dial, proto::open::Request::Describe(request)).await? {
+        (Answer::Describe(response), ..) => Ok(response),
+        (Answer::Refused(refusal), ..) => Err(refused("describe", &refusal)),
+        (Answer::Handshake(_), ..) => Err(transport_error(
+            "describe",
+            "the worker answered with a handshake",
+        )),
+    }
+}
+
+impl Transport for LocalTransport {
+    fn connect<'a>(&'a self, socket: &'a Path) -> BoxFuture<'a, Result<Connection, Error>> {
+        Box::pin(async move {
+            use proto::opened::Answer;
+            let dial = &self.dial;
+            let shared = dial.connection_dir();
+            let request = proto::open::Request::Handshake(dial.handshake_request(&shared));
+            let (handshake, mut reader, mut write) = match open_local(socket, dial, request).await?
+            {
+                (Answer::Handshake(handshake), reader, write) => (handshake, reader, write),
+                (Answer::Refused(refusal), ..) => return Err(refused("handshake", &refusal)),
+                (Answer::Describe(_), ..) => {
+                    return Err(transport_error(
+                        "handshake",
+                        "the worker answered with a description",
+                    ))
+                }
+            };
+            Dial::check(&handshake)?;
+
+            let describer = Arc::clone(dial);
+            let socket_path = socket.to_path_buf();
+            let describe: Describer = Arc::new(move |request| {
+                let dial = Arc::clone(&describer);
+                let socket = socket_path.clone();
+                Box::pin(async move { describe_local(&socket, &dial, request).await })
+            });
+
+            let (outbound, mut frames) = Dial::outbound(dial.outgoing(&handshake, &shared));
+            tokio::spawn(async move {
+                let refused = |frame: proto::Frame, err| {
+                    tracing::warn!("frame {} not sent: {err}", frame.request_id);
+                };
+                if let Err(err) = carrier::write_batched(&mut write, &mut frames, refused).await {
+                    tracing::debug!("the worker's connection closed: {err}");
+                }
+            });
+            let (frames_in, received) = mpsc::unbounded_channel();
+            tokio::spawn(async move {
+                loop {
+                    let item = match reader.next::<proto::Frame>("frame").await {
+                        Ok(Some(frame)) => Ok(frame),
+                        Ok(None) => break,
+                        Err(err) => Err(transport_error("channel", err)),
+                    };
+                    let failed = item.is_err();
+                    if frames_in.send(item).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+            let inbound = dial.inbound(UnboundedReceiverStream::new(received), shared);
+            Ok(Connection {
+                handshake,
+                describe,
+                outbound,
+                inbound,
             })
         })
     }

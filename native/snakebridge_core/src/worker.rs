@@ -58,6 +58,8 @@ pub struct WorkerSpec {
     pub init: Vec<(String, proto::Payload)>,
     /// The modules the worker's agent lets calls reach (`None`: any).
     pub allowed_modules: Option<Vec<String>>,
+    /// How the worker serves its socket.
+    pub carrier: crate::transport::Carrier,
 }
 
 /// What the pool runs once a worker it started has died.
@@ -753,6 +755,8 @@ fn spawn_process(spec: &WorkerSpec, socket: &Path) -> Result<Child, Error> {
         .arg(&spec.token_file)
         .arg("--threads")
         .arg(spec.threads.max(1).to_string())
+        .arg("--carrier")
+        .arg(spec.carrier.name())
         .args(
             spec.allowed_modules
                 .iter()

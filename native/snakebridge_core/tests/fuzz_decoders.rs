@@ -1,6 +1,6 @@
 //! A fuzz run over everything that reads bytes or values from outside: the msgpack decoder
 //! (`decode`, `decode_parts`), the JSON decoder, the framing `Assembler` (frames as they
-//! arrive from the other side), descriptor files and the docstrings in them, and config
+//! arrive from the other side), the local carrier's length-prefixed messages, descriptor files and the docstrings in them, and config
 //! validation with the module plan. No input may panic, hang or crash; what decodes must
 //! encode again to the same value.
 //!
@@ -35,6 +35,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use snakebridge_core::bytes::Bytes;
 use snakebridge_core::callback::CallbackId;
+use snakebridge_core::carrier;
 use snakebridge_core::codec::{self, json, msgpack};
 use snakebridge_core::descriptor::{self, Entry, SCHEMA_VERSION};
 use snakebridge_core::framing::{self, Assembler, Outgoing};
@@ -44,7 +45,7 @@ use snakebridge_core::value::Value;
 use snakebridge_core::{config, docstring, plan};
 
 /// How many `#[test]`s below share the run's time.
-const TARGETS: u32 = 8;
+const TARGETS: u32 = 9;
 
 /// The longest one input may take before the run counts it as a hang.
 const HANG: Duration = Duration::from_secs(20);
@@ -1065,6 +1066,69 @@ fn fuzz_frames_as_they_arrive() {
             &[0x22, 0x01, 0x01],
         ],
         check: check_frames,
+    });
+}
+
+/// A connection's bytes on the local carrier, arriving in chunks of a size the first byte
+/// chooses: whole messages come out and encode again to themselves; a hostile length is
+/// refused at its prefix, without reserving more than the limit.
+fn check_carrier(input: &[u8]) -> bool {
+    let Some((&first, rest)) = input.split_first() else {
+        return false;
+    };
+    let limit = if first & 1 == 0 { 1 << 10 } else { 1 << 20 };
+    let chunk = usize::from(first >> 1).max(1);
+    let mut buf = snakebridge_core::bytes::BytesMut::new();
+    let mut whole = 0;
+    for piece in rest.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        loop {
+            match carrier::take::<Frame>(&mut buf, limit, "frame") {
+                Ok(Some(frame)) => {
+                    whole += 1;
+                    let mut again = snakebridge_core::bytes::BytesMut::new();
+                    carrier::put(&frame, &mut again).expect("a decoded frame encodes");
+                    let back = carrier::take::<Frame>(&mut again, usize::MAX, "frame");
+                    assert_eq!(back, Ok(Some(frame)));
+                }
+                Ok(None) => break,
+                Err(_) => return whole > 0,
+            }
+        }
+        assert!(buf.capacity() <= 2 * (limit + 4) + rest.len() + (64 << 10));
+    }
+    whole > 0
+}
+
+#[test]
+fn fuzz_carrier_messages() {
+    let mut seeds = Vec::new();
+    for (i, v) in seed_values(40).into_iter().enumerate() {
+        let Ok(payload) = codec::encode_payload(proto::Codec::Msgpack, &v) else {
+            continue;
+        };
+        let frame = Frame {
+            request_id: i as u64,
+            body: Some(Body::Result(proto::Result {
+                value: Some(payload),
+                queue_us: 0,
+            })),
+        };
+        let mut bytes = snakebridge_core::bytes::BytesMut::from(&[i as u8 | 1][..]);
+        for part in framing::split(frame, 1 + i % 200) {
+            carrier::put(&part, &mut bytes).expect("encodes");
+        }
+        seeds.push(bytes.to_vec());
+    }
+    fuzz(Target {
+        name: "carrier messages",
+        seeds,
+        tokens: &[
+            b"\xff\xff\xff\xff",
+            b"\x00\x00\x00\x00",
+            b"\x00\x10\x00\x00",
+        ],
+        check: check_carrier,
     });
 }
 

@@ -13,9 +13,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use snakebridge_core::agent::{self, Agent};
+use snakebridge_core::carrier;
 use snakebridge_core::codec::{self, call_arguments, Budgets};
 use snakebridge_core::proto::{self, frame::Body, worker_client::WorkerClient};
-use snakebridge_core::transport::{GrpcTransport, Transport};
+use snakebridge_core::transport::{Dial, GrpcTransport, LocalTransport, Transport};
 use snakebridge_core::{auth, Value};
 use tokio_stream::StreamExt;
 
@@ -110,8 +111,13 @@ fn wait_ready(child: &mut Child) -> Vec<String> {
 }
 
 fn start_worker(scratch: &Scratch) -> Child {
+    start_worker_with(scratch, &[])
+}
+
+fn start_worker_with(scratch: &Scratch, extra: &[&str]) -> Child {
     let mut child = Command::new(python())
         .args(scratch.worker_args())
+        .args(extra)
         .envs(agent_env())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -149,7 +155,7 @@ async fn the_worker_refuses_clients_without_the_token() {
     let scratch = Scratch::new("auth");
     let mut child = start_worker(&scratch);
 
-    let wrong = GrpcTransport::new(auth::new_token(), 1 << 20, Budgets::default());
+    let wrong = GrpcTransport::new(Dial::new(auth::new_token(), 1 << 20, Budgets::default()));
     let err = wrong
         .connect(&scratch.socket())
         .await
@@ -195,7 +201,11 @@ async fn with_the_token_the_worker_handshakes_and_answers_calls() {
     let scratch = Scratch::new("call");
     let mut child = start_worker(&scratch);
 
-    let transport = GrpcTransport::new(scratch.token.clone(), 1 << 20, Budgets::default());
+    let transport = GrpcTransport::new(Dial::new(
+        scratch.token.clone(),
+        1 << 20,
+        Budgets::default(),
+    ));
     let mut connection = transport
         .connect(&scratch.socket())
         .await
@@ -292,4 +302,213 @@ fn the_worker_exits_when_its_parent_dies() {
         wait_gone(worker, Duration::from_secs(3)),
         "worker {worker} outlived its parent"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The local carrier
+
+/// Sends `bytes` on a fresh connection and returns the refusal the worker answers with.
+async fn refusal_of(socket: &std::path::Path, bytes: &[u8]) -> proto::Refusal {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::UnixStream::connect(socket).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut reader = carrier::Reader::new(stream, 1 << 20);
+    let opened = tokio::time::timeout(
+        Duration::from_secs(10),
+        reader.next::<proto::Opened>("Opened"),
+    )
+    .await
+    .expect("an answer in time")
+    .expect("a well-formed answer")
+    .expect("an answer before the connection closes");
+    match opened.answer {
+        Some(proto::opened::Answer::Refused(refusal)) => refusal,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn sqrt_frame(request_id: u64, target: &str) -> proto::Frame {
+    let args = codec::encode_payload(
+        proto::Codec::Msgpack,
+        &call_arguments(vec![Value::Int(9)], vec![]),
+    )
+    .unwrap();
+    proto::Frame {
+        request_id,
+        body: Some(Body::Call(proto::Call {
+            target: target.into(),
+            args: Some(args),
+            ..Default::default()
+        })),
+    }
+}
+
+async fn next_frame(connection: &mut snakebridge_core::transport::Connection) -> proto::Frame {
+    tokio::time::timeout(Duration::from_secs(10), connection.inbound.next())
+        .await
+        .expect("a reply in time")
+        .expect("the stream is open")
+        .expect("a frame")
+}
+
+#[tokio::test]
+async fn the_local_carrier_serves_calls_and_refuses_what_is_malformed() {
+    use proto::refusal::Code;
+    let scratch = Scratch::new("local");
+    let mut child = start_worker_with(&scratch, &["--carrier", "local"]);
+    let socket = scratch.socket();
+    let dial = |token: &str| Dial::new(token.to_owned(), 1 << 20, Budgets::default());
+
+    // Who may not talk to it, and what it does not take: each refused with a reason, on
+    // that connection only.
+    let err = LocalTransport::new(dial(&auth::new_token()))
+        .connect(&socket)
+        .await
+        .unwrap_err();
+    assert!(
+        err.message
+            .contains("Unauthenticated: wrong SnakeBridge token"),
+        "{}",
+        err.message
+    );
+    let grpc = GrpcTransport::new(dial(&scratch.token));
+    let grpc = tokio::time::timeout(Duration::from_secs(15), grpc.connect(&socket)).await;
+    assert!(
+        matches!(grpc, Ok(Err(_))),
+        "a gRPC client gets an error, not a hang"
+    );
+    let refusal = refusal_of(&socket, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    assert_eq!(refusal.code(), Code::InvalidArgument);
+    assert!(
+        refusal
+            .message
+            .contains("does not speak SnakeBridge's local carrier"),
+        "{}",
+        refusal.message
+    );
+    let refusal = refusal_of(&socket, b"SBF1\xff\xff\xff\xff").await;
+    assert!(
+        refusal
+            .message
+            .contains("announces 4294967295 bytes, more than the 1048576"),
+        "{}",
+        refusal.message
+    );
+    let refusal = refusal_of(&socket, b"SBF1\x00\x00\x00\x03\xff\xff\xff").await;
+    assert!(
+        refusal.message.contains("malformed Open"),
+        "{}",
+        refusal.message
+    );
+    let mut empty = bytes::BytesMut::from(&b"SBF1"[..]);
+    let open = proto::Open {
+        token: scratch.token.clone(),
+        request: None,
+    };
+    carrier::put(&open, &mut empty).unwrap();
+    let refusal = refusal_of(&socket, &empty).await;
+    assert!(
+        refusal.message.contains("without a request"),
+        "{}",
+        refusal.message
+    );
+
+    // The real thing: calls, errors and describe.
+    let mut connection = LocalTransport::new(dial(&scratch.token))
+        .connect(&socket)
+        .await
+        .expect("connects");
+    assert_eq!(connection.handshake.worker_pid, child.id());
+    assert_eq!(connection.handshake.threads, 2);
+    connection
+        .outbound
+        .send(sqrt_frame(7, "math.sqrt"))
+        .unwrap();
+    let reply = next_frame(&mut connection).await;
+    assert_eq!(reply.request_id, 7);
+    match reply.body {
+        Some(Body::Result(result)) => {
+            let value = codec::decode_payload(&result.value.unwrap()).unwrap();
+            assert_eq!(value, Value::Float(3.0));
+        }
+        other => panic!("expected a result, got {other:?}"),
+    }
+    connection
+        .outbound
+        .send(sqrt_frame(8, "math.no_such_function"))
+        .unwrap();
+    let reply = next_frame(&mut connection).await;
+    match reply.body {
+        Some(Body::Error(error)) => assert_eq!(error.kind(), proto::error::Kind::TargetNotFound),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    let described = (connection.describe)(proto::DescribeLibraryRequest {
+        library_id: "json".into(),
+        module_path: "json".into(),
+        depth: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("describes json");
+    assert!(
+        described
+            .functions
+            .keys()
+            .any(|name| name.ends_with("dumps")),
+        "{:?}",
+        described.functions.keys()
+    );
+    let missing = (connection.describe)(proto::DescribeLibraryRequest {
+        library_id: "x".into(),
+        module_path: "no_such_module_here".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(missing.kind, snakebridge_core::ErrorKind::TargetNotFound);
+
+    // A data-plane connection that sends an oversized frame is closed; the worker and its
+    // other connection carry on.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let open = proto::Open {
+            token: scratch.token.clone(),
+            request: Some(proto::open::Request::Handshake(proto::HandshakeRequest {
+                protocol_version: proto::PROTOCOL_VERSION,
+                max_message_size: 1 << 20,
+                ..Default::default()
+            })),
+        };
+        carrier::open(&mut write, &open).await.unwrap();
+        let mut reader = carrier::Reader::new(read, 1 << 20);
+        let opened = reader
+            .next::<proto::Opened>("Opened")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            opened.answer,
+            Some(proto::opened::Answer::Handshake(_))
+        ));
+        write.write_all(&[0xff, 0xff, 0xff, 0xff]).await.unwrap();
+        let (mut read, _) = reader.into_parts();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), read.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0))),
+            "the worker closes that connection: {closed:?}"
+        );
+    }
+    connection
+        .outbound
+        .send(sqrt_frame(9, "math.sqrt"))
+        .unwrap();
+    assert_eq!(next_frame(&mut connection).await.request_id, 9);
+    assert!(child.try_wait().unwrap().is_none(), "the worker is alive");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

@@ -14,6 +14,7 @@ use snakebridge_core::callback::{Callbacks, Function};
 use snakebridge_core::codec::{self, Budgets};
 use snakebridge_core::pool::{CachePolicy, EveryWorker};
 use snakebridge_core::proto;
+use snakebridge_core::transport::Carrier;
 use snakebridge_core::{CallRequest, Error, Pool, PoolConfig, Value, Worker};
 
 use crate::refs::RefResource;
@@ -76,6 +77,12 @@ fn pool_config(options: PoolOptions) -> NifResult<PoolConfig> {
         max_elements: options.max_elements,
     };
     let (init, permanent) = init_calls(options.init, budgets)?;
+    let carrier = Carrier::from_name(&options.carrier).ok_or_else(|| {
+        rustler::Error::Term(Box::new(format!(
+            "invalid pool option carrier: {:?}",
+            options.carrier
+        )))
+    })?;
     Ok(PoolConfig {
         python: PathBuf::from(options.python),
         agent: Some(Agent::in_priv(Path::new(&options.priv_dir))),
@@ -88,6 +95,7 @@ fn pool_config(options: PoolOptions) -> NifResult<PoolConfig> {
         max_payload_size: options.max_payload_size,
         max_result_size: options.max_result_size,
         max_elements: options.max_elements,
+        carrier,
         shared_memory: options.shared_memory,
         max_queue: options.max_queue,
         hang_grace: Duration::from_millis(options.hang_grace_ms),

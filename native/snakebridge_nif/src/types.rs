@@ -110,6 +110,8 @@ pub(crate) struct PoolOptions<'a> {
     pub max_payload_size: usize,
     pub max_result_size: usize,
     pub max_elements: usize,
+    /// `"local"` or `"grpc"` (see [`snakebridge_core::transport::Carrier`]).
+    pub carrier: String,
     /// The smallest buffer that crosses through shared memory; `nil`: none does.
     pub shared_memory: Option<usize>,
     /// `nil`: any module.

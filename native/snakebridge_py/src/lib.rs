@@ -29,26 +29,36 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyFrozenSet, PyTuple};
 use snakebridge_core::contract;
+use snakebridge_core::transport::Carrier;
 
 /// Serves the worker protocol on the Unix socket `socket_path` until the process ends.
 ///
 /// Releases the GIL while it runs. Writes the readiness line to file descriptor 1 once the
 /// socket listens. `dispatch` is the agent's dispatch module (`call`,
-/// `describe_exception`, `TargetNotFound`).
+/// `describe_exception`, `TargetNotFound`). `carrier` is how the socket is served:
+/// `"grpc"`, or `"local"` (the core's local carrier, length-prefixed frames).
 #[pyfunction]
+#[pyo3(signature = (socket_path, token, threads, dispatch, carrier = "grpc"))]
 fn serve(
     py: Python<'_>,
     socket_path: PathBuf,
     token: String,
     threads: usize,
     dispatch: &Bound<'_, PyAny>,
+    carrier: &str,
 ) -> PyResult<()> {
     if threads == 0 {
         return Err(PyValueError::new_err("threads must be at least 1"));
     }
+    let carrier = Carrier::from_name(carrier).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "unknown carrier {carrier:?}: use \"local\" or \"grpc\""
+        ))
+    })?;
     let config = server::Config {
         socket_path,
         token,
+        carrier,
         threads,
         python_version: py.import("sys")?.getattr("version")?.extract()?,
         dispatch: call::Dispatch::from_module(dispatch)?,

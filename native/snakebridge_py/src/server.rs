@@ -1,14 +1,22 @@
-//! Running the server: a tokio runtime on the calling thread, the Unix socket, the
-//! readiness line, the exit watchers.
+//! Running the server: a tokio runtime on the calling thread, the Unix socket served with
+//! gRPC or the local carrier (see `snakebridge_core::carrier`), the readiness line, the
+//! exit watchers.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use snakebridge_core::proto::{worker_server::WorkerServer, PROTOCOL_VERSION};
-use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
+use snakebridge_core::auth;
+use snakebridge_core::carrier::{self, CarrierError, Reader};
+use snakebridge_core::proto::{self, refusal::Code, worker_server::WorkerServer, PROTOCOL_VERSION};
+use snakebridge_core::transport::Carrier;
+use tokio::net::unix::OwnedReadHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{UnboundedReceiverStream, UnixListenerStream};
+use tokio_stream::StreamExt;
 use tonic::transport::Server;
+use tonic::Status;
 
 use crate::call::Dispatch;
 use crate::lifecycle;
@@ -25,6 +33,8 @@ pub struct Config {
     pub socket_path: PathBuf,
     /// The token every request must carry (see [`token_check`]).
     pub token: String,
+    /// How the socket is served.
+    pub carrier: Carrier,
     /// How many Python threads run calls.
     pub threads: usize,
     /// The interpreter's `sys.version`, reported by `Handshake`.
@@ -38,6 +48,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("socket_path", &self.socket_path)
+            .field("carrier", &self.carrier)
             .field("threads", &self.threads)
             .field("python_version", &self.python_version)
             .field("dispatch", &self.dispatch)
@@ -82,6 +93,7 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     let Config {
         socket_path,
         token,
+        carrier,
         threads,
         python_version,
         dispatch,
@@ -94,8 +106,11 @@ async fn serve(config: Config) -> Result<(), ServeError> {
     announce_ready().map_err(os("cannot write the readiness line"))?;
 
     let threads = u32::try_from(threads).unwrap_or(u32::MAX);
-    let service = WorkerServer::new(WorkerService::new(python_threads, threads, python_version))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let service = WorkerService::new(python_threads, threads, python_version);
+    if carrier == Carrier::Local {
+        return serve_local(listener, Arc::new(service), Arc::from(token)).await;
+    }
+    let service = WorkerServer::new(service).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let service = tonic::service::interceptor::InterceptedService::new(
         service,
         token_check(Arc::from(token)),
@@ -109,6 +124,123 @@ async fn serve(config: Config) -> Result<(), ServeError> {
         .serve_with_incoming(UnixListenerStream::new(listener))
         .await
         .map_err(|e| ServeError::Transport(e.to_string()))
+}
+
+/// The most an `Open` may take (a handshake or a describe request).
+const MAX_OPEN_BYTES: usize = 1 << 20;
+
+/// What a frame may take beyond the client's message limit (its envelope).
+const FRAME_SLACK: usize = 64 << 10;
+
+/// Serves the local carrier (see [`snakebridge_core::carrier`]): each connection opens
+/// with the token and a handshake (then carries the data plane) or a describe request.
+async fn serve_local(
+    listener: UnixListener,
+    service: Arc<WorkerService>,
+    token: Arc<str>,
+) -> Result<(), ServeError> {
+    loop {
+        let (stream, _) = listener
+            .accept()
+            .await
+            .map_err(os("cannot accept a connection"))?;
+        tokio::spawn(serve_connection(
+            stream,
+            Arc::clone(&service),
+            Arc::clone(&token),
+        ));
+    }
+}
+
+/// One connection of the local carrier. Whatever goes wrong ends this connection only.
+async fn serve_connection(stream: UnixStream, service: Arc<WorkerService>, token: Arc<str>) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = Reader::new(read, MAX_OPEN_BYTES);
+    let open = match reader.magic().await {
+        Ok(()) => reader.next::<proto::Open>("Open").await,
+        Err(err) => Err(err),
+    };
+    let answer = match open {
+        Ok(Some(open)) if !auth::token_matches(&token, open.token.as_bytes()) => {
+            refusal(Code::Unauthenticated, "wrong SnakeBridge token")
+        }
+        Ok(Some(open)) => match open.request {
+            Some(proto::open::Request::Handshake(request)) => {
+                match service.handshake_with(request) {
+                    Ok(handshake) => {
+                        let opened = proto::Opened {
+                            answer: Some(proto::opened::Answer::Handshake(handshake)),
+                        };
+                        if carrier::write(&mut write, &opened).await.is_ok() {
+                            let limit = service.max_message_size() + FRAME_SLACK;
+                            reader.set_limit(limit);
+                            let mut replies = service
+                                .channel_with(frames_of(reader))
+                                .map_while(Result::ok);
+                            let refused = |frame: proto::Frame, err| {
+                                eprintln!(
+                                    "snakebridge: frame {} not sent: {err}",
+                                    frame.request_id
+                                );
+                            };
+                            let _ = carrier::write_batched(&mut write, &mut replies, refused).await;
+                        }
+                        return;
+                    }
+                    Err(status) => proto::opened::Answer::Refused((&status).into()),
+                }
+            }
+            Some(proto::open::Request::Describe(request)) => {
+                match service.describe_with(request).await {
+                    Ok(described) => proto::opened::Answer::Describe(described),
+                    Err(status) => proto::opened::Answer::Refused((&status).into()),
+                }
+            }
+            None => refusal(Code::InvalidArgument, "an Open without a request"),
+        },
+        // The client left before asking anything.
+        Ok(None) => return,
+        Err(err) => refusal(Code::InvalidArgument, &err.to_string()),
+    };
+    let opened = proto::Opened {
+        answer: Some(answer),
+    };
+    let _ = carrier::write(&mut write, &opened).await;
+}
+
+fn refusal(code: Code, message: &str) -> proto::opened::Answer {
+    proto::opened::Answer::Refused(proto::Refusal {
+        code: code as i32,
+        message: message.to_owned(),
+    })
+}
+
+/// The frames the client sends on a connection, read by a task of their own; a
+/// malformed or oversized one ends them with an error (and the connection).
+fn frames_of(
+    mut reader: Reader<OwnedReadHalf>,
+) -> UnboundedReceiverStream<Result<proto::Frame, Status>> {
+    let (frames, received) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let item = match reader.next::<proto::Frame>("frame").await {
+                Ok(Some(frame)) => Ok(frame),
+                Ok(None) => break,
+                Err(err) => Err(connection_error(err)),
+            };
+            let failed = item.is_err();
+            if frames.send(item).is_err() || failed {
+                break;
+            }
+        }
+    });
+    UnboundedReceiverStream::new(received)
+}
+
+#[cold]
+fn connection_error(err: CarrierError) -> Status {
+    eprintln!("snakebridge: closing a connection: {err}");
+    Status::invalid_argument(err.to_string())
 }
 
 /// Writes `SNAKEBRIDGE_READY <protocol version> <pid>` to file descriptor 1.

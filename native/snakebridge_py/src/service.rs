@@ -1,5 +1,6 @@
-//! The gRPC `Worker` service: handshake, describe (on a blocking thread), and the
-//! `Channel` stream whose call frames go to the thread pool.
+//! The `Worker` service: handshake, describe (on a blocking thread), and the data plane
+//! whose call frames go to the thread pool. gRPC calls it through its trait, the local
+//! carrier through the same methods (`handshake_with`, `describe_with`, `channel_with`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ use snakebridge_core::shared::SharedDir;
 use snakebridge_core::transport::Splitting;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::callback::Link;
@@ -127,13 +129,15 @@ pub fn token_check(token: Arc<str>) -> impl Fn(Request<()>) -> Result<Request<()
     }
 }
 
-#[tonic::async_trait]
-impl Worker for WorkerService {
-    async fn handshake(
-        &self,
-        request: Request<HandshakeRequest>,
-    ) -> Result<Response<HandshakeResponse>, Status> {
-        let request = request.into_inner();
+impl WorkerService {
+    /// The largest message the client accepts (from its handshake).
+    pub fn max_message_size(&self) -> usize {
+        self.max_message_size.load(Ordering::Relaxed)
+    }
+
+    /// Answers a handshake (either carrier): checks the protocol version, takes the
+    /// client's limits and shared directory, reports the worker.
+    pub fn handshake_with(&self, request: HandshakeRequest) -> Result<HandshakeResponse, Status> {
         if request.protocol_version != PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
                 "protocol version mismatch: the client ({}) speaks version {}, this worker speaks version {PROTOCOL_VERSION}",
@@ -150,38 +154,35 @@ impl Worker for WorkerService {
             *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(shared));
             capabilities.push(SHARED_MEMORY_CAPABILITY.to_owned());
         }
-        Ok(Response::new(HandshakeResponse {
+        Ok(HandshakeResponse {
             protocol_version: PROTOCOL_VERSION,
             worker_pid: std::process::id(),
             python_version: self.python_version.clone(),
             capabilities,
             threads: self.threads,
-        }))
+        })
     }
 
-    async fn describe_library(
+    /// Describes a library (either carrier), on a blocking thread: introspection imports
+    /// modules and holds the GIL for a while.
+    pub async fn describe_with(
         &self,
-        request: Request<proto::DescribeLibraryRequest>,
-    ) -> Result<Response<proto::DescribeLibraryResponse>, Status> {
-        let request = request.into_inner();
-        // Introspection imports modules and holds the GIL for a while: never on the
-        // runtime's thread.
+        request: proto::DescribeLibraryRequest,
+    ) -> Result<proto::DescribeLibraryResponse, Status> {
         match tokio::task::spawn_blocking(move || crate::describe::describe(&request)).await {
-            Ok(described) => described.map(Response::new),
+            Ok(described) => described,
             Err(err) => Err(Status::internal(format!(
                 "the introspection task failed: {err}"
             ))),
         }
     }
 
-    type ChannelStream =
-        Splitting<UnboundedReceiverStream<Result<Frame, Status>>, Result<Frame, Status>>;
-
-    async fn channel(
-        &self,
-        request: Request<Streaming<Frame>>,
-    ) -> Result<Response<Self::ChannelStream>, Status> {
-        let inbound = request.into_inner();
+    /// Opens the data plane on `inbound`, the client's frames (either carrier): returns
+    /// the frames to send back, large buffers shared and oversized payloads in parts.
+    pub fn channel_with<S>(&self, inbound: S) -> ChannelStream
+    where
+        S: Stream<Item = Result<Frame, Status>> + Unpin + Send + 'static,
+    {
         let (reply, replies) = mpsc::unbounded_channel();
         let shared = self
             .shared
@@ -201,11 +202,39 @@ impl Worker for WorkerService {
             part_size: framing::part_size(self.max_message_size.load(Ordering::Relaxed)),
             shared,
         };
-        Ok(Response::new(Splitting::new(
-            UnboundedReceiverStream::new(replies),
-            outgoing,
-            split_reply,
-        )))
+        Splitting::new(UnboundedReceiverStream::new(replies), outgoing, split_reply)
+    }
+}
+
+/// The frames a worker sends on its data plane (see [`WorkerService::channel_with`]).
+pub type ChannelStream =
+    Splitting<UnboundedReceiverStream<Result<Frame, Status>>, Result<Frame, Status>>;
+
+#[tonic::async_trait]
+impl Worker for WorkerService {
+    async fn handshake(
+        &self,
+        request: Request<HandshakeRequest>,
+    ) -> Result<Response<HandshakeResponse>, Status> {
+        self.handshake_with(request.into_inner()).map(Response::new)
+    }
+
+    async fn describe_library(
+        &self,
+        request: Request<proto::DescribeLibraryRequest>,
+    ) -> Result<Response<proto::DescribeLibraryResponse>, Status> {
+        self.describe_with(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type ChannelStream = ChannelStream;
+
+    async fn channel(
+        &self,
+        request: Request<Streaming<Frame>>,
+    ) -> Result<Response<Self::ChannelStream>, Status> {
+        Ok(Response::new(self.channel_with(request.into_inner())))
     }
 }
 
@@ -237,13 +266,15 @@ impl Executor for Connection {
 /// Reads one connection's frames until the client ends its stream (the core's
 /// [`serve::route`]). The response stream ends once this task and every job of the
 /// connection have dropped their senders.
-async fn read_frames(
-    inbound: Streaming<Frame>,
+async fn read_frames<S>(
+    inbound: S,
     python_threads: Threads,
     reply: ReplySender,
     assembler: Assembler,
     budgets: Budgets,
-) {
+) where
+    S: Stream<Item = Result<Frame, Status>> + Unpin,
+{
     let link = Arc::new(Link::new(reply.clone(), python_threads.clone(), budgets));
     let connection = Connection {
         python_threads,

@@ -62,6 +62,7 @@ def serve(
     token: str,
     threads: int,
     dispatch: _Dispatch,
+    carrier: str = "grpc",
 ) -> None:
     """Serves the worker protocol on the Unix socket `socket_path` until the process ends."""
 

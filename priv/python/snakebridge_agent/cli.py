@@ -1,9 +1,10 @@
 """The worker's entry point: parses the command line, prepares the socket, runs the server.
 
 `python -m snakebridge_agent --socket PATH --token-file PATH [--threads N]
-[--allowed-modules a,b.c]`
+[--carrier local|grpc] [--allowed-modules a,b.c]`
 
-The gRPC server itself is Rust (`snakebridge_agent._native.serve`). Once it listens it
+The server itself is Rust (`snakebridge_agent._native.serve`): gRPC, or the core's local
+carrier (length-prefixed frames without HTTP/2), which the core asks for. Once it listens it
 writes `SNAKEBRIDGE_READY <protocol version> <pid>` to the process's standard output; from
 then on the process exits by itself when its standard input reaches end of file or its
 parent process dies. Python's `sys.stdout` points at `sys.stderr` while the server runs, so
@@ -41,6 +42,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=DEFAULT_THREADS,
         help=f"size of the Python thread pool, 1 = strictly serial (default {DEFAULT_THREADS})",
+    )
+    parser.add_argument(
+        "--carrier",
+        choices=["local", "grpc"],
+        default="grpc",
+        help="how the socket is served: the core's local carrier or gRPC (default grpc)",
     )
     parser.add_argument(
         "--allowed-modules",
@@ -93,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # output goes to stderr from the start.
         sys.stdout.flush()
         sys.stdout = sys.stderr
-        _native.serve(args.socket, token, args.threads, dispatch)
+        _native.serve(args.socket, token, args.threads, dispatch, args.carrier)
     except StartupError as exc:
         print(f"snakebridge_agent: {exc}", file=sys.stderr)
         return 1
