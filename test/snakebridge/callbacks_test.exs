@@ -1,8 +1,6 @@
 defmodule SnakeBridge.CallbacksTest do
   use ExUnit.Case, async: true
 
-  import SnakeBridge.Eventually
-
   alias SnakeBridge.{PythonError, TestPool}
 
   test "sorted(key=fn) runs the Elixir function for every element" do
@@ -86,20 +84,5 @@ defmodule SnakeBridge.CallbacksTest do
     end
 
     assert SnakeBridge.call!("sb_fixtures", "call_with", [deeper, 5], [], opts) == 51
-  end
-
-  test "a function Python keeps in a session can be called later, and is forgotten when Python drops it" do
-    start_supervised!({TestPool, name: :kept_callbacks, size: 1})
-    before = SnakeBridge.Callbacks.count()
-
-    SnakeBridge.Session.with_session([pool: :kept_callbacks], fn session ->
-      opts = [session: session]
-      SnakeBridge.call!("sb_fixtures", "keep", [fn x -> x * 3 end], [], opts)
-      assert SnakeBridge.call!("sb_fixtures", "call_kept", [0, 5], [], opts) == 15
-      assert SnakeBridge.Callbacks.count() >= before + 1
-
-      SnakeBridge.call!("sb_fixtures", "forget_kept", [], [], opts)
-      assert eventually(fn -> SnakeBridge.Callbacks.count() <= before end)
-    end)
   end
 end

@@ -149,6 +149,22 @@ defmodule SnakeBridge.HostileCallbacksTest do
     assert eventually(fn -> Callbacks.count() <= before end)
   end
 
+  # (A global count: in an async module, other tests' functions come and go meanwhile.)
+  test "a function Python keeps in a session can be called later, and is forgotten when Python drops it",
+       %{attacker: attacker} do
+    before = Callbacks.count()
+
+    Session.with_session([pool: attacker], fn session ->
+      opts = [session: session]
+      SnakeBridge.call!("sb_fixtures", "keep", [fn x -> x * 3 end], [], opts)
+      assert SnakeBridge.call!("sb_fixtures", "call_kept", [0, 5], [], opts) == 15
+      assert Callbacks.count() >= before + 1
+
+      SnakeBridge.call!("sb_fixtures", "forget_kept", [], [], opts)
+      assert eventually(fn -> Callbacks.count() <= before end)
+    end)
+  end
+
   test "a function sent in a session lives until the session ends", %{attacker: attacker} do
     before = Callbacks.count()
     {:ok, session} = Session.checkout(pool: attacker)

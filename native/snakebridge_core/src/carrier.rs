@@ -218,6 +218,28 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 }
 
+/// The frames `reader` reads, as a stream read by whoever polls it (no task or channel
+/// between the socket and the consumer): it ends when the peer closes the connection
+/// between frames, and after the first error.
+pub fn frames<R>(
+    reader: Reader<R>,
+) -> impl Stream<Item = Result<crate::proto::Frame, CarrierError>> + Send + Unpin
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    Box::pin(futures_util::stream::unfold(
+        Some(reader),
+        |state| async move {
+            let mut reader = state?;
+            match reader.next("frame").await {
+                Ok(Some(frame)) => Some((Ok(frame), Some(reader))),
+                Ok(None) => None,
+                Err(err) => Some((Err(err), None)),
+            }
+        },
+    ))
+}
+
 /// Writes [`MAGIC`] and `message` (the client's `Open`) in one write.
 pub async fn open<W: AsyncWrite + Unpin, M: Message>(
     io: &mut W,

@@ -537,8 +537,7 @@ impl Transport for LocalTransport {
             let dial = &self.dial;
             let shared = dial.connection_dir();
             let request = proto::open::Request::Handshake(dial.handshake_request(&shared));
-            let (handshake, mut reader, mut write) = match open_local(socket, dial, request).await?
-            {
+            let (handshake, reader, mut write) = match open_local(socket, dial, request).await? {
                 (Answer::Handshake(handshake), reader, write) => (handshake, reader, write),
                 (Answer::Refused(refusal), ..) => return Err(refused("handshake", &refusal)),
                 (Answer::Describe(_), ..) => {
@@ -567,21 +566,9 @@ impl Transport for LocalTransport {
                     tracing::debug!("the worker's connection closed: {err}");
                 }
             });
-            let (frames_in, received) = mpsc::unbounded_channel();
-            tokio::spawn(async move {
-                loop {
-                    let item = match reader.next::<proto::Frame>("frame").await {
-                        Ok(Some(frame)) => Ok(frame),
-                        Ok(None) => break,
-                        Err(err) => Err(transport_error("channel", err)),
-                    };
-                    let failed = item.is_err();
-                    if frames_in.send(item).is_err() || failed {
-                        break;
-                    }
-                }
-            });
-            let inbound = dial.inbound(UnboundedReceiverStream::new(received), shared);
+            let frames = carrier::frames(reader)
+                .map(|item| item.map_err(|err| transport_error("channel", err)));
+            let inbound = dial.inbound(frames, shared);
             Ok(Connection {
                 handshake,
                 describe,

@@ -12,8 +12,7 @@ use snakebridge_core::proto::{self, refusal::Code, worker_server::WorkerServer, 
 use snakebridge_core::transport::Carrier;
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::{UnboundedReceiverStream, UnixListenerStream};
+use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 use tonic::transport::Server;
 use tonic::Status;
@@ -215,26 +214,12 @@ fn refusal(code: Code, message: &str) -> proto::opened::Answer {
     })
 }
 
-/// The frames the client sends on a connection, read by a task of their own; a
-/// malformed or oversized one ends them with an error (and the connection).
+/// The frames the client sends on a connection; a malformed or oversized one ends them
+/// with an error (and the connection).
 fn frames_of(
-    mut reader: Reader<OwnedReadHalf>,
-) -> UnboundedReceiverStream<Result<proto::Frame, Status>> {
-    let (frames, received) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let item = match reader.next::<proto::Frame>("frame").await {
-                Ok(Some(frame)) => Ok(frame),
-                Ok(None) => break,
-                Err(err) => Err(connection_error(err)),
-            };
-            let failed = item.is_err();
-            if frames.send(item).is_err() || failed {
-                break;
-            }
-        }
-    });
-    UnboundedReceiverStream::new(received)
+    reader: Reader<OwnedReadHalf>,
+) -> impl tokio_stream::Stream<Item = Result<proto::Frame, Status>> + Send + Unpin {
+    carrier::frames(reader).map(|item| item.map_err(connection_error))
 }
 
 #[cold]
