@@ -304,9 +304,8 @@ struct Inner {
     stats: Stats,
     cache: ResultCache,
     budgets: Budgets,
-    /// The shared directory for large buffers and the smallest buffer that goes through
-    /// it, when there is one.
-    shared_memory: Option<(PathBuf, usize)>,
+    /// The shared directory for large buffers, when there is one.
+    shared_memory: Option<Arc<SharedDir>>,
     /// Calls being made now, and the most there may be (`size × threads + max_queue`).
     outstanding: AtomicUsize,
     max_outstanding: usize,
@@ -354,10 +353,11 @@ impl Pool {
         let token = auth::new_token();
         let token_file = dir.join("token");
         write_private(&token_file, token.as_bytes())?;
-        let shared = config.shared_memory.and_then(SharedDir::create);
-        let shared_memory = shared
-            .as_ref()
-            .map(|s| (s.path().to_path_buf(), s.min_size()));
+        let shared_memory = config
+            .shared_memory
+            .and_then(SharedDir::create)
+            .map(Arc::new);
+        let shared = shared_memory.clone();
         let budgets = Budgets {
             max_payload_size: config.max_payload_size,
             max_result_size: config.max_result_size,
@@ -514,10 +514,7 @@ impl Pool {
     /// The smallest buffer that crosses through shared memory (see [`crate::shared`]), or
     /// `None` when every buffer travels in messages.
     pub fn shared_memory(&self) -> Option<usize> {
-        self.inner
-            .shared_memory
-            .as_ref()
-            .map(|(_, min_size)| *min_size)
+        self.inner.shared_memory.as_ref().map(|s| s.min_size())
     }
 
     /// Refuses a request outside the pool's `allowed_modules`, before anything is sent.
@@ -1025,8 +1022,8 @@ impl Inner {
             worker.kill();
         }
         // Now, not when the last handle goes: files in it are memory.
-        if let Some((dir, _)) = &self.shared_memory {
-            crate::shared::remove_tree(dir);
+        if let Some(shared) = &self.shared_memory {
+            shared.remove();
         }
         self.changed.notify_waiters();
     }

@@ -76,6 +76,9 @@ pub struct SharedDir {
     /// Whether dropping this removes the directory (the pool's side does).
     owner: bool,
     receive: Receive,
+    /// The connections' directories made inside this one (the pool's directory), so that
+    /// removing it never needs to list it.
+    connections: std::sync::Mutex<Vec<PathBuf>>,
 }
 
 impl SharedDir {
@@ -112,7 +115,26 @@ impl SharedDir {
     pub fn connection(&self) -> std::io::Result<SharedDir> {
         let path = self.path.join(&crate::auth::new_token()[..32]);
         std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.clone());
         Ok(SharedDir::pool_side(path, self.min_size))
+    }
+
+    /// Removes the directory now (the pool's side: when the pool closes), without ever
+    /// making it listable: the connections' directories it made by name, then the empty
+    /// directory itself. Idempotent.
+    pub fn remove(&self) {
+        let connections =
+            std::mem::take(&mut *self.connections.lock().unwrap_or_else(|e| e.into_inner()));
+        for connection in connections {
+            let _ = std::fs::remove_dir_all(connection);
+        }
+        match std::fs::remove_dir(&self.path) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => remove_tree(&self.path),
+            _ => {}
+        }
     }
 
     /// The pool's side of a directory it created: it removes the directory when dropped,
@@ -125,6 +147,7 @@ impl SharedDir {
             next: AtomicU64::new(0),
             owner: true,
             receive: Receive::Copy,
+            connections: Default::default(),
         }
     }
 
@@ -154,6 +177,7 @@ impl SharedDir {
             next: AtomicU64::new(0),
             owner: false,
             receive: Receive::Map,
+            connections: Default::default(),
         })
     }
 
@@ -310,12 +334,13 @@ fn copy_of(mut file: File, size: usize) -> std::io::Result<Bytes> {
 impl Drop for SharedDir {
     fn drop(&mut self) {
         if self.owner {
-            remove_tree(&self.path);
+            self.remove();
         }
     }
 }
 
-/// Removes a pool's or a connection's directory, making it listable first.
+/// Removes a directory whose entries are not known (a dead VM's, or one that still holds
+/// something it did not make), making it listable first.
 pub(crate) fn remove_tree(path: &Path) {
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
     let _ = std::fs::remove_dir_all(path);
@@ -415,6 +440,26 @@ mod tests {
         let pool_dir = pool.path().to_path_buf();
         drop(pool);
         assert!(!pool_dir.exists(), "the pool's side removes its own");
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    #[test]
+    fn a_closing_pool_removes_the_directories_it_made_by_name() {
+        let base = scratch();
+        let pool = SharedDir::create_in(&base, 1).unwrap();
+        let connection = pool.connection().unwrap();
+        std::fs::write(connection.path().join("c0"), b"data").unwrap();
+        // The connection is still alive (its worker has not gone yet) when the pool closes.
+        pool.remove();
+        assert!(!pool.path().exists());
+        assert!(!connection.path().exists());
+        drop(connection);
+        // Something the pool did not make is removed too (the directory is then opened
+        // to be listed, as the sweep of a dead VM's directory does).
+        let other = SharedDir::create_in(&base, 1).unwrap();
+        std::fs::create_dir(other.path().join("unknown")).unwrap();
+        drop(other);
+        assert_eq!(std::fs::read_dir(&base).unwrap().count(), 0);
         std::fs::remove_dir_all(base).unwrap();
     }
 

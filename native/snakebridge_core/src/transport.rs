@@ -154,8 +154,8 @@ impl Dial {
     }
 
     /// Offers each worker a directory of its own inside `shared` for large buffers.
-    pub fn with_shared(mut self, shared: Option<SharedDir>) -> Self {
-        self.shared = shared.map(Arc::new);
+    pub fn with_shared(mut self, shared: Option<Arc<SharedDir>>) -> Self {
+        self.shared = shared;
         self
     }
 
