@@ -129,6 +129,7 @@ bench: setup
 	fi
 	cd $(ROOT)/bench/baselines && cargo build --release
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/call_bench.exs
+	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/wakeups_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/runtime_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/introspection_bench.exs
 	cd $(ROOT) && MIX_ENV=prod mix run --no-start bench/generator_bench.exs

@@ -2,10 +2,11 @@
 //! queue and run them under the GIL. With one thread, calls run strictly one at a time in
 //! arrival order.
 
+use std::collections::VecDeque;
 use std::os::raw::c_long;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use pyo3::{ffi, prelude::*};
 use snakebridge_core::proto::{self, error::Kind, Frame};
@@ -141,10 +142,66 @@ enum Task {
     Release(proto::Release),
 }
 
+/// The pool's tasks. Idle threads wait on one condition variable, and a task wakes
+/// exactly one of them: a channel behind a mutex woke a second thread per task, to take the
+/// mutex over (about 2.6 thread wake-ups per call with 4 threads, where 1 is needed).
+#[derive(Default)]
+struct Queue {
+    /// The tasks, and whether the queue is closed (no handle is left).
+    tasks: Mutex<(VecDeque<Task>, bool)>,
+    ready: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (VecDeque<Task>, bool)> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `task` and wakes one idle thread; gives the task back when closed.
+    fn push(&self, task: Task) -> Option<Task> {
+        let mut tasks = self.lock();
+        if tasks.1 {
+            return Some(task);
+        }
+        tasks.0.push_back(task);
+        drop(tasks);
+        self.ready.notify_one();
+        None
+    }
+
+    /// The next task, waiting for one; `None` once the queue is closed and drained.
+    fn pop(&self) -> Option<Task> {
+        let mut tasks = self.lock();
+        loop {
+            if let Some(task) = tasks.0.pop_front() {
+                return Some(task);
+            }
+            if tasks.1 {
+                return None;
+            }
+            tasks = self.ready.wait(tasks).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.lock().1 = true;
+        self.ready.notify_all();
+    }
+}
+
+/// What the handles share: the last one to go closes the queue.
+struct Handles(Arc<Queue>);
+
+impl Drop for Handles {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// The pool's queue; dropping every handle stops the threads once the queue drains.
 #[derive(Clone)]
 pub struct Threads {
-    queue: mpsc::Sender<Task>,
+    queue: Arc<Handles>,
     shared: Arc<Shared>,
 }
 
@@ -159,7 +216,7 @@ impl std::fmt::Debug for Threads {
 
 /// What every pool thread shares.
 struct Shared {
-    jobs: Mutex<mpsc::Receiver<Task>>,
+    jobs: Arc<Queue>,
     dispatch: Dispatch,
     /// Threads waiting for a task.
     idle: AtomicUsize,
@@ -170,9 +227,10 @@ struct Shared {
 impl Threads {
     /// Starts `threads` pool threads that run jobs with `dispatch`.
     pub fn start(threads: usize, dispatch: Dispatch) -> std::io::Result<Threads> {
-        let (queue, jobs) = mpsc::channel::<Task>();
+        let jobs = Arc::new(Queue::default());
+        let queue = Arc::new(Handles(Arc::clone(&jobs)));
         let shared = Arc::new(Shared {
-            jobs: Mutex::new(jobs),
+            jobs,
             dispatch,
             idle: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
@@ -185,7 +243,7 @@ impl Threads {
 
     /// Queues a job; if the pool has stopped, answers it with an error instead.
     pub fn submit(&self, job: Job) {
-        if let Err(mpsc::SendError(Task::Call(job))) = self.queue.send(Task::Call(job)) {
+        if let Some(Task::Call(job)) = self.queue.0.push(Task::Call(job)) {
             job.incoming
                 .refuse(Kind::Internal, "the worker's thread pool has stopped");
         }
@@ -194,7 +252,7 @@ impl Threads {
     /// Queues the release of registry objects and sessions; a stopped pool has nothing
     /// left to free.
     pub fn release(&self, release: proto::Release) {
-        let _ = self.queue.send(Task::Release(release));
+        let _ = self.queue.0.push(Task::Release(release));
     }
 
     /// Called by a pool thread about to wait for the BEAM (an Elixir callback): if no
@@ -227,17 +285,14 @@ fn work(shared: &Shared) {
     Python::attach(|py| {
         py.detach(|| loop {
             shared.idle.fetch_add(1, Ordering::AcqRel);
-            let next = {
-                let jobs = shared.jobs.lock().unwrap_or_else(|e| e.into_inner());
-                jobs.recv()
-            };
+            let next = shared.jobs.pop();
             shared.idle.fetch_sub(1, Ordering::AcqRel);
             match next {
-                Ok(Task::Call(job)) => job.run(&shared.dispatch),
-                Ok(Task::Release(release)) => Python::attach(|py| {
+                Some(Task::Call(job)) => job.run(&shared.dispatch),
+                Some(Task::Release(release)) => Python::attach(|py| {
                     registry::release(py, &release.ref_ids, &release.session_ids)
                 }),
-                Err(_) => break,
+                None => break,
             }
         })
     });
