@@ -34,8 +34,8 @@ defmodule SnakeBridge.Pool do
     * `:env` - extra environment variables for the workers only, as a map or a list of
       `{name, value}` strings (for example `%{"OMP_NUM_THREADS" => "1"}`).
     * `:python_path` - directories prepended to the workers' `PYTHONPATH`.
-    * `:max_message_size` - largest single gRPC message in bytes (default 64 MiB); larger
-      payloads are sent in parts, transparently.
+    * `:max_message_size` - largest single message on either carrier, in bytes (default
+      64 MiB); larger payloads are sent in parts, transparently.
     * `:max_payload_size` - largest payload a call may send (its encoded arguments and
       tensor data), in bytes (default 2 GiB). Larger arguments are refused with a
       `:payload_too_large` error while they are encoded, before anything is sent.
