@@ -7,6 +7,8 @@ defmodule SnakeBridge.CarrierTest do
   """
   use ExUnit.Case, async: true
 
+  import SnakeBridge.Eventually
+
   alias SnakeBridge.TestPool
 
   for carrier <- [:local, :grpc] do
@@ -40,6 +42,58 @@ defmodule SnakeBridge.CarrierTest do
   test "an unknown carrier is refused" do
     assert_raise ArgumentError, ~r/:carrier/, fn ->
       SnakeBridge.Pool.start_link(name: :no_carrier, carrier: :http2)
+    end
+  end
+
+  describe "the local carrier's hot path" do
+    # An idle worker's call is read, run and answered by one Python thread: it blocks once
+    # per call (waiting for the next frame). Handing the call from an I/O thread to a
+    # Python thread and the reply back made about 4 blocking waits per call.
+    test "an idle worker blocks once per sequential call, in one thread" do
+      pool = :"hot_path_#{System.unique_integer([:positive])}"
+      start_supervised!({TestPool, name: pool, size: 1, threads: 4, carrier: :local})
+      [%{pid: worker}] = SnakeBridge.Pool.workers(pool)
+      call = fn -> {:ok, 3} = SnakeBridge.call("operator", "add", [1, 2], [], pool: pool) end
+      for _ <- 1..200, do: call.()
+
+      calls = 1_000
+      before = blocking_waits(worker)
+      for _ <- 1..calls, do: call.()
+      waits = blocking_waits(worker)
+
+      per_call = Map.new(waits, fn {tid, n} -> {tid, (n - Map.get(before, tid, 0)) / calls} end)
+
+      total = per_call |> Map.values() |> Enum.sum()
+      assert total < 1.5, "blocking waits per call by thread: #{inspect(per_call)}"
+      assert Enum.count(per_call, fn {_, n} -> n > 0.5 end) == 1, inspect(per_call)
+    end
+
+    test "with one Python thread busy, its queued calls, cancels and callbacks are read" do
+      pool = :"hot_path_serial_#{System.unique_integer([:positive])}"
+      start_supervised!({TestPool, name: pool, size: 1, threads: 1, carrier: :local})
+      opts = [pool: pool]
+
+      busy =
+        Task.async(fn -> SnakeBridge.call("sb_fixtures", "sleep_then", [0.3, "done"], [], opts) end)
+
+      assert eventually(fn -> TestPool.in_flight(pool) == 1 end)
+      queued = Task.async(fn -> SnakeBridge.call("operator", "add", [1, 2], [], opts) end)
+
+      assert {:error, %SnakeBridge.Error{reason: :timeout}} =
+               SnakeBridge.call("sb_fixtures", "mark", ["late"], [], [timeout: 50] ++ opts)
+
+      assert {:ok, "done"} = Task.await(busy)
+      assert {:ok, 3} = Task.await(queued)
+      assert {:ok, []} = SnakeBridge.call("sb_fixtures", "marks", [], [], opts)
+      assert {:ok, 42} = SnakeBridge.call("sb_fixtures", "call_with", [&(&1 * 2), 21], [], opts)
+    end
+  end
+
+  # Voluntary context switches (a thread blocked) of each thread of an OS process.
+  defp blocking_waits(os_pid) do
+    for status <- Path.wildcard("/proc/#{os_pid}/task/*/status"), into: %{} do
+      [_, n] = Regex.run(~r/^voluntary_ctxt_switches:\s*(\d+)/m, File.read!(status))
+      {status, String.to_integer(n)}
     end
   end
 end

@@ -15,6 +15,8 @@
 //! - [`transport`]: the carrier of frames between the core and a worker (gRPC, or the
 //!   local carrier), behind a trait.
 //! - [`carrier`]: the local carrier's wire: length-prefixed proto messages, batched writes.
+//! - [`direct`]: the same wire without a runtime, for threads that read a ready socket and
+//!   write their own replies.
 //! - [`agent`]: the worker's own Python code, handed to each worker process.
 //! - [`worker`]: one Python worker process and its connection.
 //! - [`serve`]: the worker's half of the frame protocol (calls in flight, credit,
@@ -47,6 +49,7 @@ pub mod codec;
 pub mod config;
 pub mod contract;
 pub mod descriptor;
+pub mod direct;
 pub mod docstring;
 pub mod error;
 pub mod framing;

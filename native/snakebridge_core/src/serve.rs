@@ -18,8 +18,48 @@ use crate::callback::{self, CallbackId};
 use crate::framing::Assembler;
 use crate::proto::{self, error::Kind, frame::Body, Frame};
 
-/// Where the frames answering one connection go.
-pub type ReplySender = UnboundedSender<Result<Frame, Status>>;
+/// Where the frames answering one connection go: a channel that a writer task drains (gRPC),
+/// or a [`FrameSink`] that the sending thread writes through itself (the worker's local
+/// carrier, whose threads write their own replies: no hand-off to an I/O thread).
+#[derive(Clone, Debug)]
+pub struct ReplySender(Sink);
+
+#[derive(Clone, Debug)]
+enum Sink {
+    Channel(UnboundedSender<Result<Frame, Status>>),
+    Direct(Arc<dyn FrameSink>),
+}
+
+/// Something that sends a connection's frames from the thread that has them.
+pub trait FrameSink: Send + Sync + std::fmt::Debug {
+    /// Sends `frame` (or queues it behind a write in progress); `Err` once the connection
+    /// is gone.
+    fn send(&self, frame: Frame) -> Result<(), Closed>;
+}
+
+/// The connection a frame was for is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+impl ReplySender {
+    /// Frames go into `sender`, for the task that drains it.
+    pub fn channel(sender: UnboundedSender<Result<Frame, Status>>) -> ReplySender {
+        ReplySender(Sink::Channel(sender))
+    }
+
+    /// Frames go through `sink`, on the sending thread.
+    pub fn direct(sink: Arc<dyn FrameSink>) -> ReplySender {
+        ReplySender(Sink::Direct(sink))
+    }
+
+    /// Sends `frame`; `Err` once the connection is gone (nobody waits for it then).
+    pub fn send(&self, frame: Frame) -> Result<(), Closed> {
+        match &self.0 {
+            Sink::Channel(sender) => sender.send(Ok(frame)).map_err(|_| Closed),
+            Sink::Direct(sink) => sink.send(frame),
+        }
+    }
+}
 
 /// An error frame answering `request_id`.
 pub fn error_frame(request_id: u64, kind: Kind, message: impl Into<String>) -> Frame {
@@ -198,9 +238,7 @@ impl IncomingCall {
     /// run it).
     pub fn refuse(self, kind: Kind, message: impl Into<String>) {
         self.in_flight.finish(self.request_id);
-        let _ = self
-            .reply
-            .send(Ok(error_frame(self.request_id, kind, message)));
+        let _ = self.reply.send(error_frame(self.request_id, kind, message));
     }
 }
 
@@ -273,7 +311,7 @@ impl Callbacks {
                 args: Some(args),
             })),
         };
-        if self.sender.send(Ok(frame)).is_err() {
+        if self.sender.send(frame).is_err() {
             self.take(request_id);
             return Err(Callbacks::closed_error());
         }
@@ -315,13 +353,13 @@ impl Callbacks {
     /// Tells the BEAM a callback can be forgotten (its callable is gone).
     pub fn release(&self, callback_id: CallbackId) {
         // If the connection is gone, so is the BEAM's interest in the function.
-        let _ = self.sender.send(Ok(Frame {
+        let _ = self.sender.send(Frame {
             request_id: 0,
             body: Some(Body::Release(proto::Release {
                 callback_ids: vec![callback_id.as_bytes().to_vec()],
                 ..proto::Release::default()
             })),
-        }));
+        });
     }
 
     /// The connection ended: every waiting request fails, later ones fail at once.
@@ -339,63 +377,76 @@ impl Callbacks {
     }
 }
 
-/// Reads one connection's frames until the client ends its stream: call frames go to
-/// `executor` (registered in flight), cancels, credit and releases to what they steer,
-/// callback results to `callbacks`; anything else is answered with an error frame. When
-/// the stream ends, every call still in flight is cancelled (so streams waiting for credit
-/// end) and every callback waiting for the BEAM fails.
-pub async fn route<S>(
-    mut inbound: S,
-    executor: &dyn Executor,
-    callbacks: &Callbacks,
+/// One connection's inbound frames, routed one at a time: call frames are registered in
+/// flight and handed back to run, cancels, credit and releases go to what they steer,
+/// callback results to the connection's [`Callbacks`]; anything else is answered with an
+/// error frame. [`route`] drives it from a stream; the worker's reading threads drive it
+/// from the socket.
+#[derive(Debug)]
+pub struct Router {
+    in_flight: Arc<InFlight>,
+    assembler: Assembler,
     reply: ReplySender,
-    mut assembler: Assembler,
-) where
-    S: Stream<Item = Result<Frame, Status>> + Unpin,
-{
-    let in_flight = Arc::new(InFlight::default());
-    let send_error = |request_id, kind, message: String| {
-        let _ = reply.send(Ok(error_frame(request_id, kind, message)));
-    };
-    // An error here means the client went away: nothing to answer, stop reading.
-    while let Some(Ok(frame)) = inbound.next().await {
-        let frame = match assembler.push(frame) {
+}
+
+impl Router {
+    /// A router answering on `reply`, assembling payloads that come in parts with
+    /// `assembler`.
+    pub fn new(reply: ReplySender, assembler: Assembler) -> Router {
+        Router {
+            in_flight: Arc::new(InFlight::default()),
+            assembler,
+            reply,
+        }
+    }
+
+    /// Routes one frame; a call frame comes back as the call to run (every call must be
+    /// answered, and then leave its `in_flight`).
+    pub fn route(
+        &mut self,
+        frame: Frame,
+        executor: &dyn Executor,
+        callbacks: &Callbacks,
+    ) -> Option<IncomingCall> {
+        let frame = match self.assembler.push(frame) {
             Ok(Some(frame)) => frame,
             // A part: kept until its frame arrives.
-            Ok(None) => continue,
+            Ok(None) => return None,
             Err(err) => {
-                send_error(err.request_id, Kind::Encoding, err.message);
-                continue;
+                self.send_error(err.request_id, Kind::Encoding, err.message);
+                return None;
             }
         };
         let arrived = Instant::now();
         let request_id = frame.request_id;
         match frame.body {
-            Some(Body::Call(call)) => match in_flight.register(request_id) {
-                Some(control) => executor.submit(IncomingCall {
-                    request_id,
-                    call,
-                    arrived,
-                    control,
-                    in_flight: Arc::clone(&in_flight),
-                    reply: reply.clone(),
-                }),
-                None => send_error(
+            Some(Body::Call(call)) => match self.in_flight.register(request_id) {
+                Some(control) => {
+                    return Some(IncomingCall {
+                        request_id,
+                        call,
+                        arrived,
+                        control,
+                        in_flight: Arc::clone(&self.in_flight),
+                        reply: self.reply.clone(),
+                    })
+                }
+                None => self.send_error(
                     request_id,
                     Kind::BadRequest,
                     format!("request id {request_id} is already in flight"),
                 ),
             },
             Some(Body::Cancel(_)) => {
-                assembler.drop_pending(request_id);
-                if let Some(control) = in_flight.cancel(request_id) {
+                self.assembler.drop_pending(request_id);
+                if let Some(control) = self.in_flight.cancel(request_id) {
                     executor.interrupt(&control);
                 }
             }
             Some(Body::Release(release)) => executor.release(release),
-            Some(Body::Credit(credit)) => in_flight.credit(request_id, credit.chunks),
+            Some(Body::Credit(credit)) => self.in_flight.credit(request_id, credit.chunks),
             Some(Body::CallbackResult(result)) => callbacks.deliver(request_id, result),
-            Some(other) => send_error(
+            Some(other) => self.send_error(
                 request_id,
                 Kind::BadRequest,
                 format!(
@@ -403,15 +454,46 @@ pub async fn route<S>(
                     frame_kind(&other)
                 ),
             ),
-            None => send_error(
+            None => self.send_error(
                 request_id,
                 Kind::BadRequest,
                 "a frame without a body".into(),
             ),
         }
+        None
     }
-    in_flight.cancel_all();
-    callbacks.close();
+
+    /// The client's frames ended: every call still in flight is cancelled (so streams
+    /// waiting for credit end) and every callback waiting for the BEAM fails.
+    pub fn close(&self, callbacks: &Callbacks) {
+        self.in_flight.cancel_all();
+        callbacks.close();
+    }
+
+    fn send_error(&self, request_id: u64, kind: Kind, message: String) {
+        let _ = self.reply.send(error_frame(request_id, kind, message));
+    }
+}
+
+/// Reads one connection's frames until the client ends its stream, routing each with a
+/// [`Router`]: calls go to `executor`. When the stream ends, the router closes.
+pub async fn route<S>(
+    mut inbound: S,
+    executor: &dyn Executor,
+    callbacks: &Callbacks,
+    reply: ReplySender,
+    assembler: Assembler,
+) where
+    S: Stream<Item = Result<Frame, Status>> + Unpin,
+{
+    let mut router = Router::new(reply, assembler);
+    // An error here means the client went away: nothing to answer, stop reading.
+    while let Some(Ok(frame)) = inbound.next().await {
+        if let Some(call) = router.route(frame, executor, callbacks) {
+            executor.submit(call);
+        }
+    }
+    router.close(callbacks);
 }
 
 /// A frame body's name, for messages.
@@ -472,6 +554,7 @@ mod tests {
     async fn route_all(frames: Vec<Result<Frame, Status>>) -> (Recorder, Vec<Frame>) {
         let recorder = Recorder::default();
         let (reply, mut replies) = mpsc::unbounded_channel();
+        let reply = ReplySender::channel(reply);
         let callbacks = Callbacks::new(reply.clone());
         route(
             tokio_stream::iter(frames),
@@ -556,6 +639,7 @@ mod tests {
     #[test]
     fn a_call_past_its_deadline_is_refused() {
         let (reply, _replies) = tokio::sync::mpsc::unbounded_channel();
+        let reply = ReplySender::channel(reply);
         let incoming = IncomingCall {
             request_id: 1,
             call: proto::Call {
@@ -573,7 +657,7 @@ mod tests {
     #[test]
     fn callbacks_fail_once_the_connection_is_closed() {
         let (reply, _replies) = tokio::sync::mpsc::unbounded_channel();
-        let callbacks = Callbacks::new(reply);
+        let callbacks = Callbacks::new(ReplySender::channel(reply));
         callbacks.close();
         let outcome = callbacks.request(CallbackId::random(), proto::Payload::default(), || {});
         assert_eq!(
@@ -585,7 +669,7 @@ mod tests {
     #[test]
     fn a_callback_answer_reaches_its_waiter() {
         let (reply, mut replies) = tokio::sync::mpsc::unbounded_channel();
-        let callbacks = Arc::new(Callbacks::new(reply));
+        let callbacks = Arc::new(Callbacks::new(ReplySender::channel(reply)));
         let id = CallbackId::random();
         let waiting = {
             let callbacks = Arc::clone(&callbacks);

@@ -4,6 +4,7 @@
 //! - [`server`]: the tokio runtime, the Unix socket, the readiness line.
 //! - [`service`]: the gRPC `Worker` service and its token check.
 //! - [`threads`]: the Python threads that run call frames.
+//! - [`leader`]: local-carrier connections read by the thread that then runs their call.
 //! - [`call`]: one call, from frame to frame, through the agent's `dispatch` module.
 //! - [`callback`]: Elixir functions as Python callables.
 //! - [`convert`]: values ⇄ Python objects.
@@ -16,6 +17,7 @@ pub mod call;
 pub mod callback;
 pub mod convert;
 pub mod describe;
+pub mod leader;
 pub mod lifecycle;
 pub mod registry;
 pub mod server;

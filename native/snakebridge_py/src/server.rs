@@ -7,15 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use snakebridge_core::auth;
-use snakebridge_core::carrier::{self, CarrierError, Reader};
+use snakebridge_core::carrier::{self, Reader};
 use snakebridge_core::proto::{self, refusal::Code, worker_server::WorkerServer, PROTOCOL_VERSION};
 use snakebridge_core::transport::Carrier;
-use tokio::net::unix::OwnedReadHalf;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
-use tokio_stream::StreamExt;
 use tonic::transport::Server;
-use tonic::Status;
 
 use crate::call::Dispatch;
 use crate::lifecycle;
@@ -172,17 +170,9 @@ async fn serve_connection(stream: UnixStream, service: Arc<WorkerService>, token
                         };
                         if carrier::write(&mut write, &opened).await.is_ok() {
                             let limit = service.max_message_size() + FRAME_SLACK;
-                            reader.set_limit(limit);
-                            let mut replies = service
-                                .channel_with(frames_of(reader))
-                                .map_while(Result::ok);
-                            let refused = |frame: proto::Frame, err| {
-                                eprintln!(
-                                    "snakebridge: frame {} not sent: {err}",
-                                    frame.request_id
-                                );
-                            };
-                            let _ = carrier::write_batched(&mut write, &mut replies, refused).await;
+                            if let Err(err) = lead(&service, reader, write, limit) {
+                                eprintln!("snakebridge: closing a connection: {err}");
+                            }
                         }
                         return;
                     }
@@ -207,25 +197,27 @@ async fn serve_connection(stream: UnixStream, service: Arc<WorkerService>, token
     let _ = carrier::write(&mut write, &opened).await;
 }
 
+/// Hands a connection past its handshake to the Python threads, which read it themselves.
+fn lead(
+    service: &WorkerService,
+    reader: Reader<OwnedReadHalf>,
+    write: OwnedWriteHalf,
+    limit: usize,
+) -> std::io::Result<()> {
+    let (read, buffered) = reader.into_parts();
+    let stream = read
+        .reunite(write)
+        .map_err(|err| std::io::Error::other(err.to_string()))?;
+    // Still non-blocking, and no longer registered with this runtime.
+    let stream = stream.into_std()?;
+    service.lead(stream, buffered, limit)
+}
+
 fn refusal(code: Code, message: &str) -> proto::opened::Answer {
     proto::opened::Answer::Refused(proto::Refusal {
         code: code as i32,
         message: message.to_owned(),
     })
-}
-
-/// The frames the client sends on a connection; a malformed or oversized one ends them
-/// with an error (and the connection).
-fn frames_of(
-    reader: Reader<OwnedReadHalf>,
-) -> impl tokio_stream::Stream<Item = Result<proto::Frame, Status>> + Send + Unpin {
-    carrier::frames(reader).map(|item| item.map_err(connection_error))
-}
-
-#[cold]
-fn connection_error(err: CarrierError) -> Status {
-    eprintln!("snakebridge: closing a connection: {err}");
-    Status::invalid_argument(err.to_string())
 }
 
 /// Writes `SNAKEBRIDGE_READY <protocol version> <pid>` to file descriptor 1.

@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use snakebridge_core::auth;
 use snakebridge_core::codec::Budgets;
+use snakebridge_core::direct::{Inbox, Outbox, Patient};
 use snakebridge_core::framing::{self, Assembler};
 use snakebridge_core::proto::{
     self, worker_server::Worker, Frame, HandshakeRequest, HandshakeResponse, PROTOCOL_VERSION,
     SHARED_MEMORY_CAPABILITY, TOKEN_METADATA_KEY,
 };
-use snakebridge_core::serve::{self, Control, Executor, IncomingCall};
+use snakebridge_core::serve::{self, Control, Executor, IncomingCall, ReplySender, Router};
 use snakebridge_core::shared::SharedDir;
 use snakebridge_core::transport::Splitting;
 use tokio::sync::mpsc;
@@ -20,8 +21,13 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+use std::os::unix::net::UnixStream;
+
+use bytes::BytesMut;
+
 use crate::callback::Link;
-use crate::threads::{self, Job, ReplySender, Threads};
+use crate::leader;
+use crate::threads::{self, Job, Threads};
 
 /// Feature names reported by `Handshake`.
 const CAPABILITIES: [&str; 3] = ["codec:msgpack", "cancel", "parts"];
@@ -184,6 +190,21 @@ impl WorkerService {
         S: Stream<Item = Result<Frame, Status>> + Unpin + Send + 'static,
     {
         let (reply, replies) = mpsc::unbounded_channel();
+        let (assembler, outgoing, budgets) = self.connection_parts();
+        tokio::spawn(read_frames(
+            inbound,
+            self.python_threads.clone(),
+            ReplySender::channel(reply),
+            assembler,
+            budgets,
+        ));
+        Splitting::new(UnboundedReceiverStream::new(replies), outgoing, split_reply)
+    }
+
+    /// What a new data-plane connection works with, from the client's handshake: how
+    /// payloads that come in parts or shared are assembled, how large replies go out, and
+    /// the budgets.
+    fn connection_parts(&self) -> (Assembler, framing::Outgoing, Budgets) {
         let shared = self
             .shared
             .lock()
@@ -191,18 +212,39 @@ impl WorkerService {
             .clone();
         let budgets = *self.budgets.lock().unwrap_or_else(|e| e.into_inner());
         let assembler = Assembler::new(budgets.max_payload_size).with_shared(shared.clone());
-        tokio::spawn(read_frames(
-            inbound,
-            self.python_threads.clone(),
-            reply,
-            assembler,
-            budgets,
-        ));
         let outgoing = framing::Outgoing {
             part_size: framing::part_size(self.max_message_size.load(Ordering::Relaxed)),
             shared,
         };
-        Splitting::new(UnboundedReceiverStream::new(replies), outgoing, split_reply)
+        (assembler, outgoing, budgets)
+    }
+
+    /// Opens the data plane of a local-carrier connection on `socket` (non-blocking),
+    /// `read` being what was read past its `Open`: from now on the worker's Python threads
+    /// read it themselves (see [`crate::leader`]), refusing frames over `limit` bytes.
+    pub fn lead(&self, socket: UnixStream, read: BytesMut, limit: usize) -> std::io::Result<()> {
+        let (assembler, outgoing, budgets) = self.connection_parts();
+        let socket = Arc::new(socket);
+        let outbox = Outbox::new(Patient(Arc::clone(&socket)), outgoing);
+        let reply = ReplySender::direct(Arc::new(outbox));
+        let link = Arc::new(Link::new(
+            reply.clone(),
+            self.python_threads.clone(),
+            budgets,
+        ));
+        let executor = Connection {
+            python_threads: self.python_threads.clone(),
+            link: Arc::clone(&link),
+        };
+        let connection = leader::Connection::new(
+            self.python_threads.connection_key(),
+            socket,
+            Inbox::new(read, limit),
+            Router::new(reply, assembler),
+            Box::new(executor),
+            link,
+        );
+        self.python_threads.adopt(connection)
     }
 }
 

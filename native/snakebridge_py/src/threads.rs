@@ -1,12 +1,14 @@
-//! The worker's Python thread pool: `threads` OS threads that take call jobs from one
-//! queue and run them under the GIL. With one thread, calls run strictly one at a time in
-//! arrival order.
+//! The worker's Python thread pool: `threads` OS threads that run calls under the GIL.
+//! An idle thread waits on one epoll set (see [`crate::leader`]) for either a task queued
+//! for the pool (a call that came over gRPC or was read by the sentinel, a release) or a
+//! local-carrier connection with frames to read, whose first call it then runs itself.
+//! With one thread, calls run strictly one at a time in arrival order.
 
 use std::collections::VecDeque;
 use std::os::raw::c_long;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 
 use pyo3::{ffi, prelude::*};
 use snakebridge_core::proto::{self, error::Kind, Frame};
@@ -15,6 +17,7 @@ use snakebridge_core::serve::{error_frame, Control, IncomingCall};
 use crate::call::{self, Dispatch};
 use crate::callback::Link;
 use crate::convert;
+use crate::leader::{Connection, Connections, Epoll, EventCount, Sentinel, TASKS};
 use crate::registry;
 
 /// Stack size of each pool thread: deep Python recursion and value nesting need room.
@@ -101,7 +104,7 @@ impl Job {
         } = incoming;
         // The connection may be gone; then nobody is waiting for these answers.
         let send = |frame: Frame| {
-            let _ = reply.send(Ok(frame));
+            let _ = reply.send(frame);
         };
         match refusal {
             Some(reason) => send(error_frame(request_id, Kind::Cancelled, reason)),
@@ -142,14 +145,13 @@ enum Task {
     Release(proto::Release),
 }
 
-/// The pool's tasks. Idle threads wait on one condition variable, and a task wakes
-/// exactly one of them: a channel behind a mutex woke a second thread per task, to take the
-/// mutex over (about 2.6 thread wake-ups per call with 4 threads, where 1 is needed).
-#[derive(Default)]
+/// The pool's tasks. Each one queued adds one to an event counter in the threads' epoll
+/// set, which wakes exactly one idle thread (a channel behind a mutex woke a second thread
+/// per task, to take the mutex over).
 struct Queue {
     /// The tasks, and whether the queue is closed (no handle is left).
     tasks: Mutex<(VecDeque<Task>, bool)>,
-    ready: Condvar,
+    count: EventCount,
 }
 
 impl Queue {
@@ -165,43 +167,45 @@ impl Queue {
         }
         tasks.0.push_back(task);
         drop(tasks);
-        self.ready.notify_one();
+        self.count.signal(1);
         None
     }
 
-    /// The next task, waiting for one; `None` once the queue is closed and drained.
-    fn pop(&self) -> Option<Task> {
+    /// The task a thread woken by the counter takes: `Ok(None)` when another thread took it
+    /// first, `Err(())` once the queue is closed and drained.
+    fn pop(&self) -> Result<Option<Task>, ()> {
+        if !self.count.take() {
+            return Ok(None);
+        }
         let mut tasks = self.lock();
-        loop {
-            if let Some(task) = tasks.0.pop_front() {
-                return Some(task);
-            }
-            if tasks.1 {
-                return None;
-            }
-            tasks = self.ready.wait(tasks).unwrap_or_else(|e| e.into_inner());
+        match tasks.0.pop_front() {
+            Some(task) => Ok(Some(task)),
+            None if tasks.1 => Err(()),
+            None => Ok(None),
         }
     }
 
     fn close(&self) {
         self.lock().1 = true;
-        self.ready.notify_all();
+        // Every thread wakes, finds nothing and stops.
+        self.count.signal(u64::MAX / 2);
     }
 }
 
 /// What the handles share: the last one to go closes the queue.
-struct Handles(Arc<Queue>);
+struct Handles(Arc<Shared>);
 
 impl Drop for Handles {
     fn drop(&mut self) {
-        self.0.close();
+        self.0.queue.close();
     }
 }
 
 /// The pool's queue; dropping every handle stops the threads once the queue drains.
 #[derive(Clone)]
 pub struct Threads {
-    queue: Arc<Handles>,
+    /// Held only: the last handle to go closes the queue.
+    _handles: Arc<Handles>,
     shared: Arc<Shared>,
 }
 
@@ -216,7 +220,13 @@ impl std::fmt::Debug for Threads {
 
 /// What every pool thread shares.
 struct Shared {
-    jobs: Arc<Queue>,
+    queue: Queue,
+    /// What idle threads wait on: the queue's counter and the connections' sockets.
+    epoll: Epoll,
+    /// The local-carrier connections being read.
+    connections: Connections,
+    /// Who reads while no thread is idle.
+    sentinel: Sentinel,
     dispatch: Dispatch,
     /// Threads waiting for a task.
     idle: AtomicUsize,
@@ -225,12 +235,19 @@ struct Shared {
 }
 
 impl Threads {
-    /// Starts `threads` pool threads that run jobs with `dispatch`.
+    /// Starts `threads` pool threads that run jobs with `dispatch`, and the sentinel.
     pub fn start(threads: usize, dispatch: Dispatch) -> std::io::Result<Threads> {
-        let jobs = Arc::new(Queue::default());
-        let queue = Arc::new(Handles(Arc::clone(&jobs)));
+        let queue = Queue {
+            tasks: Mutex::new((VecDeque::new(), false)),
+            count: EventCount::new()?,
+        };
+        let epoll = Epoll::new()?;
+        epoll.add(queue.count.fd(), TASKS)?;
         let shared = Arc::new(Shared {
-            jobs,
+            queue,
+            epoll,
+            connections: Connections::default(),
+            sentinel: Sentinel::new()?,
             dispatch,
             idle: AtomicUsize::new(0),
             started: AtomicUsize::new(0),
@@ -238,21 +255,28 @@ impl Threads {
         for _ in 0..threads {
             spawn_thread(&shared)?;
         }
-        Ok(Threads { queue, shared })
+        {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("snakebridge-sentinel".into())
+                .spawn(move || watch(&shared))?;
+        }
+        let queue = Arc::new(Handles(Arc::clone(&shared)));
+        Ok(Threads {
+            _handles: queue,
+            shared,
+        })
     }
 
     /// Queues a job; if the pool has stopped, answers it with an error instead.
     pub fn submit(&self, job: Job) {
-        if let Some(Task::Call(job)) = self.queue.0.push(Task::Call(job)) {
-            job.incoming
-                .refuse(Kind::Internal, "the worker's thread pool has stopped");
-        }
+        self.shared.submit(job);
     }
 
     /// Queues the release of registry objects and sessions; a stopped pool has nothing
     /// left to free.
     pub fn release(&self, release: proto::Release) {
-        let _ = self.queue.0.push(Task::Release(release));
+        let _ = self.shared.queue.push(Task::Release(release));
     }
 
     /// Called by a pool thread about to wait for the BEAM (an Elixir callback): if no
@@ -265,6 +289,65 @@ impl Threads {
             // Failing to start a thread leaves the pool as it was: calls still queue.
             let _ = spawn_thread(&self.shared);
         }
+    }
+
+    /// A key for a connection about to be [`Threads::adopt`]ed.
+    pub fn connection_key(&self) -> u64 {
+        self.shared.connections.next_key()
+    }
+
+    /// Reads `connection` from now on: its frames wake an idle thread, which runs the
+    /// first call it reads.
+    pub fn adopt(&self, connection: Connection) -> std::io::Result<()> {
+        let connection = Arc::new(connection);
+        let (fd, key) = (connection.fd(), connection.key());
+        self.shared.connections.insert(Arc::clone(&connection));
+        let watched = self
+            .shared
+            .sentinel
+            .epoll
+            .add(fd, key)
+            .and_then(|()| self.shared.epoll.add(fd, key));
+        if let Err(err) = watched {
+            self.shared.forget(&connection);
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+impl Shared {
+    fn submit(&self, job: Job) {
+        if let Some(Task::Call(job)) = self.queue.push(Task::Call(job)) {
+            job.incoming
+                .refuse(Kind::Internal, "the worker's thread pool has stopped");
+        }
+    }
+
+    /// Reads `key`'s connection, ready in `epoll`: the calls it read, or none if it is gone.
+    fn read(&self, key: u64, epoll: &Epoll) -> Vec<Job> {
+        let Some(connection) = self.connections.get(key) else {
+            return Vec::new();
+        };
+        let read = connection.read(epoll);
+        if read.ended {
+            self.forget(&connection);
+        }
+        let link = connection.link();
+        read.calls
+            .into_iter()
+            .map(|incoming| Job {
+                incoming,
+                link: Arc::clone(link),
+            })
+            .collect()
+    }
+
+    /// Stops watching a connection that ended.
+    fn forget(&self, connection: &Connection) {
+        self.epoll.remove(connection.fd());
+        self.sentinel.epoll.remove(connection.fd());
+        self.connections.remove(connection.key());
     }
 }
 
@@ -285,15 +368,76 @@ fn work(shared: &Shared) {
     Python::attach(|py| {
         py.detach(|| loop {
             shared.idle.fetch_add(1, Ordering::AcqRel);
-            let next = shared.jobs.pop();
-            shared.idle.fetch_sub(1, Ordering::AcqRel);
-            match next {
-                Some(Task::Call(job)) => job.run(&shared.dispatch),
-                Some(Task::Release(release)) => Python::attach(|py| {
+            let event = shared.epoll.wait();
+            if shared.idle.fetch_sub(1, Ordering::AcqRel) == 1 {
+                // The last idle thread leaves: someone must read while it is busy.
+                shared.sentinel.arm();
+            }
+            let key = match event {
+                Ok(key) => key,
+                Err(err) => {
+                    eprintln!("snakebridge: a pool thread stops: cannot wait for work: {err}");
+                    break;
+                }
+            };
+            if key != TASKS {
+                let mut jobs = shared.read(key, &shared.epoll).into_iter();
+                let first = jobs.next();
+                // More calls read at once (many in flight): for the other threads.
+                for job in jobs {
+                    shared.submit(job);
+                }
+                if let Some(job) = first {
+                    job.run(&shared.dispatch);
+                }
+                continue;
+            }
+            let task = shared.queue.pop();
+            // Re-armed after taking one: another task wakes another thread.
+            if let Err(err) = shared.epoll.rearm(shared.queue.count.fd(), TASKS) {
+                eprintln!("snakebridge: a pool thread stops: cannot wait for tasks: {err}");
+                break;
+            }
+            match task {
+                Ok(Some(Task::Call(job))) => job.run(&shared.dispatch),
+                Ok(Some(Task::Release(release))) => Python::attach(|py| {
                     registry::release(py, &release.ref_ids, &release.session_ids)
                 }),
-                None => break,
+                Ok(None) => {}
+                Err(()) => break,
             }
         })
     });
+}
+
+/// The sentinel: reads the connections while no Python thread is idle, queueing the calls
+/// it reads; steps back as soon as it finds a thread idle.
+fn watch(shared: &Shared) {
+    loop {
+        shared.sentinel.wait_armed();
+        for connection in shared.connections.all() {
+            // A connection that ended meanwhile is no longer registered: nothing to arm.
+            let _ = shared
+                .sentinel
+                .epoll
+                .rearm(connection.fd(), connection.key());
+        }
+        loop {
+            let key = match shared.sentinel.epoll.wait() {
+                Ok(key) => key,
+                Err(err) => {
+                    eprintln!("snakebridge: the reading sentinel stops: {err}");
+                    return;
+                }
+            };
+            let idle = || shared.idle.load(Ordering::Acquire) > 0;
+            if shared.sentinel.step_back_if(idle) {
+                // The idle thread was woken by the same frames.
+                break;
+            }
+            for job in shared.read(key, &shared.sentinel.epoll) {
+                shared.submit(job);
+            }
+        }
+    }
 }
