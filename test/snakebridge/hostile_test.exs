@@ -108,8 +108,10 @@ defmodule SnakeBridge.HostileTest do
       assert {:error, %SnakeBridge.Error{reason: :payload_too_large, message: message}} =
                call("sb_hostile", "huge_list", [100_000_000])
 
-      # 100M elements took about 9 GB of BEAM memory before budgets.
-      assert :erlang.memory(:total) - before < 200_000_000
+      # 100M elements took about 9 GB of BEAM memory before budgets (the list's cells alone
+      # are 1.6 GB). The bound leaves room for what other async tests hold meanwhile (the
+      # carrier test echoes a 70 MB string).
+      assert :erlang.memory(:total) - before < 1_000_000_000
       assert message =~ "max_elements of 10000000"
       assert Task.await(slow) == {:ok, "survived"}
       assert call("sb_fixtures", "pid", []) == {:ok, pid}
