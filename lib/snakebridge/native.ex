@@ -68,6 +68,9 @@ defmodule SnakeBridge.Native do
   @spec call_cancel(handle()) :: :ok
   def call_cancel(_handle), do: not_loaded()
 
+  @spec call_expire(handle()) :: :ok
+  def call_expire(_handle), do: not_loaded()
+
   # Replies `{tag, {:ok, [{worker_pid, {:ok, term} | {:error, error_map}}]}}`.
   @spec pool_broadcast(handle(), Call.t(), pid(), tag()) :: :ok | unsupported()
   def pool_broadcast(_pool, _call, _pid, _tag), do: not_loaded()

@@ -708,21 +708,42 @@ defmodule SnakeBridge.Runtime do
         "expected :timeout to be a positive integer or :infinity, got: #{inspect(other)}"
       )
 
-  # The result, and {result bytes, queue microseconds, cache hit}.
+  # The result, and {result bytes, queue microseconds, cache hit}. The deadline is kept
+  # here, by `receive`: when it passes, the core answers the call with a timeout error at
+  # once (a call started without a task waiting for it has no other clock).
   defp await(tag, handle, timeout, target) do
-    receive do
-      {^tag, {:ok, value, facts}} -> {{:ok, value}, facts}
-      {^tag, {:error, error}} -> {{:error, Error.from_native(error, target)}, {0, 0, false}}
-    after
-      backstop(timeout) ->
-        if timeout == :infinity do
-          # Waiting on: the `after` clause keeps `handle` alive (dropping it cancels).
-          await(tag, handle, timeout, target)
-        else
-          give_up(tag, handle, timeout, target)
+    case receive_reply(tag, target, deadline_ms(timeout)) do
+      {:ok, answer} ->
+        answer
+
+      :waiting when timeout == :infinity ->
+        # Waiting on keeps `handle` alive (dropping it cancels).
+        await(tag, handle, timeout, target)
+
+      :waiting ->
+        Native.call_expire(handle)
+
+        case receive_reply(tag, target, @backstop_ms) do
+          {:ok, answer} -> answer
+          :waiting -> give_up(tag, handle, timeout, target)
         end
     end
   end
+
+  defp receive_reply(tag, target, within_ms) do
+    receive do
+      {^tag, {:ok, value, facts}} ->
+        {:ok, {{:ok, value}, facts}}
+
+      {^tag, {:error, error}} ->
+        {:ok, {{:error, Error.from_native(error, target)}, {0, 0, false}}}
+    after
+      within_ms -> :waiting
+    end
+  end
+
+  defp deadline_ms(:infinity), do: 60_000
+  defp deadline_ms(ms), do: ms
 
   defp backstop(:infinity), do: 60_000
   defp backstop(ms), do: ms + @backstop_ms

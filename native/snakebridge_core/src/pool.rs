@@ -26,7 +26,7 @@ use crate::shared::SharedDir;
 use crate::startup;
 use crate::stats::{Snapshot, Stats};
 use crate::transport::{Carrier, Dial, Transport};
-use crate::worker::{StreamEvent, Worker, WorkerInfo, WorkerSpec};
+use crate::worker::{Answer, StreamEvent, Worker, WorkerInfo, WorkerSpec};
 
 /// How a pool is built.
 #[derive(Clone)]
@@ -338,6 +338,74 @@ impl Drop for Admitted<'_> {
     }
 }
 
+/// An admission that outlives the function that admitted the call (a direct call's, held
+/// by its completion).
+struct OwnedAdmission(Arc<Inner>);
+
+impl Drop for OwnedAdmission {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a direct call runs with its outcome (see [`Pool::try_call_direct`]).
+pub type Done = Box<dyn FnOnce(Result<Reply, Error>) + Send>;
+
+/// Why [`Pool::try_call_direct`] did not start a call, with what it was given back.
+pub enum Declined {
+    /// The call needs what only [`Pool::call`] does (the result cache, waiting for a
+    /// worker): run it there.
+    Queue(Box<CallRequest>, Done),
+    /// The call failed before it was sent: answer `Done` with the error (from a runtime
+    /// thread).
+    Failed(Error, Done),
+}
+
+impl std::fmt::Debug for Declined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Declined::Queue(request, _) => f.debug_tuple("Queue").field(request).finish(),
+            Declined::Failed(err, _) => f.debug_tuple("Failed").field(err).finish(),
+        }
+    }
+}
+
+/// A call started by [`Pool::try_call_direct`]: it can be given up on.
+#[derive(Debug)]
+pub struct DirectCall {
+    inner: Weak<Inner>,
+    worker: Arc<Worker>,
+    id: u64,
+    timeout_ms: u64,
+}
+
+impl DirectCall {
+    /// The caller stopped waiting: the call is cancelled in the worker and answered with
+    /// a `cancelled` error. Call from a runtime thread (the hang watch is a task).
+    pub fn cancel(&self) {
+        let err = Error::new(ErrorKind::Cancelled, "the caller cancelled the call");
+        self.give_up("caller went away", err);
+    }
+
+    /// The call's deadline passed (the caller keeps the time): answered with a `timeout`
+    /// error. Call from a runtime thread.
+    pub fn expire(&self) {
+        let err = Error::new(
+            ErrorKind::Timeout,
+            format!("no reply within {} ms", self.timeout_ms),
+        );
+        self.give_up("deadline passed", err);
+    }
+
+    fn give_up(&self, reason: &str, err: Error) {
+        if self.worker.give_up(self.id, reason, err) {
+            if let Some(inner) = self.inner.upgrade() {
+                inner.watch_hang(&self.worker, self.id);
+            }
+        }
+    }
+}
+
 impl Pool {
     /// Creates the pool's private directory and token, and starts `config.size` workers in
     /// parallel. Fails (stopping any that did start) if any worker cannot start.
@@ -503,6 +571,87 @@ impl Pool {
             .stats
             .record_call(started.elapsed(), outcome.is_ok(), in_session);
         outcome
+    }
+
+    /// Starts a call without a task waiting for it: its frame goes out now, and `done`
+    /// runs with its outcome where the reply is read (on a runtime thread), so that the
+    /// reply reaches the caller with no hop in between. The caller keeps the deadline and
+    /// calls [`DirectCall::expire`] when it passes (or [`DirectCall::cancel`]).
+    ///
+    /// Declines what it cannot start at once: a call that may be answered from the result
+    /// cache, or that would wait for a worker to start, goes back as [`Declined::Queue`]
+    /// for [`Pool::call`]; a call refused before it was sent comes back as
+    /// [`Declined::Failed`]. Call from any thread, in a runtime's context or not:
+    /// `runtime` runs what must run on a runtime thread.
+    pub fn try_call_direct(
+        &self,
+        mut request: CallRequest,
+        done: Done,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<DirectCall, Declined> {
+        if request.cache.is_some() {
+            return Err(Declined::Queue(Box::new(request), done));
+        }
+        if let Err(err) = self
+            .check_allowed(&request)
+            .and_then(|()| self.check_payload(&request.args))
+        {
+            return Err(Declined::Failed(err, done));
+        }
+        let worker = match &request.pin {
+            Some(pinned) => match pinned.upgrade().filter(|w| w.is_alive()) {
+                Some(worker) => worker,
+                None => return Err(Declined::Queue(Box::new(request), done)),
+            },
+            None => match self.inner.least_loaded() {
+                Some(worker) => worker,
+                None => return Err(Declined::Queue(Box::new(request), done)),
+            },
+        };
+        let admission = match self.inner.admit() {
+            Ok(admitted) => {
+                // Held by the completion from now on.
+                std::mem::forget(admitted);
+                OwnedAdmission(Arc::clone(&self.inner))
+            }
+            Err(err) => return Err(Declined::Failed(err, done)),
+        };
+        let started = Instant::now();
+        let in_session = request.session.is_some();
+        let callbacks = std::mem::take(&mut request.callbacks);
+        let (id, timeout_ms, frame) = self.call_frame(request, false);
+        let answering = Arc::clone(&worker);
+        let completion: crate::worker::Completion = Box::new(move |outcome| {
+            let inner = Arc::clone(&admission.0);
+            drop(admission);
+            inner
+                .stats
+                .record_call(started.elapsed(), outcome.is_ok(), in_session);
+            done(outcome.map(|answer| Reply {
+                payload: answer.payload,
+                worker: answering,
+                queue_us: answer.queue_us,
+                cache_hit: false,
+            }))
+        });
+        let direct = crate::worker::Direct::new(completion, runtime.clone());
+        match worker.begin_direct(id, frame, &callbacks, direct) {
+            Ok(()) => Ok(DirectCall {
+                inner: Arc::downgrade(&self.inner),
+                worker,
+                id,
+                timeout_ms,
+            }),
+            Err((err, completion)) => {
+                let failed: Done = Box::new(move |outcome| {
+                    completion(outcome.map(|r| Answer {
+                        payload: r.payload,
+                        queue_us: r.queue_us,
+                    }))
+                });
+                Err(Declined::Failed(err, failed))
+            }
+        }
     }
 
     /// The pool's budgets for what crosses: a binding encodes arguments and decodes

@@ -91,10 +91,70 @@ pub enum StreamEvent {
     Failed(Error),
 }
 
+/// What a call answered directly runs with its outcome (see [`Worker::begin_direct`]).
+pub type Completion = Box<dyn FnOnce(Outcome) + Send>;
+
+/// A completion, run exactly once: with the outcome, or with an `internal` error if it is
+/// dropped unanswered. It runs on a runtime thread: where no runtime is running (a
+/// scheduler thread of the VM closing a pool), it is spawned onto `runtime`.
+pub struct Direct {
+    done: Option<Completion>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for Direct {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Direct")
+            .field("answered", &self.done.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Direct {
+    /// `done`, to run on `runtime` when it cannot run where it is answered.
+    pub fn new(done: Completion, runtime: tokio::runtime::Handle) -> Direct {
+        Direct {
+            done: Some(done),
+            runtime,
+        }
+    }
+
+    /// Runs the completion with `outcome`.
+    pub fn complete(mut self, outcome: Outcome) {
+        if let Some(done) = self.done.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                done(outcome);
+            } else {
+                self.runtime.spawn(async move { done(outcome) });
+            }
+        }
+    }
+
+    /// The completion back, unrun (a call that could not be sent).
+    fn into_done(mut self) -> Completion {
+        self.done.take().unwrap_or_else(|| Box::new(drop))
+    }
+}
+
+impl Drop for Direct {
+    fn drop(&mut self) {
+        if let Some(done) = self.done.take() {
+            let lost = Err(Error::new(ErrorKind::Internal, "the call's reply was lost"));
+            Direct {
+                done: Some(done),
+                runtime: self.runtime.clone(),
+            }
+            .complete(lost);
+        }
+    }
+}
+
 /// Who waits for the frames of one request.
 enum Waiter {
     Once(oneshot::Sender<Outcome>),
     Stream(mpsc::UnboundedSender<StreamEvent>),
+    /// Answered by running a completion where the reply is read: no task waits.
+    Direct(Direct),
 }
 
 impl Waiter {
@@ -107,6 +167,7 @@ impl Waiter {
             Waiter::Stream(tx) => {
                 let _ = tx.send(StreamEvent::Failed(err));
             }
+            Waiter::Direct(direct) => direct.complete(Err(err)),
         }
     }
 }
@@ -450,8 +511,26 @@ impl Worker {
         functions: &[Arc<Function>],
     ) -> Result<oneshot::Receiver<Outcome>, Error> {
         let (tx, rx) = oneshot::channel();
-        self.register(id, Waiter::Once(tx), vec![frame], functions)?;
+        self.register(id, Waiter::Once(tx), vec![frame], functions)
+            .map_err(|(err, _)| err)?;
         Ok(rx)
+    }
+
+    /// Registers request `id` and sends its frame; `direct` runs with its one reply where
+    /// the reply is read (or with the failure: the worker died, the call was given up on).
+    /// A call that cannot be sent gives its completion back, unrun, with the reason.
+    pub fn begin_direct(
+        &self,
+        id: u64,
+        frame: proto::Frame,
+        functions: &[Arc<Function>],
+        direct: Direct,
+    ) -> Result<(), (Error, Completion)> {
+        self.register(id, Waiter::Direct(direct), vec![frame], functions)
+            .map_err(|(err, waiter)| match waiter {
+                Some(Waiter::Direct(direct)) => (err, direct.into_done()),
+                _ => (err, Box::new(drop) as Completion),
+            })
     }
 
     /// Registers streaming request `id` and sends its frames (the call, then the initial
@@ -464,21 +543,24 @@ impl Worker {
         functions: &[Arc<Function>],
     ) -> Result<mpsc::UnboundedReceiver<StreamEvent>, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.register(id, Waiter::Stream(tx), frames, functions)?;
+        self.register(id, Waiter::Stream(tx), frames, functions)
+            .map_err(|(err, _)| err)?;
         Ok(rx)
     }
 
+    /// Registers `waiter` for request `id` and sends `frames`; on failure, the error and
+    /// the waiter back (if it was not answered meanwhile).
     fn register(
         &self,
         id: u64,
         waiter: Waiter,
         frames: Vec<proto::Frame>,
         functions: &[Arc<Function>],
-    ) -> Result<(), Error> {
+    ) -> Result<(), (Error, Option<Waiter>)> {
         {
             let mut calls = lock_calls(self);
             if let Some(err) = &calls.dead {
-                return Err(err.clone());
+                return Err((err.clone(), Some(waiter)));
             }
             calls.pending.insert(id, waiter);
             if !functions.is_empty() {
@@ -495,12 +577,13 @@ impl Worker {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         for frame in frames {
             if self.outbound.send(frame).is_err() {
-                self.take(id);
-                return Err(Error::new(
+                let waiter = self.take(id);
+                let err = Error::new(
                     ErrorKind::WorkerCrashed,
                     "the worker's connection closed before the call was sent",
                 )
-                .with_worker(self.pid));
+                .with_worker(self.pid);
+                return Err((err, waiter));
             }
         }
         Ok(())
@@ -524,6 +607,29 @@ impl Worker {
                 calls.abandoned.insert(id);
             }
         }
+    }
+
+    /// Gives up on call `id` like [`Worker::abandon`] and answers its waiter with `err`;
+    /// `false` when it was answered already.
+    pub fn give_up(&self, id: u64, reason: &str, err: Error) -> bool {
+        let Some(waiter) = self.take(id) else {
+            return false;
+        };
+        // If the connection is already gone there is nobody left to tell.
+        let _ = self.outbound.send(proto::Frame {
+            request_id: id,
+            body: Some(Body::Cancel(proto::Cancel {
+                reason: reason.to_owned(),
+            })),
+        });
+        {
+            let mut calls = lock_calls(self);
+            if calls.dead.is_none() {
+                calls.abandoned.insert(id);
+            }
+        }
+        waiter.fail(err.with_worker(self.pid));
+        true
     }
 
     /// Whether abandoned call `id` still holds a Python thread (the worker has not answered
@@ -660,6 +766,10 @@ impl Worker {
                         queue_us: result.queue_us,
                     }));
                 }
+                Some(Waiter::Direct(direct)) => direct.complete(Ok(Answer {
+                    payload: result.value.unwrap_or_default(),
+                    queue_us: result.queue_us,
+                })),
                 Some(stream) => stream.fail(Error::new(
                     ErrorKind::Internal,
                     "the worker answered a streaming call with a single result",

@@ -12,7 +12,8 @@ use snakebridge_core::agent::Agent;
 use snakebridge_core::allow::Allowlist;
 use snakebridge_core::callback::{Callbacks, Function};
 use snakebridge_core::codec::{self, Budgets};
-use snakebridge_core::pool::{CachePolicy, EveryWorker};
+use snakebridge_core::framing;
+use snakebridge_core::pool::{CachePolicy, Declined, DirectCall, Done, EveryWorker};
 use snakebridge_core::proto;
 use snakebridge_core::transport::Carrier;
 use snakebridge_core::{CallRequest, Error, Pool, PoolConfig, Value, Worker};
@@ -41,18 +42,67 @@ impl Drop for PoolResource {
 /// One call in flight. When the caller's process dies the handle is garbage collected and
 /// the call is cancelled in the core and the worker.
 pub(crate) struct CallHandle {
-    cancel: Mutex<Option<oneshot::Sender<()>>>,
+    steer: Mutex<Steer>,
+}
+
+/// How a call in flight is given up on.
+enum Steer {
+    /// A task waits for the reply and keeps the deadline: it stops when told.
+    Task(oneshot::Sender<()>),
+    /// The reply goes to the caller from where it is read: the call is given up on
+    /// through the core, on a runtime thread.
+    Direct(DirectCall),
+    /// Answered, or nothing to steer.
+    Done,
 }
 
 #[rustler::resource_impl]
 impl rustler::Resource for CallHandle {}
 
 impl CallHandle {
-    fn cancel(&self) {
-        let sender = self.cancel.lock().ok().and_then(|mut s| s.take());
-        if let Some(sender) = sender {
-            let _ = sender.send(());
+    fn new(steer: Steer) -> ResourceArc<CallHandle> {
+        ResourceArc::new(CallHandle {
+            steer: Mutex::new(steer),
+        })
+    }
+
+    fn take(&self) -> Steer {
+        match self.steer.lock() {
+            Ok(mut steer) => std::mem::replace(&mut *steer, Steer::Done),
+            Err(_) => Steer::Done,
         }
+    }
+
+    /// The caller stopped waiting.
+    fn cancel(&self) {
+        match self.take() {
+            Steer::Task(sender) => {
+                let _ = sender.send(());
+            }
+            Steer::Direct(call) => on_runtime(move || call.cancel()),
+            Steer::Done => {}
+        }
+    }
+
+    /// The caller's deadline passed: a direct call is answered with a timeout error (a
+    /// task keeps its own deadline, which passes at the same time).
+    fn expire(&self) {
+        let mut steer = match self.steer.lock() {
+            Ok(steer) => steer,
+            Err(_) => return,
+        };
+        if matches!(*steer, Steer::Direct(_)) {
+            if let Steer::Direct(call) = std::mem::replace(&mut *steer, Steer::Done) {
+                on_runtime(move || call.expire());
+            }
+        }
+    }
+}
+
+/// Runs `work` on the runtime (it answers callers, which only a runtime thread may do).
+fn on_runtime(work: impl FnOnce() + Send + 'static) {
+    if let Ok(runtime) = runtime::get() {
+        runtime.spawn(async move { work() });
     }
 }
 
@@ -238,12 +288,7 @@ fn pool_call<'a>(
         Err(refusal) => return Ok(refusal),
     };
     let runtime = runtime::for_nif()?;
-    let (cancel_tx, cancel_rx) = oneshot::channel();
-    let handle = ResourceArc::new(CallHandle {
-        cancel: Mutex::new(Some(cancel_tx)),
-    });
     let request = CallRequest {
-        cancel: Some(cancel_rx),
         return_ref,
         cache: cache.map(|(integration, ttl_ms)| CachePolicy {
             integration,
@@ -252,11 +297,45 @@ fn pool_call<'a>(
         ..base
     };
     let args_bytes = request.args.data.len();
-    let pool = pool.pool.clone();
     let reply = Reply::new(pid, tag);
-    runtime.spawn(async move {
-        let outcome = pool.call(request).await;
+    let done: Done = Box::new(move |outcome| {
         drop(held);
+        answer_call(reply, outcome, budgets, pool_name);
+    });
+    let steer = match pool.pool.try_call_direct(request, done, runtime.handle()) {
+        Ok(call) => Steer::Direct(call),
+        Err(Declined::Queue(request, done)) => {
+            let mut request = *request;
+            let (cancel_tx, cancel_rx) = oneshot::channel();
+            request.cancel = Some(cancel_rx);
+            let pool = pool.pool.clone();
+            runtime.spawn(async move { done(pool.call(request).await) });
+            Steer::Task(cancel_tx)
+        }
+        Err(Declined::Failed(err, done)) => {
+            runtime.spawn(async move { done(Err(err)) });
+            Steer::Done
+        }
+    };
+    Ok((atoms::ok(), CallHandle::new(steer), args_bytes).encode(env))
+}
+
+/// Results larger than this are decoded on a blocking thread, not where the reply was
+/// read: a runtime thread decoding a large result would hold up every reply behind it.
+const DECODE_INLINE_BYTES: usize = 256 << 10;
+
+/// Sends a call's outcome to its caller: `{tag, {:ok, term, {result_bytes, queue_us,
+/// cache_hit}}}` or `{tag, {:error, error_map}}`. Runs on a runtime thread.
+fn answer_call(
+    reply: Reply,
+    outcome: Result<snakebridge_core::Reply, Error>,
+    budgets: Budgets,
+    pool_name: Atom,
+) {
+    let size = outcome
+        .as_ref()
+        .map_or(0, |r| framing::payload_size(&r.payload));
+    let answer = move || {
         let facts = outcome
             .as_ref()
             .map(|r| (r.payload.data.len(), r.queue_us, r.cache_hit))
@@ -271,8 +350,14 @@ fn pool_call<'a>(
             }),
             Err(err) => reply.send(|env| terms::error_tuple(env, &err)),
         }
-    });
-    Ok((atoms::ok(), handle, args_bytes).encode(env))
+    };
+    if size > DECODE_INLINE_BYTES {
+        // Off the runtime's threads; `answer` itself sends from the blocking thread, which
+        // is not a scheduler.
+        tokio::task::spawn_blocking(answer);
+    } else {
+        answer();
+    }
 }
 
 /// The references a call's arguments hold: keep them until the call ends, so that no
@@ -420,6 +505,14 @@ fn pool_broadcast<'a>(
 #[rustler::nif]
 fn call_cancel(handle: ResourceArc<CallHandle>) -> rustler::Atom {
     handle.cancel();
+    atoms::ok()
+}
+
+/// The caller's deadline for a call passed: it is answered with a `timeout` error (unless
+/// its answer is on its way). Idempotent.
+#[rustler::nif]
+fn call_expire(handle: ResourceArc<CallHandle>) -> rustler::Atom {
+    handle.expire();
     atoms::ok()
 }
 
