@@ -305,11 +305,12 @@ async fn ready<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::proto::{self, frame::Body, Frame};
 
-    fn frame(id: u64, target: &str) -> Frame {
+    /// A call frame with `target` (its size grows with the name).
+    pub(crate) fn frame(id: u64, target: &str) -> Frame {
         Frame {
             request_id: id,
             body: Some(Body::Call(proto::Call {

@@ -251,19 +251,9 @@ fn wait_writable(fd: libc::c_int) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{self, frame::Body};
+    use crate::carrier::tests::frame;
     use std::io::Read;
     use std::os::unix::net::UnixStream;
-
-    fn frame(id: u64, target: &str) -> Frame {
-        Frame {
-            request_id: id,
-            body: Some(Body::Call(proto::Call {
-                target: target.into(),
-                ..Default::default()
-            })),
-        }
-    }
 
     fn outgoing() -> Outgoing {
         Outgoing {
