@@ -122,11 +122,7 @@ impl Direct {
     /// Runs the completion with `outcome`.
     pub fn complete(mut self, outcome: Outcome) {
         if let Some(done) = self.done.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                done(outcome);
-            } else {
-                self.runtime.spawn(async move { done(outcome) });
-            }
+            run_completion(done, &self.runtime, outcome);
         }
     }
 
@@ -140,12 +136,17 @@ impl Drop for Direct {
     fn drop(&mut self) {
         if let Some(done) = self.done.take() {
             let lost = Err(Error::new(ErrorKind::Internal, "the call's reply was lost"));
-            Direct {
-                done: Some(done),
-                runtime: self.runtime.clone(),
-            }
-            .complete(lost);
+            run_completion(done, &self.runtime, lost);
         }
+    }
+}
+
+/// Runs `done` here if this is a runtime thread, else spawns it onto `runtime`.
+fn run_completion(done: Completion, runtime: &tokio::runtime::Handle, outcome: Outcome) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        done(outcome);
+    } else {
+        runtime.spawn(async move { done(outcome) });
     }
 }
 
@@ -602,32 +603,25 @@ impl Worker {
     /// answers it (see [`Worker::is_abandoned`]).
     pub fn abandon(&self, id: u64, reason: &str) {
         if self.cancel(id, reason) {
-            let mut calls = lock_calls(self);
-            if calls.dead.is_none() {
-                calls.abandoned.insert(id);
-            }
+            self.mark_abandoned(id);
+        }
+    }
+
+    /// Remembers call `id`, given up on, until the worker answers it.
+    fn mark_abandoned(&self, id: u64) {
+        let mut calls = lock_calls(self);
+        if calls.dead.is_none() {
+            calls.abandoned.insert(id);
         }
     }
 
     /// Gives up on call `id` like [`Worker::abandon`] and answers its waiter with `err`;
     /// `false` when it was answered already.
     pub fn give_up(&self, id: u64, reason: &str, err: Error) -> bool {
-        let Some(waiter) = self.take(id) else {
+        let Some(waiter) = self.withdraw(id, reason) else {
             return false;
         };
-        // If the connection is already gone there is nobody left to tell.
-        let _ = self.outbound.send(proto::Frame {
-            request_id: id,
-            body: Some(Body::Cancel(proto::Cancel {
-                reason: reason.to_owned(),
-            })),
-        });
-        {
-            let mut calls = lock_calls(self);
-            if calls.dead.is_none() {
-                calls.abandoned.insert(id);
-            }
-        }
+        self.mark_abandoned(id);
         waiter.fail(err.with_worker(self.pid));
         true
     }
@@ -642,17 +636,20 @@ impl Worker {
     /// Gives up on request `id` (deadline passed, caller gone) and tells the worker;
     /// `false` when it was not pending (answered already).
     pub fn cancel(&self, id: u64, reason: &str) -> bool {
-        let pending = self.take(id).is_some();
-        if pending {
-            // If the connection is already gone there is nobody left to tell.
-            let _ = self.outbound.send(proto::Frame {
-                request_id: id,
-                body: Some(Body::Cancel(proto::Cancel {
-                    reason: reason.to_owned(),
-                })),
-            });
-        }
-        pending
+        self.withdraw(id, reason).is_some()
+    }
+
+    /// Takes request `id`'s waiter, if it is pending, and tells the worker to cancel it.
+    fn withdraw(&self, id: u64, reason: &str) -> Option<Waiter> {
+        let waiter = self.take(id)?;
+        // If the connection is already gone there is nobody left to tell.
+        let _ = self.outbound.send(proto::Frame {
+            request_id: id,
+            body: Some(Body::Cancel(proto::Cancel {
+                reason: reason.to_owned(),
+            })),
+        });
+        Some(waiter)
     }
 
     /// Queues the release of object `id` in the worker. Cheap and non-blocking, so that it
